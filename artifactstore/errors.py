@@ -1,0 +1,119 @@
+"""Every error artifactstore raises, under one base class.
+
+```
+ArtifactStoreError
+├── ConfigError                 a setting or URL that cannot be used
+├── InvalidInputError (ValueError)
+│   ├── InvalidAddressError     a content address that does not parse
+│   ├── InvalidNameError        package name or version outside the OCI grammars
+│   ├── InvalidPathError        a file path SPEC forbids, a symlink or special file
+│   ├── InvalidMetadataError    a metadata key or value of the wrong type
+│   └── InvalidRetentionClassError
+├── ManifestError (ValueError)  bytes that are not a canonical v1 manifest
+├── NotFoundError (LookupError)
+│   ├── PackageNotFoundError
+│   ├── PackageFileNotFoundError
+│   └── BlobNotFoundError
+├── ConflictError
+│   ├── AlreadyExistsError      (name, version) taken, or a path added twice
+│   ├── PackageFinalizedError   the package is immutable now
+│   └── PackageStateError       the package is not in the state the call needs
+├── IntegrityError              stored bytes or events are not what was recorded
+├── StorageError                the blob backend failed; wraps the OSError
+├── DatabaseError               the registry database failed; wraps the driver error
+└── SchemaVersionError          the database is not at the code's migration head
+```
+
+Errors carry no exit codes or HTTP statuses: `cli.py` and `web.py` each map them in one table.
+Builtin mixins keep `except ValueError` / `except LookupError` working for callers.
+"""
+
+from __future__ import annotations
+
+
+class ArtifactStoreError(Exception):
+    """Base of every error raised by artifactstore."""
+
+
+class ConfigError(ArtifactStoreError):
+    """A setting, URL or environment variable that cannot be used."""
+
+
+class InvalidInputError(ArtifactStoreError, ValueError):
+    """Input from the caller that is not valid; nothing was changed."""
+
+
+class InvalidAddressError(InvalidInputError):
+    """A content address or digest that does not parse."""
+
+
+class InvalidNameError(InvalidInputError):
+    """A package name or version outside the OCI grammars."""
+
+
+class InvalidPathError(InvalidInputError):
+    """A file path inside a package that SPEC forbids, or a file that cannot be stored."""
+
+
+class InvalidMetadataError(InvalidInputError):
+    """A metadata key or value of a type the manifest cannot carry."""
+
+
+class InvalidRetentionClassError(InvalidInputError):
+    """A retention class that is not one of the seeded classes."""
+
+
+class ManifestError(ArtifactStoreError, ValueError):
+    """Bytes that are not a canonical manifest (or a canonical CBOR value)."""
+
+
+class NotFoundError(ArtifactStoreError, LookupError):
+    """Something asked for by name or address does not exist."""
+
+    def __str__(self) -> str:
+        # LookupError subclasses such as KeyError quote their message; we never want that.
+        return str(self.args[0]) if self.args else ""
+
+
+class PackageNotFoundError(NotFoundError):
+    """No package with that id or (name, version)."""
+
+
+class PackageFileNotFoundError(NotFoundError):
+    """The package has no file at that path."""
+
+
+class BlobNotFoundError(NotFoundError):
+    """No blob under that content address in the backend."""
+
+
+class ConflictError(ArtifactStoreError):
+    """The request contradicts state that already exists."""
+
+
+class AlreadyExistsError(ConflictError):
+    """A (name, version) or a path inside a package is already taken."""
+
+
+class PackageFinalizedError(ConflictError):
+    """The package is finalized and therefore immutable."""
+
+
+class PackageStateError(ConflictError):
+    """The package is not in the state the operation needs."""
+
+
+class IntegrityError(ArtifactStoreError):
+    """Stored bytes or events do not match what was recorded."""
+
+
+class StorageError(ArtifactStoreError):
+    """The blob backend failed; the OSError is chained as the cause."""
+
+
+class DatabaseError(ArtifactStoreError):
+    """The registry database failed; the driver error is chained as the cause."""
+
+
+class SchemaVersionError(ArtifactStoreError):
+    """The database schema is behind or ahead of this version of artifactstore."""

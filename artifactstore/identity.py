@@ -1,0 +1,211 @@
+"""Content addressing: digests, content addresses, and the one-pass dual hash.
+
+A *digest* is an algorithm name and the lowercase hex of its output. A *content address* is
+the primary (BLAKE3) digest of a blob written `blake3:<64 hex>`; it names the blob everywhere.
+SHA-256 is computed in the same pass and recorded beside it for SHA-256 ecosystems (OCI).
+This module is pure: it hashes the bytes it is given and touches no files or databases.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import BinaryIO, Protocol
+
+import blake3
+
+from artifactstore.errors import InvalidAddressError
+
+PRIMARY_ALGORITHM = "blake3"
+CHUNK_SIZE = 1 << 20
+"""Bytes read per chunk when hashing a file object; large enough that hashing releases the GIL."""
+
+_PARALLEL_THRESHOLD = 64 * 1024
+"""Chunks at least this large hash SHA-256 on a worker thread while BLAKE3 runs on the caller's."""
+
+
+class Hasher(Protocol):
+    """The hashlib-style interface every registered algorithm provides."""
+
+    def update(self, data: bytes, /) -> object: ...
+
+    def hexdigest(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Algorithm:
+    """A registered digest algorithm: its name, a hasher factory and its hex length."""
+
+    name: str
+    new: Callable[[], Hasher]
+    hex_length: int
+
+
+_ALGORITHMS: dict[str, Algorithm] = {}
+
+
+def register_algorithm(name: str, new: Callable[[], Hasher], hex_length: int) -> None:
+    """Make a digest algorithm known to parsers; one call per algorithm."""
+    _ALGORITHMS[name] = Algorithm(name, new, hex_length)
+
+
+def algorithm(name: str) -> Algorithm:
+    """Return the registered algorithm called name; InvalidAddressError if unknown."""
+    try:
+        return _ALGORITHMS[name]
+    except KeyError:
+        known = ", ".join(sorted(_ALGORITHMS))
+        raise InvalidAddressError(f"unknown digest algorithm {name!r} (known: {known})") from None
+
+
+register_algorithm("blake3", blake3.blake3, 64)
+register_algorithm("sha256", hashlib.sha256, 64)
+
+_HEX = re.compile(r"[0-9a-f]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """A digest: algorithm name and lowercase hex; str() gives '<algorithm>:<hex>'."""
+
+    algorithm: str
+    hex: str
+
+    def __post_init__(self) -> None:
+        expected = algorithm(self.algorithm).hex_length
+        if len(self.hex) != expected or not _HEX.fullmatch(self.hex):
+            raise InvalidAddressError(
+                f"{self.algorithm} digest must be {expected} lowercase hex digits, "
+                f"got {self.hex!r}"
+            )
+
+    def __str__(self) -> str:
+        return f"{self.algorithm}:{self.hex}"
+
+    @classmethod
+    def parse(cls, text: str) -> Digest:
+        """Parse '<algorithm>:<hex>'; InvalidAddressError names the text if it is malformed."""
+        name, colon, hex_digits = text.partition(":")
+        if not colon:
+            raise InvalidAddressError(f"digest {text!r} has no ':' between algorithm and hex")
+        try:
+            return cls(name, hex_digits)
+        except InvalidAddressError as exc:
+            raise InvalidAddressError(f"invalid digest {text!r}: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class ContentAddress(Digest):
+    """The name of a blob: its primary digest, written 'blake3:<64 hex>'."""
+
+    def __post_init__(self) -> None:
+        if self.algorithm != PRIMARY_ALGORITHM:
+            raise InvalidAddressError(
+                f"content address must use {PRIMARY_ALGORITHM}, got {self.algorithm!r}"
+            )
+        Digest.__post_init__(self)
+
+    @classmethod
+    def parse(cls, text: str) -> ContentAddress:
+        """Parse 'blake3:<hex>'; InvalidAddressError names the text if it is malformed."""
+        digest = Digest.parse(text)
+        try:
+            return cls(digest.algorithm, digest.hex)
+        except InvalidAddressError as exc:
+            raise InvalidAddressError(f"invalid content address {text!r}: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class DualDigest:
+    """Both digests of one byte stream, and its length."""
+
+    blake3: Digest
+    sha256: Digest
+    size: int
+
+    @property
+    def content_address(self) -> ContentAddress:
+        """The content address naming these bytes."""
+        return ContentAddress(self.blake3.algorithm, self.blake3.hex)
+
+
+_worker_pool: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _worker_pool
+    if _worker_pool is None:
+        _worker_pool = ThreadPoolExecutor(
+            max_workers=os.cpu_count() or 2, thread_name_prefix="artifactstore-sha256"
+        )
+    return _worker_pool
+
+
+class DualHasher:
+    """Feed chunks once, get BLAKE3, SHA-256 and the size.
+
+    Large chunks are hashed on two cores: SHA-256 on a worker thread, BLAKE3 on the caller's,
+    overlapping with the caller's next read (both hash functions release the GIL). A chunk
+    passed to update() must not be mutated afterwards; `bytes` never is.
+    """
+
+    __slots__ = ("_blake3", "_pending", "_sha256", "_size")
+
+    def __init__(self) -> None:
+        self._blake3 = blake3.blake3()
+        self._sha256 = hashlib.sha256()
+        self._size = 0
+        self._pending: Future[None] | None = None
+
+    def update(self, chunk: bytes) -> None:
+        """Add the next chunk of the stream."""
+        self._wait()
+        self._size += len(chunk)
+        if len(chunk) >= _PARALLEL_THRESHOLD:
+            self._pending = _pool().submit(self._sha256.update, chunk)
+        else:
+            self._sha256.update(chunk)
+        self._blake3.update(chunk)
+
+    def result(self) -> DualDigest:
+        """Return the digests of everything fed so far."""
+        self._wait()
+        return DualDigest(
+            Digest("blake3", self._blake3.hexdigest()),
+            Digest("sha256", self._sha256.hexdigest()),
+            self._size,
+        )
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
+
+
+def iter_chunks(source: Iterable[bytes] | BinaryIO, chunk_size: int = CHUNK_SIZE) -> Iterable[bytes]:
+    """Yield the bytes of a binary file object in chunks, or the chunks of an iterable as is."""
+    read = getattr(source, "read", None)
+    if read is None:
+        yield from source  # type: ignore[misc]  # BinaryIO without read is impossible here
+        return
+    while chunk := read(chunk_size):
+        yield chunk
+
+
+def digest_stream(source: Iterable[bytes] | BinaryIO) -> DualDigest:
+    """Hash a binary file object or an iterable of bytes in one pass with both algorithms."""
+    hasher = DualHasher()
+    for chunk in iter_chunks(source):
+        hasher.update(chunk)
+    return hasher.result()
+
+
+def digest_bytes(data: bytes, algorithm_name: str = PRIMARY_ALGORITHM) -> Digest:
+    """Digest one in-memory buffer with a single registered algorithm."""
+    hasher = algorithm(algorithm_name).new()
+    hasher.update(data)
+    return Digest(algorithm_name, hasher.hexdigest())
