@@ -1,0 +1,111 @@
+"""Validators for the names a caller chooses: package names, versions and file paths.
+
+A package *name* follows the OCI repository-name grammar, a *version* the OCI tag grammar, and
+a *path* is a relative POSIX path inside a package (SPEC "Concepts"). Each validator returns
+its argument unchanged when it is valid and otherwise raises an error whose message quotes the
+value and names the rule it broke. This module is pure.
+"""
+
+from __future__ import annotations
+
+import re
+
+from artifactstore.errors import InvalidNameError, InvalidPathError
+
+MAX_NAME_LENGTH = 255
+MAX_VERSION_LENGTH = 128
+MAX_PATH_BYTES = 4096
+
+# OCI distribution spec: path components of lowercase alnum runs joined by '.', '_', '__' or
+# one or more '-'.
+_NAME_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*")
+_NAME_CHARS = re.compile(r"[a-z0-9._/-]*")
+_VERSION = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+_VERSION_CHARS = re.compile(r"[A-Za-z0-9._-]*")
+
+
+def check_name(name: str) -> str:
+    """Return name if it is a valid OCI repository name; InvalidNameError says why not."""
+    if not isinstance(name, str):
+        raise InvalidNameError(f"package name must be a string, got {type(name).__name__}")
+    if not name:
+        raise InvalidNameError("package name '' is empty")
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidNameError(
+            f"package name {name!r} is {len(name)} characters long; "
+            f"at most {MAX_NAME_LENGTH} are allowed"
+        )
+    if not _NAME_CHARS.fullmatch(name):
+        bad = sorted({c for c in name if not _NAME_CHARS.fullmatch(c)})
+        raise InvalidNameError(
+            f"package name {name!r} contains {''.join(bad)!r}; only lowercase letters, digits, "
+            "'.', '_', '-' and '/' are allowed"
+        )
+    for component in name.split("/"):
+        if not component:
+            raise InvalidNameError(
+                f"package name {name!r} has an empty path component "
+                "(leading, trailing or doubled '/')"
+            )
+        if not _NAME_COMPONENT.fullmatch(component):
+            raise InvalidNameError(
+                f"package name {name!r} has component {component!r}, which must start and end "
+                "with a lowercase letter or digit and separate them only by '.', '_', '__' or "
+                "dashes"
+            )
+    return name
+
+
+def check_version(version: str) -> str:
+    """Return version if it is a valid OCI tag; InvalidNameError says why not."""
+    if not isinstance(version, str):
+        raise InvalidNameError(f"version must be a string, got {type(version).__name__}")
+    if not version:
+        raise InvalidNameError("version '' is empty")
+    if len(version) > MAX_VERSION_LENGTH:
+        raise InvalidNameError(
+            f"version {version!r} is {len(version)} characters long; "
+            f"at most {MAX_VERSION_LENGTH} are allowed"
+        )
+    if not _VERSION_CHARS.fullmatch(version):
+        bad = sorted({c for c in version if not _VERSION_CHARS.fullmatch(c)})
+        raise InvalidNameError(
+            f"version {version!r} contains {''.join(bad)!r}; only ASCII letters, digits, "
+            "'.', '_' and '-' are allowed"
+        )
+    if not _VERSION.fullmatch(version):
+        raise InvalidNameError(f"version {version!r} must start with an ASCII letter, digit or '_'")
+    return version
+
+
+def check_path(path: str) -> str:
+    """Return path if it is a valid file path inside a package; InvalidPathError says why not."""
+    if not isinstance(path, str):
+        raise InvalidPathError(f"file path must be a string, got {type(path).__name__}")
+    if not path:
+        raise InvalidPathError("file path '' is empty")
+    try:
+        encoded = path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidPathError(
+            f"file path {path!r} is not valid UTF-8 (it contains a lone surrogate)"
+        ) from None
+    if len(encoded) > MAX_PATH_BYTES:
+        raise InvalidPathError(
+            f"file path {path[:64]!r}... is {len(encoded)} bytes in UTF-8; "
+            f"at most {MAX_PATH_BYTES} are allowed"
+        )
+    if "\x00" in path:
+        raise InvalidPathError(f"file path {path!r} contains a NUL character")
+    if "\\" in path:
+        raise InvalidPathError(f"file path {path!r} contains a backslash; use '/' between segments")
+    if path.startswith("/"):
+        raise InvalidPathError(f"file path {path!r} is absolute; it must be relative")
+    for segment in path.split("/"):
+        if not segment:
+            raise InvalidPathError(
+                f"file path {path!r} has an empty segment (trailing or doubled '/')"
+            )
+        if segment in (".", ".."):
+            raise InvalidPathError(f"file path {path!r} contains a {segment!r} segment")
+    return path
