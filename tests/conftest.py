@@ -1,0 +1,97 @@
+"""Suite-wide fixtures: a clean environment and one fresh database per test.
+
+``ARTIFACTSTORE_TEST_DATABASE`` picks the database leg: ``sqlite`` (the default) or
+``postgresql`` (tox's ``postgres`` factor sets it). `database_url` gives each test the URL of
+a fresh, empty database of that kind; on the PostgreSQL leg the suite starts its own
+throwaway server (tests/pg_server.py) the first time a test needs it, and every test that
+uses `database_url` or `postgres_server` is marked ``postgres``, so ``pytest -m postgres``
+runs exactly those. Tests that use `postgres_server` directly are skipped on the SQLite leg.
+
+When that server cannot start, the tests that need it are skipped, except under ``CI=true``
+(or ``1``), where they fail: a CI leg that silently skips proves nothing (restic's rule).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pg_server import PostgresServer, PostgresUnavailableError, bin_dir_from
+
+# pytester runs inner pytest sessions: tests/unit/test_test_infrastructure.py checks these rules.
+pytest_plugins = ["pytester"]
+
+DATABASE_ENV = "ARTIFACTSTORE_TEST_DATABASE"
+DATABASE_KINDS = ("sqlite", "postgresql")
+_KIND_KEY = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    kind = os.environ.get(DATABASE_ENV) or "sqlite"
+    if kind not in DATABASE_KINDS:
+        raise pytest.UsageError(
+            f"{DATABASE_ENV}={kind!r} is not one of {', '.join(DATABASE_KINDS)}"
+        )
+    config.stash[_KIND_KEY] = kind
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    on_postgres = config.stash[_KIND_KEY] == "postgresql"
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        if on_postgres and ("database_url" in fixtures or "postgres_server" in fixtures):
+            item.add_marker(pytest.mark.postgres)
+        elif "postgres_server" in fixtures:
+            # A test of the server itself belongs to the PostgreSQL leg; the SQLite leg
+            # should not need PostgreSQL installed.
+            item.add_marker(pytest.mark.skip(reason=f"PostgreSQL leg only ({DATABASE_ENV})"))
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hide the developer's ARTIFACTSTORE_* settings from every test (Flask does the same)."""
+    for name in list(os.environ):
+        if name.startswith("ARTIFACTSTORE_") and not name.startswith("ARTIFACTSTORE_TEST_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def database_kind(pytestconfig: pytest.Config) -> str:
+    """The database leg this run tests: "sqlite" or "postgresql"."""
+    return pytestconfig.stash[_KIND_KEY]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """The session's throwaway PostgreSQL server, started on first use."""
+    try:
+        server = PostgresServer.start(bin_dir_from(os.environ))
+    except PostgresUnavailableError as exc:
+        reason = f"PostgreSQL test server unavailable: {exc}"
+        if os.environ.get("CI", "").lower() in {"true", "1"}:
+            pytest.fail(f"{reason} (CI is set, so this is a failure, not a skip)")
+        pytest.skip(reason)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def database_url(
+    database_kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """The SQLAlchemy URL of a fresh, empty database; dropped after the test."""
+    if database_kind == "sqlite":
+        yield f"sqlite:///{tmp_path}/registry.db"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    name = f"t_{uuid.uuid4().hex}"
+    server.create_database(name)
+    try:
+        yield server.url(name)
+    finally:
+        server.drop_database(name)
