@@ -79,8 +79,7 @@ class Digest:
         expected = algorithm(self.algorithm).hex_length
         if len(self.hex) != expected or not _HEX.fullmatch(self.hex):
             raise InvalidAddressError(
-                f"{self.algorithm} digest must be {expected} lowercase hex digits, "
-                f"got {self.hex!r}"
+                f"{self.algorithm} digest must be {expected} lowercase hex digits, got {self.hex!r}"
             )
 
     def __str__(self) -> str:
@@ -186,11 +185,13 @@ class DualHasher:
             self._pending = None
 
 
-def iter_chunks(source: Iterable[bytes] | BinaryIO, chunk_size: int = CHUNK_SIZE) -> Iterable[bytes]:
+def iter_chunks(
+    source: Iterable[bytes] | BinaryIO, chunk_size: int = CHUNK_SIZE
+) -> Iterable[bytes]:
     """Yield the bytes of a binary file object in chunks, or the chunks of an iterable as is."""
     read = getattr(source, "read", None)
     if read is None:
-        yield from source  # type: ignore[misc]  # BinaryIO without read is impossible here
+        yield from source
         return
     while chunk := read(chunk_size):
         yield chunk

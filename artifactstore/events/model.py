@@ -1,0 +1,83 @@
+"""Events as values: what a state change says, its canonical bytes and its chain digest.
+
+An event's canonical bytes are the canonical CBOR of the whole event (sequence, event id, type,
+time, actor, package id and payload), so changing any field changes its chain digest. Each
+chain digest is BLAKE3(previous chain digest || canonical bytes), starting from the genesis
+digest in `artifactstore.schema`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import blake3
+
+from artifactstore.manifest.codec import encode_value
+
+PACKAGE_CREATED = "v1.package.created"
+RETENTION_ASSIGNED = "v1.retention.assigned"
+FILE_INGESTED = "v1.file.ingested"
+PACKAGE_FINALIZED = "v1.package.finalized"
+PACKAGE_ABANDONED = "v1.package.abandoned"
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event not yet in the log: everything but its sequence and chain digest."""
+
+    event_id: str
+    event_type: str
+    occurred_at: str
+    actor: str
+    package_id: str | None
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """An event as stored in the log."""
+
+    sequence: int
+    event_id: str
+    event_type: str
+    occurred_at: str
+    actor: str
+    package_id: str | None
+    payload: bytes
+    chain_digest: str
+
+
+def canonical_bytes(sequence: int, event: NewEvent | Event) -> bytes:
+    """The canonical CBOR of the whole event; what the chain digest covers."""
+    return encode_value(
+        {
+            "sequence": sequence,
+            "event_id": event.event_id,
+            "event_type": event.event_type,
+            "occurred_at": event.occurred_at,
+            "actor": event.actor,
+            "package_id": event.package_id,
+            "payload": event.payload,
+        }
+    )
+
+
+def chain_digest(previous: str, canonical: bytes) -> str:
+    """BLAKE3 over the previous chain digest's bytes followed by this event's canonical bytes."""
+    hasher = blake3.blake3(bytes.fromhex(previous))
+    hasher.update(canonical)
+    return str(hasher.hexdigest())
+
+
+def seal(sequence: int, previous: str, event: NewEvent) -> Event:
+    """Give a new event its sequence number and chain digest."""
+    return Event(
+        sequence=sequence,
+        event_id=event.event_id,
+        event_type=event.event_type,
+        occurred_at=event.occurred_at,
+        actor=event.actor,
+        package_id=event.package_id,
+        payload=event.payload,
+        chain_digest=chain_digest(previous, canonical_bytes(sequence, event)),
+    )

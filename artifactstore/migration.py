@@ -1,0 +1,82 @@
+"""Schema migrations: run Alembic from the installed package and check the revision.
+
+The migration scripts live in the repository's top-level `migrations/` folder and ship inside
+the wheel as the package `artifactstore._migrations`, so `artifactstore migrate` works where
+there is no source checkout. Alembic is imported only here, and only when a migration runs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Connection, Engine, inspect, text
+
+from artifactstore import schema
+from artifactstore.errors import SchemaVersionError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+
+def migrations_directory() -> Path:
+    """The folder holding env.py and versions/, wherever the package is installed."""
+    spec = importlib.util.find_spec("artifactstore._migrations")
+    if spec is None or not spec.submodule_search_locations:
+        raise SchemaVersionError("artifactstore's migration scripts are not installed")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _alembic_config(connection: Connection) -> Config:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(migrations_directory()))
+    config.attributes["connection"] = connection
+    return config
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Upgrade the database to revision (default: the latest) in one transaction."""
+    from alembic import command
+
+    with schema.writer(engine).begin() as connection:
+        command.upgrade(_alembic_config(connection), revision)
+
+
+def downgrade(engine: Engine, revision: str = "base") -> None:
+    """Downgrade the database to revision (default: empty) in one transaction."""
+    from alembic import command
+
+    with schema.writer(engine).begin() as connection:
+        command.downgrade(_alembic_config(connection), revision)
+
+
+def current_revision(connection: Connection) -> str | None:
+    """The revision recorded in the database, or None if it was never migrated."""
+    if not inspect(connection).has_table("alembic_version"):
+        return None
+    revision = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    return None if revision is None else str(revision)
+
+
+def has_tables(connection: Connection) -> bool:
+    """True if the database holds any table at all."""
+    return bool(inspect(connection).get_table_names())
+
+
+def check_revision(connection: Connection, redacted_url: str) -> None:
+    """Raise SchemaVersionError unless the database is at this code's schema revision."""
+    revision = current_revision(connection)
+    if revision == schema.SCHEMA_REVISION:
+        return
+    if revision is None:
+        found = "has no artifactstore schema"
+    else:
+        found = f"is at schema revision {revision}"
+    raise SchemaVersionError(
+        f"database {redacted_url} {found}, this artifactstore needs revision "
+        f"{schema.SCHEMA_REVISION}; run 'artifactstore migrate' "
+        "(or upgrade artifactstore if the database is newer)"
+    )

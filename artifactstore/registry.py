@@ -1,0 +1,223 @@
+"""Reads of the view tables, turned into values: packages, their files, blob locations.
+
+Rows become frozen values here, so `Row` and `Any` go no further. Writes never happen here:
+the store appends events and `events.views` applies them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Row, select
+
+from artifactstore import schema
+from artifactstore.errors import InvalidRetentionClassError, PackageNotFoundError
+from artifactstore.identity import ContentAddress, Digest
+from artifactstore.manifest import codec
+from artifactstore.manifest.model import Metadata, validate_metadata
+from artifactstore.naming import check_name, check_version
+
+
+@dataclass(frozen=True, slots=True)
+class Package:
+    """A package as the registry knows it; `state` is 'open' or 'finalized'."""
+
+    id: str
+    name: str
+    version: str
+    state: str
+    retention_class: str
+    metadata: Metadata
+    created_at: str
+    finalized_at: str | None
+    manifest_digest: str | None
+
+    @property
+    def is_finalized(self) -> bool:
+        """True once the package is immutable."""
+        return self.state == "finalized"
+
+    def __str__(self) -> str:
+        return f"{self.name}:{self.version}"
+
+
+PackageRef = Package | str | tuple[str, str]
+"""A package given as the object, its id, or a (name, version) pair."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    """One file of a package: path, digests, size, executable bit and where its blob is."""
+
+    path: str
+    size: int
+    blake3: Digest
+    sha256: Digest
+    executable: bool
+    backend_id: str
+
+    @property
+    def content_address(self) -> ContentAddress:
+        """The content address of the file's blob."""
+        return ContentAddress("blake3", self.blake3.hex)
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionClass:
+    """A seeded retention class: how many days it keeps (None: forever) and deletability."""
+
+    name: str
+    keep_days: int | None
+    deletable: bool
+    explicit_delete_only: bool
+
+
+_PACKAGE_COLUMNS = (
+    schema.artifact_packages.c.id,
+    schema.artifact_packages.c.name,
+    schema.artifact_packages.c.version,
+    schema.artifact_packages.c.state,
+    schema.artifact_packages.c.metadata,
+    schema.artifact_packages.c.created_at,
+    schema.artifact_packages.c.finalized_at,
+    schema.artifact_packages.c.manifest_digest,
+    schema.retention_state.c.retention_class,
+)
+
+
+def _package_query() -> Any:
+    return select(*_PACKAGE_COLUMNS).join(
+        schema.retention_state,
+        schema.retention_state.c.package_id == schema.artifact_packages.c.id,
+    )
+
+
+def _package(row: Row[Any]) -> Package:
+    metadata = codec.decode_value(bytes(row.metadata))
+    assert isinstance(metadata, dict)  # written by views._package_created from a map
+    return Package(
+        id=row.id,
+        name=row.name,
+        version=row.version,
+        state=row.state,
+        retention_class=row.retention_class,
+        metadata=validate_metadata(metadata),
+        created_at=row.created_at,
+        finalized_at=row.finalized_at,
+        manifest_digest=row.manifest_digest,
+    )
+
+
+def find_package(connection: Connection, name: str, version: str) -> Package | None:
+    """The package called (name, version), or None."""
+    row = connection.execute(
+        _package_query().where(
+            schema.artifact_packages.c.name == name,
+            schema.artifact_packages.c.version == version,
+        )
+    ).one_or_none()
+    return None if row is None else _package(row)
+
+
+def get_package(connection: Connection, ref: PackageRef) -> Package:
+    """Resolve a package reference; PackageNotFoundError names it if it does not exist."""
+    if isinstance(ref, tuple):
+        name, version = ref
+        found = find_package(connection, check_name(name), check_version(version))
+        if found is None:
+            raise PackageNotFoundError(f"no package {name}:{version}")
+        return found
+    package_id = ref.id if isinstance(ref, Package) else ref
+    row = connection.execute(
+        _package_query().where(schema.artifact_packages.c.id == package_id)
+    ).one_or_none()
+    if row is None:
+        raise PackageNotFoundError(f"no package with id {package_id!r}")
+    return _package(row)
+
+
+def list_packages(connection: Connection, name: str | None = None) -> list[Package]:
+    """All packages (or all versions of one name), sorted by name then version."""
+    query = _package_query().order_by(
+        schema.artifact_packages.c.name, schema.artifact_packages.c.version
+    )
+    if name is not None:
+        query = query.where(schema.artifact_packages.c.name == name)
+    return [_package(row) for row in connection.execute(query)]
+
+
+def package_files(connection: Connection, package_id: str) -> list[StoredFile]:
+    """The files of a package, sorted by the UTF-8 bytes of their paths."""
+    files = schema.artifact_files
+    rows = connection.execute(select(files).where(files.c.package_id == package_id))
+    stored = [
+        StoredFile(
+            path=row.path,
+            size=int(row.size),
+            blake3=Digest("blake3", row.digest_primary),
+            sha256=Digest("sha256", row.digest_sha256),
+            executable=bool(row.executable),
+            backend_id=row.backend_id,
+        )
+        for row in rows
+    ]
+    # Database collations differ; the manifest order is the bytewise order of UTF-8.
+    return sorted(stored, key=lambda f: f.path.encode("utf-8"))
+
+
+def package_paths(connection: Connection, package_id: str) -> set[str]:
+    """The set of paths already in a package."""
+    files = schema.artifact_files
+    return set(
+        connection.execute(select(files.c.path).where(files.c.package_id == package_id)).scalars()
+    )
+
+
+def stored_at(connection: Connection, backend_id: str, addresses: Iterable[str]) -> dict[str, str]:
+    """When each of the given blobs was first stored on the backend, by content address."""
+    locations = schema.storage_locations
+    wanted = sorted(set(addresses))
+    result: dict[str, str] = {}
+    # Chunked so the IN list stays within every database's parameter limit.
+    for start in range(0, len(wanted), 500):
+        rows = connection.execute(
+            select(locations.c.content_address, locations.c.stored_at).where(
+                locations.c.backend_id == backend_id,
+                locations.c.content_address.in_(wanted[start : start + 500]),
+            )
+        )
+        result.update({row.content_address: row.stored_at for row in rows})
+    return result
+
+
+def retention_classes(connection: Connection) -> dict[str, RetentionClass]:
+    """The seeded retention classes by name."""
+    rows = connection.execute(select(schema.retention_classes))
+    return {
+        row.name: RetentionClass(
+            row.name, row.keep_days, bool(row.deletable), bool(row.explicit_delete_only)
+        )
+        for row in rows
+    }
+
+
+def retention_class(connection: Connection, name: str) -> RetentionClass:
+    """One retention class; InvalidRetentionClassError lists the known ones if it is unknown."""
+    classes = retention_classes(connection)
+    if name not in classes:
+        raise InvalidRetentionClassError(
+            f"unknown retention class {name!r} (known: {', '.join(sorted(classes))})"
+        )
+    return classes[name]
+
+
+def manifest_bytes(connection: Connection, package_id: str) -> bytes | None:
+    """The stored canonical CBOR manifest of a finalized package, or None while it is open."""
+    value = connection.execute(
+        select(schema.artifact_packages.c.manifest).where(
+            schema.artifact_packages.c.id == package_id
+        )
+    ).scalar_one_or_none()
+    return None if value is None else bytes(value)

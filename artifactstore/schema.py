@@ -1,0 +1,220 @@
+"""The registry database: table definitions and the one place engines are built.
+
+`events` is the append-only log and the source of truth; `event_log_head` holds the last
+sequence and chain digest so appends serialize on one row. `artifact_packages`,
+`artifact_files`, `storage_locations` and `retention_state` are views that replay rebuilds from
+the log. `retention_classes` (seeded by the first migration) and `metadata_schemas` are
+reference data. Timestamps are RFC 3339 UTC text with microseconds: identical on SQLite and
+PostgreSQL, so canonical dumps of the views compare byte for byte.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import ConnectionPoolEntry
+
+SCHEMA_REVISION = "0001"
+"""The Alembic revision this code expects; a test keeps it equal to the migrations' head."""
+
+GENESIS_CHAIN_DIGEST = "0" * 64
+"""The chain digest the first event chains from."""
+
+SQLITE_BUSY_TIMEOUT_MS = 120_000
+"""How long a SQLite writer queues for the write lock before giving up (parallel CI jobs)."""
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+_TIMESTAMP = String(32)
+_HEX_DIGEST = String(64)
+_ADDRESS = String(80)
+
+events = Table(
+    "events",
+    metadata,
+    Column("sequence", BigInteger, primary_key=True, autoincrement=False),
+    Column("event_id", String(36), nullable=False, unique=True),
+    Column("event_type", String(64), nullable=False),
+    Column("occurred_at", _TIMESTAMP, nullable=False),
+    Column("actor", String(256), nullable=False),
+    Column("package_id", String(36), nullable=True),
+    Column("payload", LargeBinary, nullable=False),
+    Column("chain_digest", _HEX_DIGEST, nullable=False),
+    Index(None, "package_id"),
+)
+
+event_log_head = Table(
+    "event_log_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("last_sequence", BigInteger, nullable=False),
+    Column("chain_digest", _HEX_DIGEST, nullable=False),
+    CheckConstraint("id = 1", name="single_row"),
+)
+
+retention_classes = Table(
+    "retention_classes",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("keep_days", Integer, nullable=True),
+    Column("deletable", Boolean, nullable=False),
+    Column("explicit_delete_only", Boolean, nullable=False),
+    Column("description", String(200), nullable=False),
+)
+
+artifact_packages = Table(
+    "artifact_packages",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("version", String(128), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("metadata", LargeBinary, nullable=False),
+    Column("created_at", _TIMESTAMP, nullable=False),
+    Column("finalized_at", _TIMESTAMP, nullable=True),
+    Column("manifest_digest", _ADDRESS, nullable=True),
+    Column("manifest", LargeBinary, nullable=True),
+    UniqueConstraint("name", "version"),
+    CheckConstraint("state IN ('open', 'finalized')", name="state"),
+)
+
+artifact_files = Table(
+    "artifact_files",
+    metadata,
+    Column(
+        "package_id",
+        String(36),
+        ForeignKey("artifact_packages.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("path", Text, primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("digest_algorithm", String(16), nullable=False),
+    Column("digest_primary", _HEX_DIGEST, nullable=False),
+    Column("digest_sha256", _HEX_DIGEST, nullable=False),
+    Column("content_address", _ADDRESS, nullable=False),
+    Column("executable", Boolean, nullable=False),
+    Column("backend_id", String(64), nullable=False),
+    Column("ingested_at", _TIMESTAMP, nullable=False),
+    Index(None, "content_address"),
+)
+
+storage_locations = Table(
+    "storage_locations",
+    metadata,
+    Column("content_address", _ADDRESS, primary_key=True),
+    Column("backend_id", String(64), primary_key=True),
+    Column("object_key", String(300), nullable=False),
+    Column("digest_algorithm", String(16), nullable=False),
+    Column("digest_primary", _HEX_DIGEST, nullable=False),
+    Column("digest_sha256", _HEX_DIGEST, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("retrieval_tier", String(16), nullable=False),
+    Column("restore_status", String(16), nullable=False),
+    Column("stored_at", _TIMESTAMP, nullable=False),
+)
+
+retention_state = Table(
+    "retention_state",
+    metadata,
+    Column(
+        "package_id",
+        String(36),
+        ForeignKey("artifact_packages.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column(
+        "retention_class",
+        String(32),
+        ForeignKey("retention_classes.name"),
+        nullable=False,
+    ),
+    Column("assigned_at", _TIMESTAMP, nullable=False),
+    Column("expires_at", _TIMESTAMP, nullable=True),
+    Index(None, "expires_at"),
+)
+
+metadata_schemas = Table(
+    "metadata_schemas",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("schema_version", Integer, nullable=False),
+    Column("schema", LargeBinary, nullable=False),
+    Column("created_at", _TIMESTAMP, nullable=False),
+)
+
+VIEW_TABLES = (artifact_packages, artifact_files, storage_locations, retention_state)
+"""Tables replay rebuilds from the log, parents before children."""
+
+_WRITE_OPTION = "artifactstore_write"
+
+
+def make_engine(url: str) -> Engine:
+    """Build the engine for a database URL; SQLite gets WAL, FULL sync and queued writers."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(parsed, pool_pre_ping=True)
+    engine = create_engine(parsed)
+    event.listen(engine, "connect", _configure_sqlite_connection)
+    event.listen(engine, "begin", _begin_sqlite_transaction)
+    return engine
+
+
+def writer(engine: Engine) -> Engine:
+    """The same engine, but its transactions take the write lock up front (SQLite)."""
+    return engine.execution_options(**{_WRITE_OPTION: True})
+
+
+def _configure_sqlite_connection(
+    dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEntry
+) -> None:
+    # The driver's own implicit BEGIN is switched off so that _begin_sqlite_transaction can
+    # choose between BEGIN and BEGIN IMMEDIATE.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = FULL")
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.close()
+
+
+def _begin_sqlite_transaction(connection: Any) -> None:
+    # A deferred transaction that later writes can fail with SQLITE_BUSY without waiting
+    # (a read lock cannot be upgraded while another writer holds the lock); writers therefore
+    # take the lock at BEGIN, where the busy timeout makes them queue.
+    if connection.get_execution_options().get(_WRITE_OPTION):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        connection.exec_driver_sql("BEGIN")
