@@ -45,9 +45,7 @@ def load_settings(
     root = storage_root or environ.get(f"{ENV_PREFIX}STORAGE_LOCAL_ROOT") or DEFAULT_STORAGE_ROOT
     level = environ.get(f"{ENV_PREFIX}LOG_LEVEL", "WARNING").upper()
     if level not in _LOG_LEVELS:
-        raise ConfigError(
-            f"{ENV_PREFIX}LOG_LEVEL={level!r} is not one of {', '.join(_LOG_LEVELS)}"
-        )
+        raise ConfigError(f"{ENV_PREFIX}LOG_LEVEL={level!r} is not one of {', '.join(_LOG_LEVELS)}")
     return Settings(database_url=url, storage_root=Path(root), log_level=level)
 
 
