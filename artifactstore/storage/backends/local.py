@@ -1,0 +1,366 @@
+"""The local filesystem backend: objects are files under a root directory.
+
+An object lives at `<root>/<key>`. A write streams into a uniquely named temp file in
+`<root>/.tmp/` (the same filesystem, so publishing it is one atomic directory operation), is
+fsynced, hard-linked into place and its directory fsynced. `os.link` fails rather than replace an
+existing file, so a concurrent writer of the same key can never clobber a published object and a
+half-written file is never visible under a key. Temp files left by killed processes are removed by
+`LocalBackend.clean_stale_temp`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import secrets
+import time
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, BinaryIO, Self
+
+from artifactstore.errors import BlobNotFoundError, InvalidInputError, StorageError
+from artifactstore.identity import CHUNK_SIZE
+from artifactstore.storage.spi import BackendHealth, ObjectInfo, StorageReceipt, check_key
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
+_log = logging.getLogger(__name__)
+
+_TEMP_DIR = ".tmp"
+_TEMP_SUFFIX = ".part"
+
+
+def _fsync_path(path: Path) -> None:
+    """fsync a file or directory by path; raises the OSError for the caller to translate."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _utc(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC)
+
+
+class LocalBackend:
+    """A StorageBackend over a directory; the root is created on the first write."""
+
+    def __init__(self, root: Path, backend_id: str = "local") -> None:
+        self._root = root
+        self._backend_id = backend_id
+
+    def __repr__(self) -> str:
+        return f"LocalBackend({str(self._root)!r}, backend_id={self._backend_id!r})"
+
+    @property
+    def backend_id(self) -> str:
+        """The name this backend is registered and recorded under."""
+        return self._backend_id
+
+    @property
+    def root(self) -> Path:
+        """The directory holding the objects."""
+        return self._root
+
+    def stage(self) -> _LocalStagedObject:
+        """Open a new temp file under `<root>/.tmp/`; StorageError if that fails."""
+        temp_dir = self._root / _TEMP_DIR
+        # pid names the writer for a human looking at leftovers; the random part makes the
+        # name unique across threads and pid reuse.
+        temp_path = temp_dir / f"{os.getpid()}-{secrets.token_hex(8)}{_TEMP_SUFFIX}"
+        try:
+            temp_dir.mkdir(parents=True, exist_ok=True)
+            file = temp_path.open("xb")
+        except OSError as exc:
+            raise StorageError(f"cannot create temp file {temp_path}: {exc}") from exc
+        return _LocalStagedObject(self, temp_path, file)
+
+    def put(
+        self, key: str, chunks: Iterable[bytes], *, durable: bool = True
+    ) -> tuple[StorageReceipt, bool]:
+        """Store the chunks under key; durable on return if durable; existing keys are kept."""
+        check_key(key)
+        with self.stage() as staged:
+            for chunk in chunks:
+                staged.write(chunk)
+            return staged.commit(key, durable=durable)
+
+    def open(self, key: str, start: int = 0, end: int | None = None) -> BinaryIO:
+        """Stream bytes [start, end), clamped to the size; BlobNotFoundError if absent.
+
+        The bytes are read as the caller reads, never loaded whole.
+        """
+        path = self._path(key)
+        if start < 0 or (end is not None and end < start):
+            raise InvalidInputError(f"invalid byte range [{start}, {end}) for {key!r}")
+        try:
+            raw = io.FileIO(path, "rb")
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            raise BlobNotFoundError(f"no object {key!r} under {self._root}") from exc
+        except OSError as exc:
+            raise StorageError(f"cannot open {path}: {exc}") from exc
+        try:
+            size = os.fstat(raw.fileno()).st_size
+            stop = size if end is None else min(end, size)
+            begin = min(start, stop)
+            raw.seek(begin)
+        except OSError as exc:
+            raw.close()
+            raise StorageError(f"cannot read {path}: {exc}") from exc
+        return io.BufferedReader(_RangeReader(raw, path, stop - begin), buffer_size=CHUNK_SIZE)
+
+    def head(self, key: str) -> ObjectInfo | None:
+        """Describe the object under key, or None if there is none."""
+        path = self._path(key)
+        try:
+            stat = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            raise StorageError(f"cannot stat {path}: {exc}") from exc
+        return ObjectInfo(key, stat.st_size, _utc(stat.st_mtime))
+
+    def delete(self, key: str) -> None:
+        """Unlink the object under key; a missing key is not an error."""
+        path = self._path(key)
+        try:
+            path.unlink(missing_ok=True)
+        except NotADirectoryError:
+            return
+        except OSError as exc:
+            raise StorageError(f"cannot delete {path}: {exc}") from exc
+
+    def iter_keys(self) -> Iterator[str]:
+        """Yield every stored key in sorted order; temp files and stray names are skipped."""
+        try:
+            # Sorting each level by "name/" orders the joined keys as plain string sorting would.
+            for algo_dir in self._sorted_dirs(self._root):
+                for first in self._sorted_dirs(algo_dir):
+                    for second in self._sorted_dirs(first):
+                        for entry in sorted(second.iterdir()):
+                            key = entry.relative_to(self._root).as_posix()
+                            if self._is_key(key) and entry.is_file():
+                                yield key
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StorageError(f"cannot list objects under {self._root}: {exc}") from exc
+
+    def sync(self, keys: Iterable[str]) -> None:
+        """fsync each object, then each directory on its path up to the root, once each."""
+        directories: set[Path] = set()
+        for key in keys:
+            path = self._path(key)
+            try:
+                _fsync_path(path)
+            except (FileNotFoundError, NotADirectoryError) as exc:
+                raise BlobNotFoundError(f"no object {key!r} under {self._root} to sync") from exc
+            except OSError as exc:
+                raise StorageError(f"cannot fsync {path}: {exc}") from exc
+            # A fan-out directory created by a non-durable commit needs its own entry synced too.
+            directories.update(path.parents[:4])
+        # Deepest first, so a directory's entry is synced after its contents.
+        for directory in sorted(directories, key=lambda d: len(d.parts), reverse=True):
+            self._fsync_dir(directory)
+
+    def health(self) -> BackendHealth:
+        """Reachable if the root is a writable directory; free and total bytes from statvfs."""
+        root = self._root
+        if not root.is_dir():
+            detail = (
+                f"root {root} is not a directory" if root.exists() else f"root {root} is missing"
+            )
+            return BackendHealth(self._backend_id, False, detail, None, None)
+        try:
+            stats = os.statvfs(root)
+        except OSError as exc:
+            return BackendHealth(
+                self._backend_id, False, f"cannot statvfs {root}: {exc}", None, None
+            )
+        free = stats.f_bavail * stats.f_frsize
+        total = stats.f_blocks * stats.f_frsize
+        if not os.access(root, os.W_OK | os.X_OK):
+            return BackendHealth(
+                self._backend_id, False, f"root {root} is not writable", free, total
+            )
+        return BackendHealth(self._backend_id, True, f"root {root}", free, total)
+
+    def clean_stale_temp(self, older_than: timedelta) -> int:
+        """Remove temp files untouched for older_than (left by killed writers); return the count."""
+        temp_dir = self._root / _TEMP_DIR
+        cutoff = time.time() - older_than.total_seconds()
+        removed = 0
+        try:
+            entries = sorted(temp_dir.glob(f"*{_TEMP_SUFFIX}"))
+        except OSError as exc:
+            raise StorageError(f"cannot list temp files in {temp_dir}: {exc}") from exc
+        for entry in entries:
+            try:
+                if entry.stat().st_mtime < cutoff:
+                    entry.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue  # another cleaner, or the writer itself, got there first
+            except OSError as exc:
+                raise StorageError(f"cannot remove stale temp file {entry}: {exc}") from exc
+        return removed
+
+    def _path(self, key: str) -> Path:
+        return self._root / check_key(key)
+
+    @staticmethod
+    def _is_key(key: str) -> bool:
+        try:
+            check_key(key)
+        except ValueError:
+            return False
+        return True
+
+    @staticmethod
+    def _sorted_dirs(directory: Path) -> list[Path]:
+        entries = [p for p in directory.iterdir() if not p.name.startswith(".") and p.is_dir()]
+        return sorted(entries, key=lambda p: p.name + "/")
+
+    def _fsync_dir(self, directory: Path) -> None:
+        try:
+            _fsync_path(directory)
+        except OSError as exc:
+            raise StorageError(f"cannot fsync directory {directory}: {exc}") from exc
+
+    def _make_parents(self, path: Path) -> list[Path]:
+        """Create the directories above path down from the root; return those newly created."""
+        created: list[Path] = []
+        for directory in reversed(path.parents[:4]):
+            try:
+                directory.mkdir(parents=directory == self._root)
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise StorageError(f"cannot create directory {directory}: {exc}") from exc
+            created.append(directory)
+        return created
+
+    def _publish(self, temp_path: Path, key: str, durable: bool) -> tuple[StorageReceipt, bool]:
+        """Link a closed temp file into place under key; the caller removes the temp file."""
+        path = self._path(key)
+        try:
+            existed = path.exists()
+            if not existed:
+                if durable:
+                    _fsync_path(temp_path)
+                created = self._make_parents(path)
+                try:
+                    # link, unlike replace, never overwrites: a concurrent writer of the same
+                    # key keeps its published inode, and we learn that the key existed.
+                    os.link(temp_path, path)
+                except FileExistsError:
+                    existed = True
+                if durable:
+                    # Each new directory's entry lives in its parent; sync deepest first.
+                    for directory in [path.parent, *(d.parent for d in reversed(created))]:
+                        _fsync_path(directory)
+            if existed and durable:
+                # The existing object may come from a durable=False commit not yet synced.
+                self.sync([key])
+            stat = path.stat()
+        except StorageError:
+            raise
+        except OSError as exc:
+            raise StorageError(f"cannot store {key!r} under {self._root}: {exc}") from exc
+        receipt = StorageReceipt(self._backend_id, key, stat.st_size, _utc(stat.st_mtime))
+        return receipt, existed
+
+
+class _LocalStagedObject:
+    """A temp file under `<root>/.tmp/`, linked into place by commit and removed either way."""
+
+    def __init__(self, backend: LocalBackend, temp_path: Path, file: BinaryIO) -> None:
+        self._backend = backend
+        self._temp_path = temp_path
+        self._file = file
+        self._finished = False
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.abort()
+
+    def write(self, chunk: bytes) -> None:
+        """Append chunk to the temp file; StorageError naming it if the write fails."""
+        self._check_open()
+        try:
+            self._file.write(chunk)
+        except OSError as exc:
+            raise StorageError(f"cannot write temp file {self._temp_path}: {exc}") from exc
+
+    def commit(self, key: str, *, durable: bool = True) -> tuple[StorageReceipt, bool]:
+        """Publish the temp file under key (see StagedObject.commit); the temp file is removed."""
+        self._check_open()
+        try:
+            check_key(key)
+            try:
+                self._file.close()
+            except OSError as exc:
+                raise StorageError(f"cannot write temp file {self._temp_path}: {exc}") from exc
+            return self._backend._publish(self._temp_path, key, durable)
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        """Close and remove the temp file; idempotent and never raises."""
+        if self._finished:
+            return
+        self._finished = True
+        # The bytes are being discarded, so a failed flush loses nothing.
+        with contextlib.suppress(OSError):
+            self._file.close()
+        try:
+            self._temp_path.unlink(missing_ok=True)
+        except OSError as exc:
+            # Raising here would mask a successful commit or the error that caused the abort;
+            # the file is invisible under every key and clean_stale_temp removes it later.
+            _log.warning("cannot remove temp file %s: %s", self._temp_path, exc)
+
+    def _check_open(self) -> None:
+        if self._finished:
+            raise StorageError(f"staged object {self._temp_path} was already committed or aborted")
+
+
+class _RangeReader(io.RawIOBase):
+    """A raw reader over an open file that stops after a fixed number of bytes."""
+
+    def __init__(self, file: io.FileIO, path: Path, length: int) -> None:
+        self._file = file
+        self._path = path
+        self._remaining = length
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        if self._remaining <= 0:
+            return 0
+        view = memoryview(buffer).cast("B")[: self._remaining]
+        try:
+            count = self._file.readinto(view)
+        except OSError as exc:
+            raise StorageError(f"cannot read {self._path}: {exc}") from exc
+        self._remaining -= count
+        return count
+
+    def close(self) -> None:
+        if not self.closed:
+            self._file.close()
+        super().close()

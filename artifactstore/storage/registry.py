@@ -1,0 +1,40 @@
+"""Backends by id: turns a `backend_id` and its configuration into a StorageBackend.
+
+Stored receipts name the backend that holds a blob by id; this registry is the one place that
+maps an id back to an implementation, so nothing else imports `storage.backends`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from artifactstore.errors import ConfigError
+from artifactstore.storage.backends.local import LocalBackend
+from artifactstore.storage.spi import StorageBackend
+
+
+def _local(backend_id: str, config: dict[str, object]) -> StorageBackend:
+    unknown = sorted(set(config) - {"root"})
+    if unknown:
+        raise ConfigError(f"backend {backend_id!r} does not take {', '.join(unknown)}")
+    root = config.get("root")
+    if not isinstance(root, str | os.PathLike):
+        raise ConfigError(f"backend {backend_id!r} needs root=<directory path>, got {root!r}")
+    return LocalBackend(Path(root), backend_id)
+
+
+_FACTORIES: dict[str, Callable[[str, dict[str, object]], StorageBackend]] = {
+    "local": _local,
+}
+
+
+def open_backend(backend_id: str, **config: object) -> StorageBackend:
+    """Build the backend registered as backend_id; ConfigError for an unknown id or bad config."""
+    try:
+        factory = _FACTORIES[backend_id]
+    except KeyError:
+        known = ", ".join(sorted(_FACTORIES))
+        raise ConfigError(f"unknown storage backend {backend_id!r} (known: {known})") from None
+    return factory(backend_id, config)
