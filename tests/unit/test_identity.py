@@ -1,0 +1,112 @@
+"""Digests agree with hashlib and blake3 however the bytes are chunked; addresses parse strictly."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from itertools import pairwise
+
+import blake3
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from artifactstore.errors import InvalidAddressError
+from artifactstore.identity import ContentAddress, Digest, DualHasher, digest_stream
+
+_BIG = 64 * 1024
+
+
+@st.composite
+def _data_and_cuts(draw: st.DrawFn) -> tuple[bytes, list[int]]:
+    # A random head plus a repeated tail keeps big inputs cheap to generate.
+    head = draw(st.binary(max_size=2048))
+    repeat = draw(st.sampled_from([0, 1, 40, 300]))
+    data = head + draw(st.binary(min_size=1, max_size=1024)) * repeat
+    cuts = draw(st.lists(st.integers(0, len(data)), max_size=6))
+    return data, sorted(cuts)
+
+
+def _split(data: bytes, cuts: list[int]) -> list[bytes]:
+    bounds = [0, *cuts, len(data)]
+    return [data[a:b] for a, b in pairwise(bounds)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(_data_and_cuts())
+def test_digest_stream_matches_reference_for_any_chunking(case: tuple[bytes, list[int]]) -> None:
+    data, cuts = case
+    result = digest_stream(_split(data, cuts))
+    assert result.sha256 == Digest("sha256", hashlib.sha256(data).hexdigest())
+    assert result.blake3 == Digest("blake3", blake3.blake3(data).hexdigest())
+    assert result.size == len(data)
+    assert digest_stream(io.BytesIO(data)) == result
+    assert str(result.content_address) == f"blake3:{blake3.blake3(data).hexdigest()}"
+
+
+def test_large_chunks_take_the_two_thread_path() -> None:
+    data = bytes(range(256)) * 1024 + b"tail"
+    chunks = [data[: _BIG + 7], data[_BIG + 7 : 3 * _BIG], data[3 * _BIG :]]
+    assert len(chunks[0]) >= _BIG
+    assert len(chunks[1]) >= _BIG
+    hasher = DualHasher()
+    for chunk in chunks:
+        hasher.update(chunk)
+    result = hasher.result()
+    assert result.sha256.hex == hashlib.sha256(data).hexdigest()
+    assert result.blake3.hex == blake3.blake3(data).hexdigest()
+    assert result == digest_stream(io.BytesIO(data)) == digest_stream([data])
+
+
+def test_empty_stream() -> None:
+    result = digest_stream([])
+    assert result.size == 0
+    assert result.sha256.hex == hashlib.sha256().hexdigest()
+    assert result.blake3.hex == blake3.blake3().hexdigest()
+
+
+_HEX64 = st.text("0123456789abcdef", min_size=64, max_size=64)
+
+
+@given(_HEX64, st.sampled_from(["blake3", "sha256"]))
+def test_digest_round_trips_through_str(hex_digits: str, algorithm: str) -> None:
+    digest = Digest(algorithm, hex_digits)
+    assert Digest.parse(str(digest)) == digest
+    assert str(digest) == f"{algorithm}:{hex_digits}"
+
+
+@given(_HEX64)
+def test_content_address_round_trips_through_str(hex_digits: str) -> None:
+    address = ContentAddress("blake3", hex_digits)
+    assert ContentAddress.parse(str(address)) == address
+
+
+_GOOD = "ab" * 32
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"blake3:{_GOOD[:-1]}",
+        f"blake3:{_GOOD}0",
+        f"blake3:{_GOOD.upper()}",
+        f"blake3:{_GOOD[:-1]}g",
+        f"md5:{_GOOD}",
+        _GOOD,
+        f"sha256:{_GOOD}",
+        "",
+    ],
+)
+def test_bad_content_addresses_are_rejected_by_name(text: str) -> None:
+    with pytest.raises(InvalidAddressError) as info:
+        ContentAddress.parse(text)
+    assert repr(text) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "text", [f"sha256:{_GOOD[:10]}", f"sha256:{_GOOD.upper()}", f"sha1:{_GOOD}", "nocolon"]
+)
+def test_bad_digests_are_rejected_by_name(text: str) -> None:
+    with pytest.raises(InvalidAddressError) as info:
+        Digest.parse(text)
+    assert repr(text) in str(info.value)
