@@ -75,11 +75,11 @@ class LocalBackend:
         # name unique across threads and pid reuse.
         temp_path = temp_dir / f"{os.getpid()}-{secrets.token_hex(8)}{_TEMP_SUFFIX}"
         try:
-            temp_dir.mkdir(parents=True, exist_ok=True)
+            created = self._make_dirs(temp_dir)
             file = temp_path.open("xb")
         except OSError as exc:
             raise StorageError(f"cannot create temp file {temp_path}: {exc}") from exc
-        return _LocalStagedObject(self, temp_path, file)
+        return _LocalStagedObject(self, temp_path, file, created)
 
     def put(
         self, key: str, chunks: Iterable[bytes], *, durable: bool = True
@@ -233,28 +233,38 @@ class LocalBackend:
         except OSError as exc:
             raise StorageError(f"cannot fsync directory {directory}: {exc}") from exc
 
-    def _make_parents(self, path: Path) -> list[Path]:
-        """Create the directories above path down from the root; return those newly created."""
+    @staticmethod
+    def _make_dirs(directory: Path) -> list[Path]:
+        """Create directory and any missing ancestors; return those this call created."""
+        missing: list[Path] = []
+        while not directory.exists():
+            missing.append(directory)
+            directory = directory.parent
         created: list[Path] = []
-        for directory in reversed(path.parents[:4]):
+        for new in reversed(missing):
             try:
-                directory.mkdir(parents=directory == self._root)
+                new.mkdir()
             except FileExistsError:
-                continue
+                continue  # a concurrent writer made it; its entry is that writer's to sync
             except OSError as exc:
-                raise StorageError(f"cannot create directory {directory}: {exc}") from exc
-            created.append(directory)
+                raise StorageError(f"cannot create directory {new}: {exc}") from exc
+            created.append(new)
         return created
 
-    def _publish(self, temp_path: Path, key: str, durable: bool) -> tuple[StorageReceipt, bool]:
-        """Link a closed temp file into place under key; the caller removes the temp file."""
+    def _publish(
+        self, temp_path: Path, key: str, durable: bool, created: list[Path]
+    ) -> tuple[StorageReceipt, bool]:
+        """Link a closed temp file into place under key; the caller removes the temp file.
+
+        created lists directories made by `stage`, whose entries a durable commit also syncs.
+        """
         path = self._path(key)
         try:
             existed = path.exists()
             if not existed:
                 if durable:
                     _fsync_path(temp_path)
-                created = self._make_parents(path)
+                created = [*created, *self._make_dirs(path.parent)]
                 try:
                     # link, unlike replace, never overwrites: a concurrent writer of the same
                     # key keeps its published inode, and we learn that the key existed.
@@ -263,7 +273,8 @@ class LocalBackend:
                     existed = True
                 if durable:
                     # Each new directory's entry lives in its parent; sync deepest first.
-                    for directory in [path.parent, *(d.parent for d in reversed(created))]:
+                    parents = {path.parent, *(d.parent for d in created)}
+                    for directory in sorted(parents, key=lambda d: len(d.parts), reverse=True):
                         _fsync_path(directory)
             if existed and durable:
                 # The existing object may come from a durable=False commit not yet synced.
@@ -280,8 +291,11 @@ class LocalBackend:
 class _LocalStagedObject:
     """A temp file under `<root>/.tmp/`, linked into place by commit and removed either way."""
 
-    def __init__(self, backend: LocalBackend, temp_path: Path, file: BinaryIO) -> None:
+    def __init__(
+        self, backend: LocalBackend, temp_path: Path, file: BinaryIO, created: list[Path]
+    ) -> None:
         self._backend = backend
+        self._created = created
         self._temp_path = temp_path
         self._file = file
         self._finished = False
@@ -314,7 +328,7 @@ class _LocalStagedObject:
                 self._file.close()
             except OSError as exc:
                 raise StorageError(f"cannot write temp file {self._temp_path}: {exc}") from exc
-            return self._backend._publish(self._temp_path, key, durable)
+            return self._backend._publish(self._temp_path, key, durable, self._created)
         finally:
             self.abort()
 

@@ -1,0 +1,206 @@
+"""The StorageBackend contract, run against every backend and through a fault-injecting wrapper.
+
+Each test states one promise of `storage.spi.StorageBackend` and checks it on LocalBackend (a
+real directory under tmp_path) and MemoryBackend alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC
+from pathlib import Path
+
+import pytest
+from memory_backend import FailingBackend, MemoryBackend
+
+from artifactstore.errors import (
+    BlobNotFoundError,
+    InvalidAddressError,
+    InvalidInputError,
+    StorageError,
+)
+from artifactstore.identity import digest_bytes
+from artifactstore.storage.backends.local import LocalBackend
+from artifactstore.storage.spi import StorageBackend, object_key
+
+DATA = b"0123456789abcdefghij"
+
+
+def key_for(data: bytes) -> str:
+    return object_key(digest_bytes(data))
+
+
+@pytest.fixture(params=["local", "memory"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> StorageBackend:
+    if request.param == "local":
+        return LocalBackend(tmp_path / "blobs")
+    return MemoryBackend()
+
+
+def test_put_then_open_head_and_receipt(backend: StorageBackend) -> None:
+    key = key_for(DATA)
+    receipt, existed = backend.put(key, [DATA[:7], DATA[7:]])
+    assert not existed
+    assert (receipt.backend_id, receipt.key, receipt.size) == (backend.backend_id, key, len(DATA))
+    assert receipt.stored_at.tzinfo is not None
+    assert receipt.stored_at.utcoffset() == UTC.utcoffset(None)
+    with backend.open(key) as stream:
+        assert stream.read() == DATA
+    info = backend.head(key)
+    assert info is not None
+    assert (info.key, info.size) == (key, len(DATA))
+
+
+def test_second_put_keeps_existing_object(backend: StorageBackend) -> None:
+    key = key_for(DATA)
+    first, _ = backend.put(key, [DATA])
+    # Different bytes under the same key show that the existing object is never overwritten.
+    second, existed = backend.put(key, [b"other bytes"])
+    assert existed
+    assert second.size == first.size
+    with backend.open(key) as stream:
+        assert stream.read() == DATA
+
+
+def test_delete_removes_and_missing_delete_is_fine(backend: StorageBackend) -> None:
+    key = key_for(DATA)
+    backend.put(key, [DATA])
+    backend.delete(key)
+    backend.delete(key)
+    assert backend.head(key) is None
+    with pytest.raises(BlobNotFoundError, match=key):
+        backend.open(key)
+
+
+def test_head_and_open_of_missing_key(backend: StorageBackend) -> None:
+    key = key_for(b"never stored")
+    assert backend.head(key) is None
+    with pytest.raises(BlobNotFoundError):
+        backend.open(key)
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "expected"),
+    [
+        (0, None, DATA),
+        (0, 5, DATA[:5]),
+        (5, 12, DATA[5:12]),
+        (15, None, DATA[15:]),
+        (7, 7, b""),
+        (15, 100, DATA[15:]),
+        (25, None, b""),
+        (25, 30, b""),
+    ],
+)
+def test_range_reads(backend: StorageBackend, start: int, end: int | None, expected: bytes) -> None:
+    key = key_for(DATA)
+    backend.put(key, [DATA])
+    with backend.open(key, start, end) as stream:
+        assert stream.read() == expected
+
+
+@pytest.mark.parametrize(("start", "end"), [(-1, None), (5, 4)])
+def test_invalid_range_is_rejected(backend: StorageBackend, start: int, end: int | None) -> None:
+    key = key_for(DATA)
+    backend.put(key, [DATA])
+    with pytest.raises(InvalidInputError):
+        backend.open(key, start, end)
+
+
+def test_iter_keys_is_sorted_and_complete(backend: StorageBackend) -> None:
+    payloads = [f"object {i}".encode() for i in range(12)]
+    for payload in payloads:
+        backend.put(key_for(payload), [payload])
+    backend.put(object_key(digest_bytes(DATA, "sha256")), [DATA])
+    keys = list(backend.iter_keys())
+    expected = sorted([key_for(p) for p in payloads] + [object_key(digest_bytes(DATA, "sha256"))])
+    assert keys == expected
+
+
+def test_staged_object_is_invisible_until_commit(backend: StorageBackend) -> None:
+    key = key_for(DATA)
+    with backend.stage() as staged:
+        staged.write(DATA)
+        assert backend.head(key) is None
+        assert list(backend.iter_keys()) == []
+        _, existed = staged.commit(key)
+    assert not existed
+    assert backend.head(key) is not None
+
+
+def test_staged_object_not_committed_is_discarded(backend: StorageBackend) -> None:
+    key = key_for(DATA)
+    with backend.stage() as staged:
+        staged.write(DATA)
+    staged.abort()
+    assert list(backend.iter_keys()) == []
+    with pytest.raises(StorageError):
+        staged.commit(key)
+    assert backend.head(key) is None
+
+
+def test_failing_source_leaves_nothing(backend: StorageBackend) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield DATA
+        raise RuntimeError("source broke")
+
+    with pytest.raises(RuntimeError, match="source broke"):
+        backend.put(key_for(DATA), chunks())
+    assert list(backend.iter_keys()) == []
+
+
+@pytest.mark.parametrize("key", ["../x", "/abs", "blake3/../../etc", "sha256/AB/CD/x"])
+def test_bad_keys_are_rejected(backend: StorageBackend, key: str) -> None:
+    with pytest.raises(InvalidAddressError, match="storage key"):
+        backend.put(key, [DATA])
+    for call in (backend.open, backend.head, backend.delete):
+        with pytest.raises(InvalidAddressError):
+            call(key)
+    with pytest.raises(InvalidAddressError):
+        backend.sync([key])
+    with backend.stage() as staged, pytest.raises(InvalidAddressError):
+        staged.commit(key)
+    assert list(backend.iter_keys()) == []
+
+
+def test_sync_makes_non_durable_commits_durable(backend: StorageBackend) -> None:
+    keys = [key_for(p) for p in (b"a", b"b")]
+    for key, payload in zip(keys, (b"a", b"b"), strict=True):
+        backend.put(key, [payload], durable=False)
+    backend.sync(keys)
+    backend.sync(keys)
+    assert list(backend.iter_keys()) == sorted(keys)
+
+
+def test_sync_of_missing_key_raises(backend: StorageBackend) -> None:
+    with pytest.raises(BlobNotFoundError):
+        backend.sync([key_for(b"absent")])
+
+
+def test_health_is_reachable_after_a_write(backend: StorageBackend) -> None:
+    backend.put(key_for(DATA), [DATA])
+    health = backend.health()
+    assert health.reachable
+    assert health.backend_id == backend.backend_id
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_nth_write_fault_surfaces_and_leaves_nothing(backend: StorageBackend, n: int) -> None:
+    failing = FailingBackend(backend, "write", n)
+    key = key_for(DATA)
+    with pytest.raises(StorageError, match="injected fault"):
+        failing.put(key, [DATA[:5], DATA[5:10], DATA[10:]])
+    assert backend.head(key) is None
+    assert list(backend.iter_keys()) == []
+
+
+def test_commit_fault_leaves_nothing_and_retry_succeeds(backend: StorageBackend) -> None:
+    failing = FailingBackend(backend, "commit", 1)
+    key = key_for(DATA)
+    with pytest.raises(StorageError, match="injected fault"):
+        failing.put(key, [DATA])
+    assert backend.head(key) is None
+    _, existed = failing.put(key, [DATA])
+    assert not existed
+    with backend.open(key) as stream:
+        assert stream.read() == DATA
