@@ -1,0 +1,302 @@
+"""ArtifactStore end to end on a real database and a real blob folder."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import blake3
+import pytest
+
+from artifactstore import (
+    AlreadyExistsError,
+    ArtifactStore,
+    ConflictError,
+    IntegrityError,
+    InvalidMetadataError,
+    InvalidNameError,
+    InvalidPathError,
+    InvalidRetentionClassError,
+    PackageFileNotFoundError,
+    PackageFinalizedError,
+    PackageNotFoundError,
+    PackageStateError,
+)
+from artifactstore.manifest import codec, projection
+
+FILES = {
+    "README.md": b"# acme app\n",
+    "bin/app": b"\x7fELF" + bytes(range(256)) * 64,
+    "lib/libacme.so": os.urandom(200_000),
+    "docs/\u00fcber.txt": "unicode path \u2713\n".encode(),
+    "empty": b"",
+}
+
+
+def make_tree(root: Path, files: dict[str, bytes] = FILES) -> Path:
+    for rel, data in files.items():
+        target = root / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    (root / "bin/app").chmod(0o755)
+    return root
+
+
+def event_count(store: ArtifactStore) -> int:
+    return len(list(store.tail_events()))
+
+
+def test_ingest_finalize_read_back_and_replay(store: ArtifactStore, tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "dist")
+    package = store.create_package("acme/app", "1.4.2", "ci", {"git_sha": "3f2a", "build": 7})
+    stored = store.ingest_directory(package, tree)
+    manifest = store.finalize_package(package)
+
+    assert [f.path for f in stored] == sorted(FILES, key=lambda p: p.encode())
+    cbor = store.get_manifest_bytes(package, "cbor")
+    jcs = store.get_manifest_bytes(("acme/app", "1.4.2"), "jcs")
+    assert codec.decode(cbor) == manifest
+    assert codec.encode(projection.from_jcs(jcs)) == cbor
+    assert store.package(package).manifest_digest == str(codec.manifest_digest(manifest))
+    assert dict(manifest.package.metadata) == {"build": 7, "git_sha": "3f2a"}
+    assert manifest.retention.retention_class == "ci"
+    assert manifest.retention.expires_at is not None
+    for entry in manifest.files:
+        with store.get_file(package, entry.path) as handle:
+            data = handle.read()
+        assert data == FILES[entry.path]
+        assert entry.blake3.hex == blake3.blake3(data).hexdigest()
+        assert entry.sha256.hex == hashlib.sha256(data).hexdigest()
+        assert entry.executable == (entry.path == "bin/app")
+
+    types = [event.event_type for event in store.tail_events()]
+    assert types == [
+        "v1.package.created",
+        "v1.retention.assigned",
+        *["v1.file.ingested"] * len(FILES),
+        "v1.package.finalized",
+    ]
+    [finalized] = [e for e in store.tail_events() if e.event_type == "v1.package.finalized"]
+    assert finalized.payload == cbor
+
+    before = store.state_digest()
+    report = store.replay()
+    assert report.identical and report.events == len(types)
+    assert store.state_digest() == before
+    assert store.verify_package(package).ok
+    assert store.verify_chain().ok
+
+
+def test_finalize_again_returns_the_same_manifest_and_appends_nothing(
+    store: ArtifactStore,
+) -> None:
+    package = store.create_package("acme/app", "1")
+    store.ingest_file(package, "a", b"a")
+    first = store.finalize_package(package)
+    count = event_count(store)
+    assert store.finalize_package(package) == first
+    assert event_count(store) == count
+
+
+def test_every_source_kind_is_accepted(store: ArtifactStore, tmp_path: Path) -> None:
+    on_disk = tmp_path / "tool"
+    on_disk.write_bytes(b"from a path")
+    on_disk.chmod(0o755)
+    package = store.create_package("acme/sources", "1")
+    store.ingest_file(package, "bytes", b"from bytes")
+    store.ingest_file(package, "path", str(on_disk))
+    store.ingest_file(package, "file", io.BytesIO(b"from a file object"))
+    store.ingest_file(package, "chunks", iter([b"from ", b"chunks"]))
+    files = {f.path: f for f in store.list_files(package)}
+    assert files["path"].executable and not files["bytes"].executable
+    for path, expected in [("bytes", b"from bytes"), ("chunks", b"from chunks")]:
+        with store.get_file(package, path) as handle:
+            assert handle.read() == expected
+
+
+def test_a_path_twice_needs_replace(store: ArtifactStore) -> None:
+    package = store.create_package("acme/app", "1")
+    store.ingest_file(package, "a", b"one")
+    count = event_count(store)
+    with pytest.raises(AlreadyExistsError, match="'a'"):
+        store.ingest_file(package, "a", b"two")
+    assert event_count(store) == count
+    store.ingest_file(package, "a", b"two", replace=True)
+    with store.get_file(package, "a") as handle:
+        assert handle.read() == b"two"
+
+
+def test_finalized_package_is_immutable(store: ArtifactStore) -> None:
+    package = store.create_package("acme/app", "1")
+    store.finalize_package(package)
+    with pytest.raises(PackageFinalizedError, match="acme/app:1"):
+        store.ingest_file(package, "late", b"x")
+
+
+def test_name_and_version_are_unique(store: ArtifactStore) -> None:
+    store.create_package("acme/app", "1")
+    with pytest.raises(AlreadyExistsError, match="acme/app:1"):
+        store.create_package("acme/app", "1")
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "fragment"),
+    [
+        (lambda s: s.create_package("Acme/App", "1"), InvalidNameError, "Acme/App"),
+        (lambda s: s.create_package("acme/app", "-1"), InvalidNameError, "-1"),
+        (
+            lambda s: s.create_package("acme/app", "1", "weekly"),
+            InvalidRetentionClassError,
+            "weekly",
+        ),
+        (
+            lambda s: s.create_package("acme/app", "1", metadata={"x": 1.5}),
+            InvalidMetadataError,
+            "1.5",
+        ),
+        (
+            lambda s: s.create_package("acme/app", "1", metadata={"x": 2**60}),
+            InvalidMetadataError,
+            "x",
+        ),
+        (lambda s: s.get_package("acme/app", "404"), PackageNotFoundError, "acme/app:404"),
+    ],
+)
+def test_bad_input_is_a_specific_error_and_changes_nothing(
+    store: ArtifactStore, call: object, error: type[Exception], fragment: str
+) -> None:
+    with pytest.raises(error, match=fragment.replace(".", r"\.")):
+        call(store)  # type: ignore[operator]
+    assert event_count(store) == 0
+    assert store.list_packages() == []
+
+
+@pytest.mark.parametrize("path", ["/abs", "a/../b", "a//b", "./a", "a\\b", "a\x00b", ""])
+def test_forbidden_paths_are_rejected(store: ArtifactStore, path: str) -> None:
+    package = store.create_package("acme/app", "1")
+    with pytest.raises(InvalidPathError):
+        store.ingest_file(package, path, b"x")
+    assert store.list_files(package) == []
+
+
+def test_a_symlink_in_the_tree_records_nothing(store: ArtifactStore, tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "dist")
+    (tree / "link").symlink_to(tree / "README.md")
+    package = store.create_package("acme/app", "1")
+    count = event_count(store)
+    with pytest.raises(InvalidPathError, match="link"):
+        store.ingest_directory(package, tree)
+    assert event_count(store) == count
+    assert not any((tmp_path / "blobs").rglob("blake3/*/*/*"))
+
+
+def test_a_fifo_in_the_tree_is_refused(store: ArtifactStore, tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "dist")
+    os.mkfifo(tree / "pipe")
+    package = store.create_package("acme/app", "1")
+    with pytest.raises(InvalidPathError, match="pipe"):
+        store.ingest_directory(package, tree)
+
+
+def test_push_is_idempotent_and_conflicts_on_different_files(
+    store: ArtifactStore, tmp_path: Path
+) -> None:
+    tree = make_tree(tmp_path / "dist")
+    first = store.push("acme/app", "2.0", tree, metadata={"job": "1"})
+    count = event_count(store)
+    assert store.push("acme/app", "2.0", tree) == first
+    assert event_count(store) == count
+
+    (tree / "README.md").write_bytes(b"changed")
+    with pytest.raises(ConflictError, match="README.md"):
+        store.push("acme/app", "2.0", tree)
+    (tree / "README.md").write_bytes(FILES["README.md"])
+    (tree / "bin/app").chmod(0o644)
+    with pytest.raises(ConflictError, match="bin/app"):
+        store.push("acme/app", "2.0", tree)
+    assert event_count(store) == count
+
+
+def test_push_resumes_an_interrupted_package(store: ArtifactStore, tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "dist")
+    package = store.create_package("acme/app", "3.0")
+    store.ingest_file(package, "README.md", FILES["README.md"])
+    manifest = store.push("acme/app", "3.0", tree)
+    assert {f.path for f in manifest.files} == set(FILES)
+
+
+def test_abandoned_package_frees_its_name(store: ArtifactStore) -> None:
+    package = store.create_package("acme/app", "1")
+    store.ingest_file(package, "a", b"a")
+    store.abandon_package(package)
+    assert store.list_packages() == []
+    store.create_package("acme/app", "1")
+    assert store.replay(check=True).identical
+
+
+def test_open_package_has_no_manifest(store: ArtifactStore) -> None:
+    package = store.create_package("acme/app", "1")
+    with pytest.raises(PackageStateError, match="finalize"):
+        store.get_manifest_bytes(package)
+
+
+def test_missing_file_in_package(store: ArtifactStore) -> None:
+    package = store.create_package("acme/app", "1")
+    with pytest.raises(PackageFileNotFoundError, match="nope"):
+        store.get_file(package, "nope")
+
+
+def test_corrupted_blob_is_reported_by_verify_and_refused_on_read(
+    store: ArtifactStore, blob_root: Path
+) -> None:
+    package = store.create_package("acme/app", "1")
+    stored = store.ingest_file(package, "data.bin", os.urandom(10_000))
+    store.finalize_package(package)
+    blob = blob_root / "blake3" / stored.blake3.hex[:2] / stored.blake3.hex[2:4] / stored.blake3.hex
+    blob.chmod(0o644)
+    corrupted = bytearray(blob.read_bytes())
+    corrupted[5000] ^= 0xFF
+    blob.write_bytes(bytes(corrupted))
+
+    report = store.verify_package(package)
+    assert not report.ok
+    [problem] = report.problems
+    assert problem.path == "data.bin" and "mismatch" in problem.message
+    with (
+        pytest.raises(IntegrityError, match="data.bin"),
+        store.get_file(package, "data.bin") as handle,
+    ):
+        handle.read()
+    assert not store.verify_all().ok
+
+
+def test_list_packages_is_sorted(store: ArtifactStore) -> None:
+    for name, version in [("b/x", "2"), ("a/y", "1"), ("b/x", "10")]:
+        store.create_package(name, version)
+    assert [(p.name, p.version) for p in store.list_packages()] == [
+        ("a/y", "1"),
+        ("b/x", "10"),
+        ("b/x", "2"),
+    ]
+    assert [p.version for p in store.list_packages("b/x")] == ["10", "2"]
+
+
+def test_embedded_default_store_needs_no_server(tmp_path: Path) -> None:
+    make_tree(tmp_path / "dist")
+    script = (
+        "from artifactstore import ArtifactStore\n"
+        "with ArtifactStore.open() as store:\n"
+        "    m = store.push('acme/app', '1', 'dist')\n"
+        "    assert store.verify_package(('acme/app', '1')).ok\n"
+        "    print(len(m.files))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == str(len(FILES))
+    assert (tmp_path / ".artifactstore" / "registry.db").is_file()
+    assert any((tmp_path / ".artifactstore" / "blobs" / "blake3").rglob("*"))
