@@ -212,7 +212,7 @@ def test_push_is_idempotent_and_conflicts_on_different_files(
     assert event_count(store) == count
 
     (tree / "README.md").write_bytes(b"changed")
-    with pytest.raises(ConflictError, match="README.md"):
+    with pytest.raises(ConflictError, match=r"README\.md"):
         store.push("acme/app", "2.0", tree)
     (tree / "README.md").write_bytes(FILES["README.md"])
     (tree / "bin/app").chmod(0o644)
@@ -267,7 +267,7 @@ def test_corrupted_blob_is_reported_by_verify_and_refused_on_read(
     [problem] = report.problems
     assert problem.path == "data.bin" and "mismatch" in problem.message
     with (
-        pytest.raises(IntegrityError, match="data.bin"),
+        pytest.raises(IntegrityError, match=r"data\.bin"),
         store.get_file(package, "data.bin") as handle,
     ):
         handle.read()
