@@ -172,12 +172,37 @@ def test_non_durable_put_defers_fsync_to_sync(root: Path, fsynced: list[Path]) -
     backend.put(other_key, [other], durable=False)
     assert fsynced == []
     backend.sync([KEY, other_key])
-    path = root / KEY
-    assert fsynced[:2] == [path, root / other_key]
+    paths = [root / KEY, root / other_key]
+    assert fsynced[:2] == paths
     directories = fsynced[2:]
-    assert len(directories) == len(set(directories))
-    assert {path.parent, path.parent.parent, root / "blake3", root} <= set(directories)
-    assert directories[-1] == root
+    expected = {d for path in paths for d in path.parents[:4]} | {root.parent}
+    assert sorted(directories) == sorted(expected)
+    assert [len(d.parts) for d in directories] == sorted(
+        (len(d.parts) for d in directories), reverse=True
+    )
+    fsynced.clear()
+    backend.sync([KEY, other_key])
+    assert set(fsynced) == {*paths, *(path.parent for path in paths)}
+
+
+def test_durable_put_next_to_non_durable_one_syncs_the_whole_chain(
+    root: Path, fsynced: list[Path]
+) -> None:
+    backend = LocalBackend(root)
+    neighbour = f"blake3/{HEX[:2]}/{HEX[2:4]}/{HEX[:4]}{'0' * 60}"
+    backend.put(neighbour, [b"x"], durable=False)
+    backend.put(KEY, [DATA])
+    path = root / KEY
+    assert set(fsynced[1:]) == {*path.parents[:4], root.parent}
+
+
+def test_durable_puts_sync_each_new_directory_entry_once(root: Path, fsynced: list[Path]) -> None:
+    backend = LocalBackend(root)
+    neighbour = f"blake3/{HEX[:2]}/{HEX[2:4]}/{HEX[:4]}{'0' * 60}"
+    backend.put(neighbour, [b"x"])
+    fsynced.clear()
+    backend.put(KEY, [DATA])
+    assert fsynced[1:] == [(root / KEY).parent]
 
 
 def test_durable_put_of_existing_non_durable_object_syncs_it(

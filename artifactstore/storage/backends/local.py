@@ -54,6 +54,9 @@ class LocalBackend:
     def __init__(self, root: Path, backend_id: str = "local") -> None:
         self._root = root
         self._backend_id = backend_id
+        # Directories whose own entry this process has made durable. Nothing removes
+        # directories under the root, so each needs its parent synced once per process.
+        self._durable_dirs: set[Path] = set()
 
     def __repr__(self) -> str:
         return f"LocalBackend({str(self._root)!r}, backend_id={self._backend_id!r})"
@@ -75,11 +78,11 @@ class LocalBackend:
         # name unique across threads and pid reuse.
         temp_path = temp_dir / f"{os.getpid()}-{secrets.token_hex(8)}{_TEMP_SUFFIX}"
         try:
-            created = self._make_dirs(temp_dir)
+            temp_dir.mkdir(parents=True, exist_ok=True)
             file = temp_path.open("xb")
         except OSError as exc:
             raise StorageError(f"cannot create temp file {temp_path}: {exc}") from exc
-        return _LocalStagedObject(self, temp_path, file, created)
+        return _LocalStagedObject(self, temp_path, file)
 
     def put(
         self, key: str, chunks: Iterable[bytes], *, durable: bool = True
@@ -153,7 +156,7 @@ class LocalBackend:
             raise StorageError(f"cannot list objects under {self._root}: {exc}") from exc
 
     def sync(self, keys: Iterable[str]) -> None:
-        """fsync each object, then each directory on its path up to the root, once each."""
+        """fsync each object, then each directory holding one, once each."""
         directories: set[Path] = set()
         for key in keys:
             path = self._path(key)
@@ -163,11 +166,8 @@ class LocalBackend:
                 raise BlobNotFoundError(f"no object {key!r} under {self._root} to sync") from exc
             except OSError as exc:
                 raise StorageError(f"cannot fsync {path}: {exc}") from exc
-            # A fan-out directory created by a non-durable commit needs its own entry synced too.
-            directories.update(path.parents[:4])
-        # Deepest first, so a directory's entry is synced after its contents.
-        for directory in sorted(directories, key=lambda d: len(d.parts), reverse=True):
-            self._fsync_dir(directory)
+            directories.add(path.parent)
+        self._sync_directories(directories)
 
     def health(self) -> BackendHealth:
         """Reachable if the root is a writable directory; free and total bytes from statvfs."""
@@ -227,61 +227,47 @@ class LocalBackend:
         entries = [p for p in directory.iterdir() if not p.name.startswith(".") and p.is_dir()]
         return sorted(entries, key=lambda p: p.name + "/")
 
-    def _fsync_dir(self, directory: Path) -> None:
-        try:
-            _fsync_path(directory)
-        except OSError as exc:
-            raise StorageError(f"cannot fsync directory {directory}: {exc}") from exc
+    def _sync_directories(self, leaves: set[Path]) -> None:
+        """fsync the fan-out directories holding objects, and the entries of those above them.
 
-    @staticmethod
-    def _make_dirs(directory: Path) -> list[Path]:
-        """Create directory and any missing ancestors; return those this call created."""
-        missing: list[Path] = []
-        while not directory.exists():
-            missing.append(directory)
-            directory = directory.parent
-        created: list[Path] = []
-        for new in reversed(missing):
-            try:
-                new.mkdir()
-            except FileExistsError:
-                continue  # a concurrent writer made it; its entry is that writer's to sync
-            except OSError as exc:
-                raise StorageError(f"cannot create directory {new}: {exc}") from exc
-            created.append(new)
-        return created
-
-    def _publish(
-        self, temp_path: Path, key: str, durable: bool, created: list[Path]
-    ) -> tuple[StorageReceipt, bool]:
-        """Link a closed temp file into place under key; the caller removes the temp file.
-
-        created lists directories made by `stage`, whose entries a durable commit also syncs.
+        An entry lives in its parent directory, so a directory created since the last sync is
+        only durable once its parent is synced too, up to the root's own entry.
         """
+        chains = {directory: directory.parents[:3] for directory in leaves}
+        pending = set(leaves)
+        for leaf, above in chains.items():
+            pending.update(d.parent for d in (leaf, *above) if d not in self._durable_dirs)
+        # Deepest first, so a directory's entry is synced after its contents.
+        for directory in sorted(pending, key=lambda d: len(d.parts), reverse=True):
+            try:
+                _fsync_path(directory)
+            except OSError as exc:
+                raise StorageError(f"cannot fsync directory {directory}: {exc}") from exc
+        for leaf, above in chains.items():
+            self._durable_dirs.update((leaf, *above))
+
+    def _publish(self, temp_path: Path, key: str, durable: bool) -> tuple[StorageReceipt, bool]:
+        """Link a closed temp file into place under key; the caller removes the temp file."""
         path = self._path(key)
         try:
+            # Checking first skips the fsync of a temp file that is about to be discarded.
             existed = path.exists()
             if not existed:
                 if durable:
                     _fsync_path(temp_path)
-                created = [*created, *self._make_dirs(path.parent)]
+                path.parent.mkdir(parents=True, exist_ok=True)
                 try:
                     # link, unlike replace, never overwrites: a concurrent writer of the same
                     # key keeps its published inode, and we learn that the key existed.
                     os.link(temp_path, path)
                 except FileExistsError:
                     existed = True
-                if durable:
-                    # Each new directory's entry lives in its parent; sync deepest first.
-                    parents = {path.parent, *(d.parent for d in created)}
-                    for directory in sorted(parents, key=lambda d: len(d.parts), reverse=True):
-                        _fsync_path(directory)
-            if existed and durable:
-                # The existing object may come from a durable=False commit not yet synced.
-                self.sync([key])
+            if durable:
+                if existed:
+                    # The existing object may come from a durable=False commit not yet synced.
+                    _fsync_path(path)
+                self._sync_directories({path.parent})
             stat = path.stat()
-        except StorageError:
-            raise
         except OSError as exc:
             raise StorageError(f"cannot store {key!r} under {self._root}: {exc}") from exc
         receipt = StorageReceipt(self._backend_id, key, stat.st_size, _utc(stat.st_mtime))
@@ -291,11 +277,8 @@ class LocalBackend:
 class _LocalStagedObject:
     """A temp file under `<root>/.tmp/`, linked into place by commit and removed either way."""
 
-    def __init__(
-        self, backend: LocalBackend, temp_path: Path, file: BinaryIO, created: list[Path]
-    ) -> None:
+    def __init__(self, backend: LocalBackend, temp_path: Path, file: BinaryIO) -> None:
         self._backend = backend
-        self._created = created
         self._temp_path = temp_path
         self._file = file
         self._finished = False
@@ -328,7 +311,7 @@ class _LocalStagedObject:
                 self._file.close()
             except OSError as exc:
                 raise StorageError(f"cannot write temp file {self._temp_path}: {exc}") from exc
-            return self._backend._publish(self._temp_path, key, durable, self._created)
+            return self._backend._publish(self._temp_path, key, durable)
         finally:
             self.abort()
 
