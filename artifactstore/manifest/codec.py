@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 from operator import itemgetter
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from artifactstore.errors import InvalidInputError, ManifestError
 from artifactstore.identity import ContentAddress, Digest, digest_bytes
@@ -31,8 +31,10 @@ _MAX_DEPTH = 100
 """Deepest nesting the decoder follows; manifests and events need a handful of levels."""
 
 _KEY_CACHE: dict[str, bytes] = {}
-_KEY_CACHE_LIMIT = 4096
-"""Encoded map keys are memoized (field names repeat on every event) up to this many."""
+_ORDER_CACHE: dict[tuple[str, ...], tuple[tuple[bytes, str], ...]] = {}
+_CACHE_LIMIT = 4096
+"""Entries per memo: encoded keys, and key orders of maps (the same field names on every event)."""
+_ORDER_CACHE_MAX_KEYS = 32
 
 _SMALL_HEADS = [[bytes(((major << 5) | n,)) for n in range(24)] for major in range(8)]
 _PACK_B = struct.Struct(">BB").pack
@@ -73,9 +75,21 @@ def _key(key: object) -> bytes:
         if not isinstance(key, str):
             raise ManifestError(f"map key {key!r} of type {type(key).__name__} is not text")
         encoded = _text(key)
-        if len(_KEY_CACHE) < _KEY_CACHE_LIMIT:
+        if len(_KEY_CACHE) < _CACHE_LIMIT:
             _KEY_CACHE[key] = encoded
     return encoded
+
+
+def _key_order(mapping: dict[Any, object]) -> tuple[tuple[bytes, str], ...]:
+    """The map's (encoded key, key) pairs in canonical order; memoized per key sequence."""
+    keys = tuple(mapping)
+    order = _ORDER_CACHE.get(keys)
+    if order is None:
+        # RFC 8949 §4.2.1: bytewise order of the encoded keys (not RFC 7049's length-first).
+        order = tuple(sorted([(_key(k), k) for k in keys], key=itemgetter(0)))
+        if len(keys) <= _ORDER_CACHE_MAX_KEYS and len(_ORDER_CACHE) < _CACHE_LIMIT:
+            _ORDER_CACHE[keys] = order
+    return order
 
 
 def _encode(value: object, out: list[bytes]) -> None:
@@ -92,12 +106,9 @@ def _encode(value: object, out: list[bytes]) -> None:
             raise ManifestError(f"integer {value} is outside the 64-bit CBOR range")
     elif isinstance(value, dict):
         out.append(_head(5, len(value)))
-        # RFC 8949 §4.2.1: bytewise order of the encoded keys (not RFC 7049's length-first).
-        for encoded_key, item in sorted(
-            [(_key(k), v) for k, v in value.items()], key=itemgetter(0)
-        ):
+        for encoded_key, key in _key_order(value):
             out.append(encoded_key)
-            _encode(item, out)
+            _encode(value[key], out)
     elif isinstance(value, list | tuple):
         out.append(_head(4, len(value)))
         for item in value:
