@@ -1,0 +1,703 @@
+"""The `artifactstore` command line: parse, call the store, render.
+
+Settings are read once, in the group callback (`--db`, `--root`, else ARTIFACTSTORE_* variables,
+else `./.artifactstore/`), and held in `ctx.obj`; commands open the store only when they need
+it, and import the heavy modules (SQLAlchemy, alembic) inside the command, so `version` and
+`--help` start fast.
+
+Exit codes (SPEC "CLI"): 0 ok; 1 a check failed (verify, health, replay --check, integrity of
+bytes read back); 2 bad usage or input, including a database or storage that cannot be used as
+configured; 130 interrupted. `EXIT_CODES` is the one table from errors to codes. Every error
+is one line on stderr, `artifactstore: error: <message>`; `-v` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+import click
+
+from artifactstore._version import __version__
+from artifactstore.cli_output import Progress, emit_json, human_bytes
+from artifactstore.config import (
+    ENV_PREFIX,
+    Settings,
+    configure_logging,
+    load_settings,
+    redact_url,
+)
+from artifactstore.errors import (
+    ArtifactStoreError,
+    BlobNotFoundError,
+    ConfigError,
+    DatabaseError,
+    IntegrityError,
+    SchemaVersionError,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from artifactstore.audit import VerifyReport
+    from artifactstore.store import ArtifactStore
+
+PROG = "artifactstore"
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
+    # First match wins, so subclasses come before their bases.
+    (IntegrityError, EXIT_CHECK_FAILED),  # bytes read back differ from what was recorded
+    (BlobNotFoundError, EXIT_CHECK_FAILED),  # a blob the registry names is gone
+    (ArtifactStoreError, EXIT_BAD_INPUT),  # input, names, state, config, database, schema
+    (OSError, EXIT_CHECK_FAILED),  # local files the CLI itself writes (pull, stdout)
+)
+"""Errors to exit codes; anything not listed is a bug and exits 1."""
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The exit code for an error raised by a command (see EXIT_CODES)."""
+    for kind, code in EXIT_CODES:
+        if isinstance(exc, kind):
+            return code
+    return EXIT_CHECK_FAILED
+
+
+@dataclass(frozen=True, slots=True)
+class CliState:
+    """What the group callback hands every command: the Settings and the output mode."""
+
+    settings: Settings
+    as_json: bool
+
+
+pass_state = click.make_pass_decorator(CliState)
+
+
+def _fail(exc: BaseException, verbose: bool) -> NoReturn:
+    if isinstance(exc, BrokenPipeError):
+        # The reader went away (`| head`): stop quietly, and keep Python's final flush of
+        # stdout from raising again at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise click.exceptions.Exit(EXIT_CHECK_FAILED)
+    if verbose:
+        traceback.print_exception(exc, file=sys.stderr)
+    message = str(exc) or type(exc).__name__
+    if not isinstance(exc, ArtifactStoreError | OSError):
+        message = f"unexpected {type(exc).__name__}: {message} (run with -v for details)"
+    _say_error(redact_url(message))
+    raise click.exceptions.Exit(exit_code_for(exc))
+
+
+def _say_error(message: str) -> None:
+    first_line = message.strip().splitlines()[0] if message.strip() else "failed"
+    click.echo(f"{PROG}: error: {first_line}", err=True)
+
+
+class _Group(click.Group):
+    """A group that turns every error from a command into one stderr line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        """Run the command; map ArtifactStoreError and the rest through EXIT_CODES."""
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:
+            _fail(exc, bool(ctx.params.get("verbose")))
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--db",
+    "database_url",
+    metavar="URL",
+    help=f"Registry database URL [env {ENV_PREFIX}DATABASE_URL; "
+    "default sqlite:///./.artifactstore/registry.db].",
+)
+@click.option(
+    "--root",
+    "storage_root",
+    metavar="DIR",
+    help=f"Blob storage directory [env {ENV_PREFIX}STORAGE_LOCAL_ROOT; "
+    "default ./.artifactstore/blobs].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help=f"Show tracebacks on errors (log level: {ENV_PREFIX}LOG_LEVEL).",
+)
+@click.version_option(__version__, "--version", prog_name=PROG, message="%(prog)s %(version)s")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    database_url: str | None,
+    storage_root: str | None,
+    as_json: bool,
+    verbose: bool,
+) -> None:
+    """Content-addressed, verifiable store for build outputs.
+
+    Exit codes: 0 ok, 1 a check failed, 2 bad usage or input.
+
+    \b
+    Example:
+      artifactstore push acme/app 1.4.2 dist/ && artifactstore pull acme/app 1.4.2 out/
+    """
+    settings = load_settings(os.environ, database_url, storage_root)
+    configure_logging(settings)
+    ctx.obj = CliState(settings, as_json)
+
+
+def _open_store(ctx: click.Context) -> ArtifactStore:
+    """Open the store the settings describe; it is closed when the command ends."""
+    import sqlalchemy.exc
+
+    from artifactstore.store import ArtifactStore
+
+    settings = ctx.find_object(CliState)
+    assert settings is not None  # the group callback always sets it
+    try:
+        store = ArtifactStore.from_settings(settings.settings)
+    except (sqlalchemy.exc.ArgumentError, ImportError) as exc:
+        # from_settings lets these escape untranslated (malformed URL, unknown driver).
+        url = settings.settings.redacted_database_url
+        raise ConfigError(f"cannot use database URL {url}: {exc}") from exc
+    return ctx.with_resource(store)
+
+
+# -- version and operations ------------------------------------------------------------------
+
+
+@cli.command()
+@pass_state
+def version(state: CliState) -> None:
+    """Print the artifactstore version.
+
+    \b
+    Example:
+      artifactstore version
+    """
+    if state.as_json:
+        emit_json({"version": __version__})
+    else:
+        click.echo(f"{PROG} {__version__}")
+
+
+@cli.command()
+@click.option("--fresh", is_flag=True, help="Drop every table first, then recreate them.")
+@click.option("--yes", is_flag=True, help="Do not ask before --fresh drops the tables.")
+@pass_state
+def migrate(state: CliState, fresh: bool, yes: bool) -> None:
+    """Upgrade the database schema to the revision this version needs.
+
+    Works on a database that is behind, which every other command refuses. --fresh drops all
+    tables (every package and event; blobs stay on disk) and recreates them: it asks first,
+    and without a terminal to ask on it needs --yes.
+
+    \b
+    Example:
+      artifactstore --db postgresql://ci@db.example/artifacts migrate
+    """
+    url = state.settings.redacted_database_url
+    if fresh and not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError("--fresh deletes every package and event; add --yes")
+        if not click.confirm(f"Delete every package and event in {url}?", err=True):
+            raise click.UsageError("not confirmed; nothing was changed")
+    before, after = _migrate(state.settings, fresh)
+    if state.as_json:
+        emit_json({"database": url, "fresh": fresh, "revision": after, "revision_before": before})
+    else:
+        click.echo(f"database {url} at schema revision {after} (was {before or 'empty'})")
+
+
+def _migrate(settings: Settings, fresh: bool) -> tuple[str | None, str | None]:
+    """Run the migrations on an engine of our own: ArtifactStore refuses a database behind."""
+    import sqlalchemy.exc
+    from alembic.util.exc import CommandError
+
+    from artifactstore import migration
+
+    url = settings.redacted_database_url
+    engine = _make_engine(settings)
+    try:
+        with engine.connect() as connection:
+            before = migration.current_revision(connection)
+        if fresh:
+            migration.downgrade(engine)
+        migration.upgrade(engine)
+        with engine.connect() as connection:
+            return before, migration.current_revision(connection)
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise DatabaseError(f"cannot migrate database {url}: {redact_url(reason)}") from exc
+    except CommandError as exc:
+        # alembic's way of saying the database is at a revision this code does not know.
+        raise SchemaVersionError(f"cannot migrate database {url}: {exc}") from exc
+    finally:
+        engine.dispose()
+
+
+def _make_engine(settings: Settings) -> Engine:
+    import sqlalchemy.exc
+
+    from artifactstore import schema
+
+    try:
+        engine = schema.make_engine(settings.database_url)
+    except (sqlalchemy.exc.ArgumentError, ImportError) as exc:
+        url = settings.redacted_database_url
+        raise ConfigError(f"cannot use database URL {url}: {exc}") from exc
+    database = engine.url.database
+    if engine.dialect.name == "sqlite" and database not in (None, "", ":memory:"):
+        # SQLite creates the file but not its folder; the default lives in ./.artifactstore/.
+        Path(str(database)).parent.mkdir(parents=True, exist_ok=True)
+    return engine
+
+
+@cli.command()
+@pass_state
+@click.pass_context
+def health(ctx: click.Context, state: CliState) -> None:
+    """Check that the database and the blob storage can be used; exit 1 if not.
+
+    \b
+    Example:
+      artifactstore health || echo "store is unhealthy"
+    """
+    from artifactstore import health as checks
+
+    try:
+        report = checks.check(_open_store(ctx))
+    except ArtifactStoreError as exc:
+        report = checks.check_unopened(state.settings, exc)
+    document = report.to_json()
+    if state.as_json:
+        emit_json(document)
+    else:
+        click.echo(f"status: {document['status']}")
+        database, storage = report.database, report.storage
+        revision = database.schema_revision or "none"
+        click.echo(
+            f"database: {'ok' if database.ok else 'FAILING'} {database.dialect} {database.url} "
+            f"schema {revision}: {database.detail}"
+        )
+        free = "unknown" if storage.free_bytes is None else human_bytes(storage.free_bytes)
+        click.echo(
+            f"storage: {'ok' if storage.reachable else 'FAILING'} {storage.backend_id} "
+            f"{free} free: {storage.detail}"
+        )
+    if not report.ok:
+        ctx.exit(EXIT_CHECK_FAILED)
+
+
+@cli.command()
+@click.option("--check", is_flag=True, help="Only compare the rebuilt views; change nothing.")
+@pass_state
+@click.pass_context
+def replay(ctx: click.Context, state: CliState, check: bool) -> None:
+    """Rebuild every view table from the event log (the source of truth).
+
+    With --check nothing is changed, and the exit code is 1 if the views differ from what the
+    log says they should be.
+
+    \b
+    Example:
+      artifactstore replay --check
+    """
+    report = _open_store(ctx).replay(check=check)
+    if state.as_json:
+        emit_json(
+            {
+                "check": check,
+                "events": report.events,
+                "identical": report.identical,
+                "state_digest_after": report.digest_after,
+                "state_digest_before": report.digest_before,
+            }
+        )
+    elif report.identical:
+        click.echo(f"replayed {report.events} events: views identical ({report.digest_after})")
+    elif check:
+        click.echo(
+            f"replayed {report.events} events: views differ from the log "
+            f"({report.digest_before} != {report.digest_after}); run 'artifactstore replay'"
+        )
+    else:
+        click.echo(f"replayed {report.events} events: views rebuilt ({report.digest_after})")
+    if check and not report.identical:
+        ctx.exit(EXIT_CHECK_FAILED)
+
+
+def _serve_environment(settings: Settings) -> dict[str, str]:
+    environ = dict(os.environ)
+    environ[f"{ENV_PREFIX}DATABASE_URL"] = settings.database_url
+    environ[f"{ENV_PREFIX}STORAGE_LOCAL_ROOT"] = str(settings.storage_root)
+    environ[f"{ENV_PREFIX}LOG_LEVEL"] = settings.log_level
+    return environ
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1), help="Processes.")
+@pass_state
+def serve(state: CliState, host: str, port: int, workers: int) -> None:
+    """Serve the HTTP app (GET /health) under gunicorn, in place of this process.
+
+    The settings reach the app through the ARTIFACTSTORE_* environment variables.
+
+    \b
+    Example:
+      artifactstore --db postgresql://as@db/artifacts serve --host 0.0.0.0 --port 8080
+    """
+    argv = [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}"]
+    argv += ["--workers", str(workers), "artifactstore.web:create_app()"]
+    # exec, not a child: signals from a supervisor reach gunicorn's arbiter directly.
+    os.execve(sys.executable, argv, _serve_environment(state.settings))
+
+
+# -- packages ---------------------------------------------------------------------------------
+
+
+def _parse_meta(
+    _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
+) -> dict[str, str]:
+    metadata: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--meta")
+        if key in metadata:
+            raise click.BadParameter(f"key {key!r} is given twice", param_hint="--meta")
+        metadata[key] = value
+    return metadata
+
+
+@cli.command()
+@click.argument("name")
+@click.argument("version")
+@click.argument("directory", metavar="DIR")
+@click.option(
+    "--retention",
+    "retention_class",
+    default="standard",
+    show_default=True,
+    metavar="CLASS",
+    help="ephemeral, ci, standard, release or legal-hold.",
+)
+@click.option(
+    "--meta",
+    "metadata",
+    multiple=True,
+    metavar="KEY=VALUE",
+    callback=_parse_meta,
+    help="Metadata to record; repeatable. Values are kept as text.",
+)
+@pass_state
+@click.pass_context
+def push(
+    ctx: click.Context,
+    state: CliState,
+    name: str,
+    version: str,
+    directory: str,
+    retention_class: str,
+    metadata: dict[str, str],
+) -> None:
+    """Store every file under DIR as package NAME VERSION and print its manifest digest.
+
+    Symlinks and special files are refused. Pushing the same files again succeeds with the same
+    digest and changes nothing; different files for an existing version exit 2.
+
+    \b
+    Example:
+      artifactstore push acme/app 1.4.2 dist/ --retention ci --meta git_sha=3f2a9c1
+    """
+    from artifactstore import tree
+    from artifactstore.manifest.codec import manifest_digest
+
+    store = _open_store(ctx)
+    # Totals only feed the progress line, so the tree is walked twice only on a terminal.
+    found = tree.scan(directory) if Progress.is_wanted() else []
+    with Progress("push", len(found), sum(f.size for f in found)) as progress:
+        manifest = store.push(name, version, directory, retention_class, metadata, progress.advance)
+    digest = str(manifest_digest(manifest))
+    if state.as_json:
+        emit_json(
+            {
+                "bytes": sum(f.size for f in manifest.files),
+                "files": len(manifest.files),
+                "manifest_digest": digest,
+                "name": name,
+                "version": version,
+            }
+        )
+    else:
+        click.echo(digest)
+
+
+@cli.command()
+@click.argument("name")
+@click.argument("version")
+@click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Write into a non-empty DEST, replacing files.")
+@pass_state
+@click.pass_context
+def pull(
+    ctx: click.Context, state: CliState, name: str, version: str, dest: Path, force: bool
+) -> None:
+    """Write the files of package NAME VERSION under DEST, verifying each as it is written.
+
+    Each file is checked against both recorded digests (BLAKE3 and SHA-256) before it is renamed
+    into place, with its executable bit; a mismatch exits 1 and leaves no partial file.
+
+    \b
+    Example:
+      artifactstore pull acme/app 1.4.2 out/
+    """
+    from artifactstore import cli_pull
+
+    store = _open_store(ctx)
+    package = store.get_package(name, version)
+    files = store.list_files(package)
+    if not force and not cli_pull.is_empty_directory(dest):
+        raise click.UsageError(f"{str(dest)!r} is not empty; use --force to write into it")
+    total = sum(f.size for f in files)
+    with Progress("pull", len(files), total) as progress:
+        cli_pull.write_files(store, (name, version), files, dest, progress.advance)
+    if state.as_json:
+        emit_json(
+            {
+                "bytes": total,
+                "destination": str(dest),
+                "files": len(files),
+                "manifest_digest": package.manifest_digest,
+                "name": name,
+                "version": version,
+            }
+        )
+    else:
+        click.echo(f"pulled {len(files)} files ({human_bytes(total)}) into {dest}")
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.argument("version", required=False)
+@click.option("--all", "check_all", is_flag=True, help="Every package and the event chain.")
+@pass_state
+@click.pass_context
+def verify(
+    ctx: click.Context, state: CliState, name: str | None, version: str | None, check_all: bool
+) -> None:
+    """Re-read and re-hash the blobs of package NAME VERSION, or of everything.
+
+    With no arguments (or --all) every package is checked, and the event log's hash chain too.
+    Each problem is listed on stdout; the exit code is 1 if there is any.
+
+    \b
+    Example:
+      artifactstore verify acme/app 1.4.2
+    """
+    if (name is None) != (version is None):
+        raise click.UsageError("give both NAME and VERSION, or neither (meaning --all)")
+    if check_all and name is not None:
+        raise click.UsageError("give NAME VERSION or --all, not both")
+    store = _open_store(ctx)
+    if name is not None and version is not None:
+        files = store.list_files((name, version)) if Progress.is_wanted() else []
+        with Progress("verify", len(files), sum(f.size for f in files)) as progress:
+            report = store.verify_package((name, version), progress.advance)
+    else:
+        files = (
+            [f for p in store.list_packages() for f in store.list_files(p)]
+            if Progress.is_wanted()
+            else []
+        )
+        with Progress("verify", len(files), sum(f.size for f in files)) as progress:
+            report = store.verify_all(progress.advance)
+    _render_verify(state, report)
+    if not report.ok:
+        ctx.exit(EXIT_CHECK_FAILED)
+
+
+def _render_verify(state: CliState, report: VerifyReport) -> None:
+    problems = [
+        {"message": p.message, "package": p.package, "path": p.path} for p in report.problems
+    ]
+    chain = report.chain
+    if state.as_json:
+        emit_json(
+            {
+                "bytes": report.bytes,
+                "chain": None
+                if chain is None
+                else {"checked": chain.checked, "ok": chain.ok, "problem": chain.problem},
+                "ok": report.ok,
+                "packages": report.packages,
+                "files": report.files,
+                "problems": problems,
+            }
+        )
+        return
+    for problem in report.problems:
+        click.echo(f"problem: {problem}")
+    checked = f"{report.packages} packages, {report.files} files, {human_bytes(report.bytes)}"
+    if chain is not None:
+        checked += f", {chain.checked} events"
+    outcome = "ok" if report.ok else f"{len(report.problems)} problems"
+    click.echo(f"verified {checked}: {outcome}")
+
+
+# -- looking around ---------------------------------------------------------------------------
+
+
+@cli.command(name="ls")
+@click.argument("name", required=False)
+@pass_state
+@click.pass_context
+def list_packages(ctx: click.Context, state: CliState, name: str | None) -> None:
+    """List packages (every version of NAME, or all), sorted by name and version.
+
+    Columns: name:version, state, retention class, manifest digest.
+
+    \b
+    Example:
+      artifactstore ls acme/app
+    """
+    packages = _open_store(ctx).list_packages(name)
+    if state.as_json:
+        emit_json(
+            [
+                {
+                    "created_at": p.created_at,
+                    "finalized_at": p.finalized_at,
+                    "id": p.id,
+                    "manifest_digest": p.manifest_digest,
+                    "metadata": dict(p.metadata),
+                    "name": p.name,
+                    "retention_class": p.retention_class,
+                    "state": p.state,
+                    "version": p.version,
+                }
+                for p in packages
+            ]
+        )
+        return
+    for p in packages:
+        click.echo(f"{p}\t{p.state}\t{p.retention_class}\t{p.manifest_digest or '-'}")
+
+
+@cli.command()
+@click.argument("name")
+@click.argument("version")
+@click.option(
+    "--format",
+    "manifest_format",
+    type=click.Choice(["jcs", "cbor"]),
+    default="jcs",
+    show_default=True,
+    help="jcs: canonical JSON (RFC 8785); cbor: the raw canonical CBOR that is digested.",
+)
+@click.pass_context
+def show(ctx: click.Context, name: str, version: str, manifest_format: str) -> None:
+    """Print the manifest of package NAME VERSION (the output is the same with --json).
+
+    \b
+    Example:
+      artifactstore show acme/app 1.4.2 --format cbor | b3sum
+    """
+    data = _open_store(ctx).get_manifest_bytes((name, version), manifest_format)
+    # JSON gets a newline like any text output; CBOR goes out byte-exact for digesting.
+    sys.stdout.buffer.write(data + b"\n" if manifest_format == "jcs" else data)
+    sys.stdout.buffer.flush()
+
+
+@cli.command()
+@click.argument("name")
+@click.argument("version")
+@click.argument("path")
+@click.pass_context
+def cat(ctx: click.Context, name: str, version: str, path: str) -> None:
+    """Write one file of package NAME VERSION to stdout, byte for byte.
+
+    The bytes stream as they are read; if they do not match the recorded digest, the error
+    comes at the end and the exit code is 1.
+
+    \b
+    Example:
+      artifactstore cat acme/app 1.4.2 bin/app > app
+    """
+    out = sys.stdout.buffer
+    with _open_store(ctx).get_file((name, version), path) as reader:
+        while chunk := reader.read(1 << 20):
+            out.write(chunk)
+    out.flush()
+
+
+@cli.command()
+@click.option("--since", default=0, show_default=True, type=click.IntRange(0), metavar="N")
+@click.option("--follow", is_flag=True, help="Keep waiting for new events.")
+@click.option("--timeout", type=click.FloatRange(0), metavar="S", help="Stop following after S.")
+@pass_state
+@click.pass_context
+def events(
+    ctx: click.Context, state: CliState, since: int, follow: bool, timeout: float | None
+) -> None:
+    """Print the events after sequence N, oldest first; one JSON object per line with --json.
+
+    Text columns: sequence, time, type, package id, actor.
+
+    \b
+    Example:
+      artifactstore events --since 120 --follow --timeout 60
+    """
+    from artifactstore.manifest import codec
+
+    for event in _open_store(ctx).tail_events(since, follow, timeout):
+        if state.as_json:
+            emit_json(
+                {
+                    "actor": event.actor,
+                    "chain_digest": event.chain_digest,
+                    "event_id": event.event_id,
+                    "event_type": event.event_type,
+                    "occurred_at": event.occurred_at,
+                    "package_id": event.package_id,
+                    "payload": codec.decode_value(event.payload),
+                    "sequence": event.sequence,
+                }
+            )
+        else:
+            click.echo(
+                f"{event.sequence}\t{event.occurred_at}\t{event.event_type}\t"
+                f"{event.package_id or '-'}\t{event.actor}"
+            )
+        # A follower is usually piped into another program that wants each event now.
+        sys.stdout.flush()
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Console-script entry point: run the CLI and exit with its code."""
+    try:
+        result = cli.main(args=argv, prog_name=PROG, standalone_mode=False)
+    except click.ClickException as exc:
+        hint = ""
+        if isinstance(exc, click.UsageError) and exc.ctx is not None:
+            hint = f" (see '{exc.ctx.command_path} --help')"
+        _say_error(exc.format_message() + hint)
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        _say_error("interrupted")
+        sys.exit(EXIT_INTERRUPTED)
+    sys.exit(result if isinstance(result, int) else EXIT_OK)

@@ -1,0 +1,107 @@
+"""Health reports: is the registry database usable, and is the blob storage reachable?
+
+Shared by `artifactstore health` and `GET /health`. A report can be made for an open store or,
+when the store could not even be opened (database down, schema behind), from the Settings and
+the error: health must answer in exactly the situations where everything else fails. Nothing
+here prints a password; every URL is the redacted one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from artifactstore._version import __version__
+from artifactstore.config import Settings
+from artifactstore.dataplane.inproc import InProcessDataPlane
+from artifactstore.errors import DatabaseError, SchemaVersionError
+from artifactstore.schema import SCHEMA_REVISION
+from artifactstore.storage.spi import BackendHealth
+from artifactstore.store import ArtifactStore
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseHealth:
+    """Whether the registry database answers and is at this code's schema revision."""
+
+    dialect: str
+    url: str
+    reachable: bool
+    schema_revision: str | None
+    detail: str
+
+    @property
+    def ok(self) -> bool:
+        """True when the database answers and its schema is the one this code needs."""
+        return self.reachable and self.schema_revision == SCHEMA_REVISION
+
+
+@dataclass(frozen=True, slots=True)
+class HealthReport:
+    """The health of both parts of a store; `failing` names the parts that are not ok."""
+
+    database: DatabaseHealth
+    storage: BackendHealth
+
+    @property
+    def failing(self) -> list[str]:
+        """The unhealthy parts, from "database" and "storage" (empty when all is well)."""
+        parts = [("database", self.database.ok), ("storage", self.storage.reachable)]
+        return [name for name, ok in parts if not ok]
+
+    @property
+    def ok(self) -> bool:
+        """True when no part is failing."""
+        return not self.failing
+
+    def to_json(self) -> dict[str, object]:
+        """The report as the JSON object `GET /health` and `health --json` return."""
+        return {
+            "status": "ok" if self.ok else "unhealthy",
+            "version": __version__,
+            "failing": self.failing,
+            "database": {
+                "dialect": self.database.dialect,
+                "url": self.database.url,
+                "reachable": self.database.reachable,
+                "schema_revision": self.database.schema_revision,
+                "expected_schema_revision": SCHEMA_REVISION,
+                "detail": self.database.detail,
+            },
+            "storage": {
+                "backend_id": self.storage.backend_id,
+                "reachable": self.storage.reachable,
+                "free_bytes": self.storage.free_bytes,
+                "total_bytes": self.storage.total_bytes,
+                "detail": self.storage.detail,
+            },
+        }
+
+
+def check(store: ArtifactStore) -> HealthReport:
+    """Query an open store's database and storage backend."""
+    dialect = store.engine.dialect.name
+    try:
+        revision = store.schema_revision()
+    except DatabaseError as exc:
+        database = DatabaseHealth(dialect, store.redacted_url, False, None, str(exc))
+    else:
+        detail = "ok" if revision == SCHEMA_REVISION else _revision_detail(revision)
+        database = DatabaseHealth(dialect, store.redacted_url, True, revision, detail)
+    return HealthReport(database, store.storage_health())
+
+
+def check_unopened(settings: Settings, error: Exception) -> HealthReport:
+    """Report on a store that could not be opened: the database failed with error."""
+    url = settings.redacted_database_url
+    # The URL may be too broken for SQLAlchemy to parse; its scheme is all a reader needs.
+    dialect = url.split(":", 1)[0].split("+", 1)[0]
+    # A schema that is behind or ahead means the database did answer.
+    reachable = isinstance(error, SchemaVersionError)
+    database = DatabaseHealth(dialect, url, reachable, None, str(error))
+    storage = InProcessDataPlane.local(settings.storage_root).health()
+    return HealthReport(database, storage)
+
+
+def _revision_detail(revision: str | None) -> str:
+    found = "has no schema" if revision is None else f"is at schema revision {revision}"
+    return f"database {found}, needs {SCHEMA_REVISION}; run 'artifactstore migrate'"

@@ -1,0 +1,96 @@
+"""The HTTP app: a Flask factory that gunicorn serves (`gunicorn 'artifactstore.web:create_app()'`).
+
+Only `GET /health` exists so far. The app must come up even when the database is down, so a
+load balancer can see it is unhealthy: without a store given, the factory tries to open one
+from the ARTIFACTSTORE_* variables and, if that fails, tries again on each request until it
+works. `HTTP_STATUSES` is the one table from errors to HTTP statuses.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+from flask import Flask, Response, jsonify
+
+from artifactstore import health
+from artifactstore.config import Settings, configure_logging, load_settings
+from artifactstore.errors import (
+    ArtifactStoreError,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+)
+from artifactstore.store import ArtifactStore
+
+_log = logging.getLogger(__name__)
+
+HTTP_STATUSES: tuple[tuple[type[ArtifactStoreError], int], ...] = (
+    (NotFoundError, 404),
+    (ConflictError, 409),
+    (InvalidInputError, 422),
+    (ArtifactStoreError, 500),
+)
+"""Errors to HTTP statuses, first match wins; the body is {"error": message}."""
+
+
+def status_for(exc: ArtifactStoreError) -> int:
+    """The HTTP status for an error raised while handling a request (see HTTP_STATUSES)."""
+    return next(status for kind, status in HTTP_STATUSES if isinstance(exc, kind))
+
+
+class _StoreHolder:
+    """The app's store, opened on first success; until then, the error that stopped it."""
+
+    def __init__(self, settings: Settings, store: ArtifactStore | None) -> None:
+        self._settings = settings
+        self._store = store
+        self._lock = threading.Lock()
+
+    def get(self) -> ArtifactStore | ArtifactStoreError:
+        """The open store, or the error opening it raised this time."""
+        with self._lock:
+            if self._store is None:
+                try:
+                    self._store = ArtifactStore.from_settings(self._settings)
+                except ArtifactStoreError as exc:
+                    _log.warning("cannot open the store: %s", exc)
+                    return exc
+                except Exception as exc:
+                    # from_settings lets a malformed URL or a missing driver escape as a
+                    # foreign error, whose text may quote the URL; report only its kind.
+                    _log.warning("cannot open the store: %s", type(exc).__name__)
+                    url = self._settings.redacted_database_url
+                    return ArtifactStoreError(
+                        f"cannot use database URL {url}: {type(exc).__name__}"
+                    )
+            return self._store
+
+
+def create_app(store: ArtifactStore | None = None) -> Flask:
+    """Build the app over store, or over one opened from the ARTIFACTSTORE_* variables."""
+    settings = load_settings(os.environ)
+    configure_logging(settings)
+    holder = _StoreHolder(settings, store)
+    holder.get()
+    app = Flask(__name__)
+
+    @app.get("/health")
+    def get_health() -> tuple[Response, int]:
+        """Database and storage health: 200 when both are usable, else 503 naming the parts."""
+        opened = holder.get()
+        if isinstance(opened, ArtifactStore):
+            report = health.check(opened)
+        else:
+            report = health.check_unopened(settings, opened)
+        response = jsonify(report.to_json())
+        # A cached "ok" would hide an outage from the next probe.
+        response.headers["Cache-Control"] = "no-store"
+        return response, 200 if report.ok else 503
+
+    @app.errorhandler(ArtifactStoreError)
+    def on_error(exc: ArtifactStoreError) -> tuple[Response, int]:
+        return jsonify({"error": str(exc)}), status_for(exc)
+
+    return app
