@@ -11,8 +11,10 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import threading
+from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
@@ -26,6 +28,9 @@ CHUNK_SIZE = 1 << 20
 
 _PARALLEL_THRESHOLD = 64 * 1024
 """Chunks at least this large hash SHA-256 on a worker thread while BLAKE3 runs on the caller's."""
+
+_MAX_BACKLOG = 4
+"""Chunks queued for the SHA-256 thread before update() waits; bounds memory per hasher."""
 
 
 class Hasher(Protocol):
@@ -147,42 +152,73 @@ def _pool() -> ThreadPoolExecutor:
 class DualHasher:
     """Feed chunks once, get BLAKE3, SHA-256 and the size.
 
-    Large chunks are hashed on two cores: SHA-256 on a worker thread, BLAKE3 on the caller's,
-    overlapping with the caller's next read (both hash functions release the GIL). A chunk
+    Large chunks are hashed on two cores: BLAKE3 on the caller's thread, SHA-256 (the slower)
+    drained in order from a short backlog by a pool thread (both release the GIL). A chunk
     passed to update() must not be mutated afterwards; `bytes` never is.
     """
 
-    __slots__ = ("_blake3", "_pending", "_sha256", "_size")
+    __slots__ = ("_backlog", "_blake3", "_draining", "_error", "_ready", "_sha256", "_size")
 
     def __init__(self) -> None:
         self._blake3 = blake3.blake3()
         self._sha256 = hashlib.sha256()
         self._size = 0
-        self._pending: Future[None] | None = None
+        self._backlog: deque[bytes] = deque()
+        self._ready = threading.Condition()
+        self._draining = False
+        self._error: BaseException | None = None
 
     def update(self, chunk: bytes) -> None:
         """Add the next chunk of the stream."""
-        self._wait()
-        self._size += len(chunk)
-        if len(chunk) >= _PARALLEL_THRESHOLD:
-            self._pending = _pool().submit(self._sha256.update, chunk)
-        else:
-            self._sha256.update(chunk)
+        # BLAKE3 first: a chunk of the wrong type fails here, on the caller's thread.
         self._blake3.update(chunk)
+        self._size += len(chunk)
+        with self._ready:
+            if not self._draining and len(chunk) < _PARALLEL_THRESHOLD:
+                self._sha256.update(chunk)
+                return
+            # A backlog, not a wait per chunk: waking in lockstep cost a third of the
+            # throughput on a busy machine (scripts/bench_digest.py).
+            while len(self._backlog) >= _MAX_BACKLOG and self._error is None:
+                self._ready.wait()
+            self._backlog.append(chunk)
+            if not self._draining:
+                self._draining = True
+                _pool().submit(self._drain)
 
     def result(self) -> DualDigest:
         """Return the digests of everything fed so far."""
-        self._wait()
+        with self._ready:
+            while self._draining:
+                self._ready.wait()
+            if self._error is not None:
+                raise self._error
         return DualDigest(
             Digest("blake3", self._blake3.hexdigest()),
             Digest("sha256", self._sha256.hexdigest()),
             self._size,
         )
 
-    def _wait(self) -> None:
-        if self._pending is not None:
-            self._pending.result()
-            self._pending = None
+    def _drain(self) -> None:
+        # Runs on a pool thread, one at a time per hasher, and never blocks on the caller, so
+        # hashers sharing the pool cannot deadlock; it stops when the backlog is empty.
+        try:
+            while True:
+                with self._ready:
+                    if not self._backlog:
+                        return
+                    chunk = self._backlog[0]
+                self._sha256.update(chunk)
+                with self._ready:
+                    self._backlog.popleft()
+                    self._ready.notify_all()
+        except BaseException as exc:
+            self._error = exc
+        finally:
+            with self._ready:
+                self._backlog.clear()
+                self._draining = False
+                self._ready.notify_all()
 
 
 def iter_chunks(
