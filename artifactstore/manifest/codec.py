@@ -235,7 +235,12 @@ def decode_value(data: bytes) -> object:
     if not isinstance(data, bytes | bytearray | memoryview):
         raise ManifestError(f"expected bytes, got {type(data).__name__}")
     data = bytes(data)
-    value, end = _decode(data, 0, 0)
+    try:
+        value, end = _decode(data, 0, 0)
+    except (RecursionError, MemoryError) as exc:
+        # Lengths are checked against the input and depth is capped, so only a caller already
+        # deep in its own stack, or short of memory, gets here.
+        raise ManifestError(f"CBOR data could not be decoded: {exc!r}") from exc
     if end != len(data):
         raise ManifestError(f"{len(data) - end} trailing bytes after the CBOR item")
     return value

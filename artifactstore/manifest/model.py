@@ -41,7 +41,10 @@ def format_timestamp(dt: datetime) -> str:
     """Write an aware datetime as RFC 3339 UTC with 6 fractional digits, e.g. '...26.123456Z'."""
     if dt.tzinfo is None or dt.utcoffset() is None:
         raise ManifestError(f"timestamp {dt!r} is naive; give it a timezone (UTC)")
-    u = dt.astimezone(UTC)
+    try:
+        u = dt.astimezone(UTC)
+    except OverflowError as exc:
+        raise ManifestError(f"timestamp {dt!r} is out of range in UTC") from exc
     return (
         f"{u.year:04d}-{u.month:02d}-{u.day:02d}T"
         f"{u.hour:02d}:{u.minute:02d}:{u.second:02d}.{u.microsecond:06d}Z"
