@@ -1,0 +1,449 @@
+"""The `artifactstore` CLI, run for real in subprocesses against this leg's database.
+
+Every test drives `python -m artifactstore` with the database URL and blob root in the
+environment, and checks exit codes, stdout and stderr the way a CI job would see them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import stat
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import blake3
+import pytest
+
+from artifactstore import ArtifactStore
+from artifactstore.cli_pull import TEMP_PREFIX
+
+PASSWORD = "hunter2-secret"
+UNREACHABLE_URL = f"postgresql://ci:{PASSWORD}@127.0.0.1:1/artifacts"
+NAME, VERSION = "acme/app", "1.4.2"
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one CLI run left behind."""
+
+    code: int
+    out: bytes
+    err: str
+
+    @property
+    def text(self) -> str:
+        """stdout as text."""
+        return self.out.decode()
+
+    def json(self) -> object:
+        """stdout parsed as one JSON document."""
+        return json.loads(self.out)
+
+
+class Cli:
+    """Runs `python -m artifactstore` with a fixed environment and working directory."""
+
+    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+        self.env = env
+        self.cwd = cwd
+
+    def __call__(self, *args: str | Path, env: dict[str, str] | None = None) -> Result:
+        done = subprocess.run(
+            [sys.executable, "-m", "artifactstore", *map(str, args)],
+            env={**self.env, **(env or {})},
+            cwd=self.cwd,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        return Result(done.returncode, done.stdout, done.stderr.decode())
+
+    def ok(self, *args: str | Path) -> Result:
+        """Run and require exit 0 with a quiet stderr (no progress bar off a terminal)."""
+        result = self(*args)
+        assert (result.code, result.err) == (0, ""), result
+        return result
+
+    def events(self) -> list[tuple[int, str]]:
+        """(sequence, type) of every event in the log, read in-process (a subprocess is slower)."""
+        url = self.env["ARTIFACTSTORE_DATABASE_URL"]
+        with ArtifactStore.open(url, self.env["ARTIFACTSTORE_STORAGE_LOCAL_ROOT"]) as store:
+            return [(e.sequence, e.event_type) for e in store.tail_events(0)]
+
+
+def base_env(tmp_path: Path) -> dict[str, str]:
+    """The test process environment (ARTIFACTSTORE_* already cleared) plus a blob root."""
+    # health counts a missing root as failing (an unmounted volume looks just like that).
+    root = tmp_path / "blobs"
+    root.mkdir(exist_ok=True)
+    return {**os.environ, "ARTIFACTSTORE_STORAGE_LOCAL_ROOT": str(root)}
+
+
+@pytest.fixture
+def cli(migrated_url: str, tmp_path: Path) -> Cli:
+    """A CLI over a fresh, migrated database and an empty blob root."""
+    return Cli({**base_env(tmp_path), "ARTIFACTSTORE_DATABASE_URL": migrated_url}, tmp_path)
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """A build output: text, an executable, nested binary data and an empty file."""
+    root = tmp_path / "dist"
+    (root / "bin").mkdir(parents=True)
+    (root / "lib" / "deep").mkdir(parents=True)
+    (root / "README.txt").write_text("hello\n")
+    (root / "bin" / "app").write_bytes(b"#!/bin/sh\necho app\n")
+    (root / "bin" / "app").chmod(0o755)
+    (root / "lib" / "deep" / "data.bin").write_bytes(os.urandom(300_000))
+    (root / "lib" / "empty").write_bytes(b"")
+    return root
+
+
+def one_error_line(result: Result, code: int) -> str:
+    """Check the run failed with code and exactly one 'artifactstore: error:' line."""
+    assert result.code == code, result
+    lines = result.err.splitlines()
+    assert len(lines) == 1, result.err
+    assert lines[0].startswith("artifactstore: error: ")
+    assert "Traceback" not in result.err
+    return lines[0]
+
+
+def snapshot(directory: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under directory: bytes and permission bits, by relative path."""
+    return {
+        path.relative_to(directory).as_posix(): (
+            path.read_bytes(),
+            stat.S_IMODE(path.stat().st_mode),
+        )
+        for path in sorted(directory.rglob("*"))
+        if path.is_file()
+    }
+
+
+def blob_path(root: Path, data: bytes) -> Path:
+    """Where the local backend keeps the blob of data, found by walking root/blake3/**."""
+    wanted = blake3.blake3(data).hexdigest()
+    found = [p for p in (root / "blake3").rglob("*") if p.is_file() and p.name == wanted]
+    assert len(found) == 1, found
+    return found[0]
+
+
+# -- the happy path ---------------------------------------------------------------------------
+
+
+def test_push_verify_pull_round_trip_is_byte_exact(cli: Cli, tree: Path, tmp_path: Path) -> None:
+    digest = cli.ok("push", NAME, VERSION, tree, "--meta", "git_sha=3f2a", "--retention", "ci")
+    manifest_digest = digest.text.strip()
+    assert manifest_digest.startswith("blake3:") and len(manifest_digest) == 7 + 64
+
+    verified = cli.ok("verify", NAME, VERSION)
+    assert "4 files" in verified.text and verified.text.strip().endswith(": ok")
+
+    dest = tmp_path / "out"
+    cli.ok("pull", NAME, VERSION, dest)
+    assert snapshot(dest) == snapshot(tree)
+    assert snapshot(dest)["bin/app"][1] == 0o755
+    assert snapshot(dest)["README.txt"][1] == 0o644
+    assert not list(dest.rglob(f"{TEMP_PREFIX}*"))
+
+    listing = cli.ok("ls").text.splitlines()
+    assert listing == [f"{NAME}:{VERSION}\tfinalized\tci\t{manifest_digest}"]
+    assert cli.ok("ls", "other/name").text == ""
+
+    data = tree / "lib" / "deep" / "data.bin"
+    assert cli.ok("cat", NAME, VERSION, "lib/deep/data.bin").out == data.read_bytes()
+
+    cbor = cli.ok("show", NAME, VERSION, "--format", "cbor").out
+    assert f"blake3:{blake3.blake3(cbor).hexdigest()}" == manifest_digest
+    manifest = json.loads(cli.ok("show", NAME, VERSION, "--format", "jcs").out)
+    assert [f["path"] for f in manifest["files"]] == [
+        "README.txt",
+        "bin/app",
+        "lib/deep/data.bin",
+        "lib/empty",
+    ]
+    assert manifest["package"]["metadata"] == {"git_sha": "3f2a"}
+    assert manifest["retention_summary"]["class"] == "ci"
+
+
+def test_json_output_parses_with_sorted_keys(cli: Cli, tree: Path, tmp_path: Path) -> None:
+    pushed = cli.ok("--json", "push", NAME, VERSION, tree).json()
+    assert isinstance(pushed, dict)
+    assert list(pushed) == sorted(pushed)
+    assert pushed["files"] == 4 and pushed["bytes"] == 300_000 + 6 + 19
+    assert (pushed["name"], pushed["version"]) == (NAME, VERSION)
+
+    listed = cli.ok("--json", "ls").json()
+    assert isinstance(listed, list) and listed[0]["manifest_digest"] == pushed["manifest_digest"]
+
+    report = cli.ok("--json", "verify", "--all").json()
+    assert report == {
+        "bytes": pushed["bytes"],
+        "chain": {"checked": 7, "ok": True, "problem": None},
+        "files": 4,
+        "ok": True,
+        "packages": 1,
+        "problems": [],
+    }
+
+    pulled = cli.ok("--json", "pull", NAME, VERSION, tmp_path / "out").json()
+    assert isinstance(pulled, dict) and pulled["manifest_digest"] == pushed["manifest_digest"]
+
+    events = [json.loads(line) for line in cli.ok("--json", "events").text.splitlines()]
+    assert [e["sequence"] for e in events] == list(range(1, 8))
+    assert events[-1]["event_type"] == "v1.package.finalized"
+    assert events[-1]["payload"]["package"]["name"] == NAME
+    assert cli.ok("--json", "version").json() == {"version": "0.1.0"}
+
+    replay = cli.ok("--json", "replay", "--check").json()
+    assert isinstance(replay, dict) and replay["identical"] is True and replay["events"] == 7
+
+
+def test_repush_of_the_same_tree_returns_the_same_digest_and_appends_nothing(
+    cli: Cli, tree: Path
+) -> None:
+    first = cli.ok("push", NAME, VERSION, tree).text
+    events = cli.events()
+    assert cli.ok("push", NAME, VERSION, tree).text == first
+    assert cli.events() == events
+
+
+def test_repush_of_a_changed_tree_is_a_conflict_that_changes_nothing(cli: Cli, tree: Path) -> None:
+    cli.ok("push", NAME, VERSION, tree)
+    events, listing = cli.events(), cli.ok("ls").text
+    (tree / "README.txt").write_text("changed\n")
+    line = one_error_line(cli("push", NAME, VERSION, tree), 2)
+    assert "README.txt" in line
+    assert (cli.events(), cli.ok("ls").text) == (events, listing)
+
+
+# -- bad input --------------------------------------------------------------------------------
+
+
+def _symlink(tree: Path) -> None:
+    (tree / "link").symlink_to(tree / "README.txt")
+
+
+def _fifo(tree: Path) -> None:
+    os.mkfifo(tree / "pipe")
+
+
+@pytest.mark.parametrize(
+    ("args", "prepare", "mentions"),
+    [
+        (("push", "Acme/App", VERSION, "{tree}"), None, "Acme/App"),
+        (("push", NAME, "1.0+build", "{tree}"), None, "1.0+build"),
+        (("push", NAME, VERSION, "{tree}", "--retention", "forever"), None, "forever"),
+        (("push", NAME, VERSION, "{tree}", "--meta", "no-equals"), None, "no-equals"),
+        (("push", NAME, VERSION, "{tree}/missing"), None, "missing"),
+        (("push", NAME, VERSION, "{tree}"), _symlink, "link"),
+        (("push", NAME, VERSION, "{tree}"), _fifo, "pipe"),
+        (("push", NAME, VERSION), None, "DIR"),
+        (("frobnicate",), None, "frobnicate"),
+    ],
+    ids=[
+        "invalid-name",
+        "invalid-version",
+        "unknown-retention",
+        "meta-without-equals",
+        "missing-directory",
+        "symlink",
+        "fifo",
+        "missing-argument",
+        "unknown-command",
+    ],
+)
+def test_bad_input_exits_2_with_one_line_and_changes_nothing(
+    cli: Cli,
+    tree: Path,
+    args: tuple[str, ...],
+    prepare: object,
+    mentions: str,
+) -> None:
+    if callable(prepare):
+        prepare(tree)
+    line = one_error_line(cli(*(a.format(tree=tree) for a in args)), 2)
+    assert mentions in line
+    assert cli.events() == []
+    assert not (Path(cli.env["ARTIFACTSTORE_STORAGE_LOCAL_ROOT"]) / "blake3").exists()
+
+
+def test_verbose_shows_the_traceback(cli: Cli) -> None:
+    result = cli("-v", "show", NAME, VERSION)
+    assert result.code == 2
+    assert "Traceback" in result.err
+    assert result.err.splitlines()[-1] == f"artifactstore: error: no package {NAME}:{VERSION}"
+
+
+def test_lookups_of_missing_things_exit_2(cli: Cli, tree: Path, tmp_path: Path) -> None:
+    cli.ok("push", NAME, VERSION, tree)
+    one_error_line(cli("pull", NAME, "9.9", tmp_path / "never"), 2)
+    assert not (tmp_path / "never").exists()
+    one_error_line(cli("cat", NAME, VERSION, "no/such/file"), 2)
+    one_error_line(cli("show", "no/such", VERSION), 2)
+    one_error_line(cli("verify", NAME), 2)
+    one_error_line(cli("verify", NAME, VERSION, "--all"), 2)
+
+
+def test_pull_refuses_a_non_empty_destination_without_force(
+    cli: Cli, tree: Path, tmp_path: Path
+) -> None:
+    cli.ok("push", NAME, VERSION, tree)
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "keep.txt").write_text("mine\n")
+    (dest / "README.txt").write_text("stale\n")
+    assert "--force" in one_error_line(cli("pull", NAME, VERSION, dest), 2)
+    assert (dest / "README.txt").read_text() == "stale\n"
+    cli.ok("pull", NAME, VERSION, dest, "--force")
+    assert (dest / "README.txt").read_text() == "hello\n"
+    assert (dest / "keep.txt").read_text() == "mine\n"
+
+
+# -- integrity --------------------------------------------------------------------------------
+
+
+def test_a_corrupted_blob_fails_verify_pull_and_cat(cli: Cli, tree: Path, tmp_path: Path) -> None:
+    cli.ok("push", NAME, VERSION, tree)
+    original = (tree / "README.txt").read_bytes()
+    blob = blob_path(Path(cli.env["ARTIFACTSTORE_STORAGE_LOCAL_ROOT"]), original)
+    blob.chmod(0o644)
+    blob.write_bytes(b"HELLO\n")  # same size, different bytes
+
+    for args in (("verify", NAME, VERSION), ("verify",)):
+        result = cli(*args)
+        assert result.code == 1, result
+        problems = [line for line in result.text.splitlines() if line.startswith("problem:")]
+        assert len(problems) == 1 and "README.txt" in problems[0]
+        assert "expected" in problems[0] and "got" in problems[0]
+
+    report = cli("--json", "verify").json()
+    assert isinstance(report, dict) and report["ok"] is False
+    assert [p["path"] for p in report["problems"]] == ["README.txt"]
+
+    dest = tmp_path / "out"
+    line = one_error_line(cli("pull", NAME, VERSION, dest), 1)
+    assert "README.txt" in line
+    assert not (dest / "README.txt").exists()
+    assert not list(dest.rglob(f"{TEMP_PREFIX}*"))
+
+    assert "README.txt" in one_error_line(cli("cat", NAME, VERSION, "README.txt"), 1)
+
+
+# -- operations -------------------------------------------------------------------------------
+
+
+def test_events_since_and_follow_with_timeout(cli: Cli, tree: Path) -> None:
+    cli.ok("push", NAME, VERSION, tree)
+    lines = cli.ok("events", "--since", "0").text.splitlines()
+    assert len(lines) == 7
+    assert lines[0].split("\t")[:3:2] == ["1", "v1.package.created"]
+    assert len(cli.ok("events", "--since", "5").text.splitlines()) == 2
+    followed = cli.ok("events", "--since", "6", "--follow", "--timeout", "1")
+    assert [line.split("\t")[0] for line in followed.text.splitlines()] == ["7"]
+
+
+def test_replay_rebuilds_and_checks(cli: Cli, tree: Path) -> None:
+    cli.ok("push", NAME, VERSION, tree)
+    assert "identical" in cli.ok("replay").text
+    assert "identical" in cli.ok("replay", "--check").text
+    assert cli.ok("ls").text.startswith(f"{NAME}:{VERSION}\tfinalized")
+
+
+def test_health_is_0_when_healthy_and_1_when_storage_root_is_a_file(
+    cli: Cli, tmp_path: Path
+) -> None:
+    healthy = cli.ok("--json", "health").json()
+    assert isinstance(healthy, dict)
+    assert healthy["status"] == "ok" and healthy["failing"] == []
+    assert healthy["database"]["reachable"] is True
+    assert "status: ok" in cli.ok("health").text
+
+    not_a_directory = tmp_path / "a-file"
+    not_a_directory.write_text("")
+    broken = cli("--root", not_a_directory, "--json", "health")
+    assert broken.code == 1
+    document = broken.json()
+    assert isinstance(document, dict) and document["failing"] == ["storage"]
+
+
+def test_migrate_fresh_needs_yes_off_a_terminal_and_then_empties_the_store(
+    cli: Cli, tree: Path
+) -> None:
+    cli.ok("push", NAME, VERSION, tree)
+    assert "--yes" in one_error_line(cli("migrate", "--fresh"), 2)
+    assert len(cli.events()) == 7
+    assert "schema revision" in cli.ok("migrate").text
+    cli.ok("migrate", "--fresh", "--yes")
+    assert cli.events() == []
+    assert cli.ok("ls").text == ""
+
+
+def test_an_unmigrated_database_is_refused_until_migrate(
+    database_url: str, database_kind: str, tmp_path: Path
+) -> None:
+    if database_kind == "sqlite":
+        # A fresh SQLite file would be migrated on open; a database holding some other table
+        # is one artifactstore must not touch until told to.
+        import sqlite3
+
+        with sqlite3.connect(tmp_path / "registry.db") as connection:
+            connection.execute("CREATE TABLE unrelated (id INTEGER)")
+    cli = Cli({**base_env(tmp_path), "ARTIFACTSTORE_DATABASE_URL": database_url}, tmp_path)
+    assert "artifactstore migrate" in one_error_line(cli("ls"), 2)
+    assert cli("health").code == 1
+    migrated = cli.ok("--json", "migrate").json()
+    assert isinstance(migrated, dict) and migrated["revision_before"] is None
+    assert cli.ok("ls").text == ""
+
+
+def test_a_database_password_is_never_printed(tmp_path: Path) -> None:
+    cli = Cli({**base_env(tmp_path), "ARTIFACTSTORE_DATABASE_URL": UNREACHABLE_URL}, tmp_path)
+    listed, migrated = cli("ls"), cli("migrate")
+    assert "ci:***@127.0.0.1:1" in one_error_line(listed, 2)
+    one_error_line(migrated, 2)
+    health = cli("--json", "health")
+    assert health.code == 1
+    document = health.json()
+    assert isinstance(document, dict) and document["failing"] == ["database"]
+    for result in (listed, migrated, health):
+        assert PASSWORD not in result.text + result.err
+
+
+def test_progress_is_drawn_only_when_stderr_is_a_terminal(cli: Cli, tree: Path) -> None:
+    controller, terminal = pty.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "artifactstore", "push", NAME, VERSION, str(tree)],
+            env=cli.env,
+            cwd=cli.cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            timeout=60,
+            check=False,
+        )
+        os.close(terminal)
+        terminal = -1
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # EIO: the terminal side is closed and drained
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(controller)
+        if terminal != -1:
+            os.close(terminal)
+    assert done.returncode == 0
+    assert done.stdout.decode().startswith("blake3:")
+    assert b"push: 4/4 files" in drawn and b"/s" in drawn
