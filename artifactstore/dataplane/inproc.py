@@ -41,6 +41,8 @@ class InProcessDataPlane:
         chunks = (source,) if isinstance(source, bytes) else iter_chunks(source)
         hasher = DualHasher()
         with self._backend.stage() as staged:
+            # SHA-256 already runs on a worker thread inside DualHasher; a writer thread on top
+            # measured no faster for 1 GiB (within noise on 2 cores), so writes stay inline.
             for chunk in chunks:
                 hasher.update(chunk)
                 staged.write(chunk)
