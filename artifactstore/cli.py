@@ -22,9 +22,12 @@ from typing import TYPE_CHECKING, NoReturn
 
 import click
 
+from artifactstore import cli_output as output
 from artifactstore._version import __version__
-from artifactstore.cli_output import Progress, emit_json, human_bytes
+from artifactstore.cli_output import Progress
 from artifactstore.config import (
+    DEFAULT_DATABASE_URL,
+    DEFAULT_STORAGE_ROOT,
     ENV_PREFIX,
     Settings,
     configure_logging,
@@ -43,7 +46,6 @@ from artifactstore.errors import (
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from artifactstore.audit import VerifyReport
     from artifactstore.store import ArtifactStore
 
 PROG = "artifactstore"
@@ -119,15 +121,14 @@ class _Group(click.Group):
     "--db",
     "database_url",
     metavar="URL",
-    help=f"Registry database URL [env {ENV_PREFIX}DATABASE_URL; "
-    "default sqlite:///./.artifactstore/registry.db].",
+    help=f"Registry database URL [env {ENV_PREFIX}DATABASE_URL; default {DEFAULT_DATABASE_URL}].",
 )
 @click.option(
     "--root",
     "storage_root",
     metavar="DIR",
     help=f"Blob storage directory [env {ENV_PREFIX}STORAGE_LOCAL_ROOT; "
-    "default ./.artifactstore/blobs].",
+    f"default ./{DEFAULT_STORAGE_ROOT}].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 @click.option(
@@ -187,10 +188,7 @@ def version(state: CliState) -> None:
     Example:
       artifactstore version
     """
-    if state.as_json:
-        emit_json({"version": __version__})
-    else:
-        click.echo(f"{PROG} {__version__}")
+    output.version(state.as_json)
 
 
 @cli.command()
@@ -215,10 +213,7 @@ def migrate(state: CliState, fresh: bool, yes: bool) -> None:
         if not click.confirm(f"Delete every package and event in {url}?", err=True):
             raise click.UsageError("not confirmed; nothing was changed")
     before, after = _migrate(state.settings, fresh)
-    if state.as_json:
-        emit_json({"database": url, "fresh": fresh, "revision": after, "revision_before": before})
-    else:
-        click.echo(f"database {url} at schema revision {after} (was {before or 'empty'})")
+    output.migrated(url, fresh, before, after, state.as_json)
 
 
 def _migrate(settings: Settings, fresh: bool) -> tuple[str | None, str | None]:
@@ -269,7 +264,7 @@ def _make_engine(settings: Settings) -> Engine:
 @pass_state
 @click.pass_context
 def health(ctx: click.Context, state: CliState) -> None:
-    """Check that the database and the blob storage can be used; exit 1 if not.
+    """Check the database and the blob storage; exit 1 if unhealthy.
 
     \b
     Example:
@@ -281,22 +276,7 @@ def health(ctx: click.Context, state: CliState) -> None:
         report = checks.check(_open_store(ctx))
     except ArtifactStoreError as exc:
         report = checks.check_unopened(state.settings, exc)
-    document = report.to_json()
-    if state.as_json:
-        emit_json(document)
-    else:
-        click.echo(f"status: {document['status']}")
-        database, storage = report.database, report.storage
-        revision = database.schema_revision or "none"
-        click.echo(
-            f"database: {'ok' if database.ok else 'FAILING'} {database.dialect} {database.url} "
-            f"schema {revision}: {database.detail}"
-        )
-        free = "unknown" if storage.free_bytes is None else human_bytes(storage.free_bytes)
-        click.echo(
-            f"storage: {'ok' if storage.reachable else 'FAILING'} {storage.backend_id} "
-            f"{free} free: {storage.detail}"
-        )
+    output.health(report, state.as_json)
     if not report.ok:
         ctx.exit(EXIT_CHECK_FAILED)
 
@@ -306,7 +286,7 @@ def health(ctx: click.Context, state: CliState) -> None:
 @pass_state
 @click.pass_context
 def replay(ctx: click.Context, state: CliState, check: bool) -> None:
-    """Rebuild every view table from the event log (the source of truth).
+    """Rebuild the view tables from the event log, the source of truth.
 
     With --check nothing is changed, and the exit code is 1 if the views differ from what the
     log says they should be.
@@ -316,25 +296,7 @@ def replay(ctx: click.Context, state: CliState, check: bool) -> None:
       artifactstore replay --check
     """
     report = _open_store(ctx).replay(check=check)
-    if state.as_json:
-        emit_json(
-            {
-                "check": check,
-                "events": report.events,
-                "identical": report.identical,
-                "state_digest_after": report.digest_after,
-                "state_digest_before": report.digest_before,
-            }
-        )
-    elif report.identical:
-        click.echo(f"replayed {report.events} events: views identical ({report.digest_after})")
-    elif check:
-        click.echo(
-            f"replayed {report.events} events: views differ from the log "
-            f"({report.digest_before} != {report.digest_after}); run 'artifactstore replay'"
-        )
-    else:
-        click.echo(f"replayed {report.events} events: views rebuilt ({report.digest_after})")
+    output.replay(report, check, state.as_json)
     if check and not report.identical:
         ctx.exit(EXIT_CHECK_FAILED)
 
@@ -353,9 +315,10 @@ def _serve_environment(settings: Settings) -> dict[str, str]:
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1), help="Processes.")
 @pass_state
 def serve(state: CliState, host: str, port: int, workers: int) -> None:
-    """Serve the HTTP app (GET /health) under gunicorn, in place of this process.
+    """Run the HTTP app (GET /health) under gunicorn.
 
-    The settings reach the app through the ARTIFACTSTORE_* environment variables.
+    gunicorn replaces this process; the settings reach the app through the ARTIFACTSTORE_*
+    environment variables.
 
     \b
     Example:
@@ -415,9 +378,10 @@ def push(
     retention_class: str,
     metadata: dict[str, str],
 ) -> None:
-    """Store every file under DIR as package NAME VERSION and print its manifest digest.
+    """Store a directory as a package and print its manifest digest.
 
-    Symlinks and special files are refused. Pushing the same files again succeeds with the same
+    Every file under DIR becomes part of package NAME VERSION, finalized at once. Symlinks and
+    special files are refused. Pushing the same files again succeeds with the same
     digest and changes nothing; different files for an existing version exit 2.
 
     \b
@@ -425,26 +389,13 @@ def push(
       artifactstore push acme/app 1.4.2 dist/ --retention ci --meta git_sha=3f2a9c1
     """
     from artifactstore import tree
-    from artifactstore.manifest.codec import manifest_digest
 
     store = _open_store(ctx)
     # Totals only feed the progress line, so the tree is walked twice only on a terminal.
     found = tree.scan(directory) if Progress.is_wanted() else []
     with Progress("push", len(found), sum(f.size for f in found)) as progress:
         manifest = store.push(name, version, directory, retention_class, metadata, progress.advance)
-    digest = str(manifest_digest(manifest))
-    if state.as_json:
-        emit_json(
-            {
-                "bytes": sum(f.size for f in manifest.files),
-                "files": len(manifest.files),
-                "manifest_digest": digest,
-                "name": name,
-                "version": version,
-            }
-        )
-    else:
-        click.echo(digest)
+    output.pushed(manifest, state.as_json)
 
 
 @cli.command()
@@ -457,9 +408,10 @@ def push(
 def pull(
     ctx: click.Context, state: CliState, name: str, version: str, dest: Path, force: bool
 ) -> None:
-    """Write the files of package NAME VERSION under DEST, verifying each as it is written.
+    """Write the files of a package into DEST, each one verified.
 
-    Each file is checked against both recorded digests (BLAKE3 and SHA-256) before it is renamed
+    DEST must be empty or missing unless --force is given. Each file of package NAME VERSION is
+    checked against both recorded digests (BLAKE3 and SHA-256) before it is renamed
     into place, with its executable bit; a mismatch exits 1 and leaves no partial file.
 
     \b
@@ -476,19 +428,7 @@ def pull(
     total = sum(f.size for f in files)
     with Progress("pull", len(files), total) as progress:
         cli_pull.write_files(store, (name, version), files, dest, progress.advance)
-    if state.as_json:
-        emit_json(
-            {
-                "bytes": total,
-                "destination": str(dest),
-                "files": len(files),
-                "manifest_digest": package.manifest_digest,
-                "name": name,
-                "version": version,
-            }
-        )
-    else:
-        click.echo(f"pulled {len(files)} files ({human_bytes(total)}) into {dest}")
+    output.pulled(package, files, dest, state.as_json)
 
 
 @cli.command()
@@ -500,9 +440,10 @@ def pull(
 def verify(
     ctx: click.Context, state: CliState, name: str | None, version: str | None, check_all: bool
 ) -> None:
-    """Re-read and re-hash the blobs of package NAME VERSION, or of everything.
+    """Re-hash stored blobs; exit 1 if any is wrong or missing.
 
-    With no arguments (or --all) every package is checked, and the event log's hash chain too.
+    Checks package NAME VERSION; with no arguments (or --all) every package is checked, and the
+    event log's hash chain too.
     Each problem is listed on stdout; the exit code is 1 if there is any.
 
     \b
@@ -526,37 +467,9 @@ def verify(
         )
         with Progress("verify", len(files), sum(f.size for f in files)) as progress:
             report = store.verify_all(progress.advance)
-    _render_verify(state, report)
+    output.verified(report, state.as_json)
     if not report.ok:
         ctx.exit(EXIT_CHECK_FAILED)
-
-
-def _render_verify(state: CliState, report: VerifyReport) -> None:
-    problems = [
-        {"message": p.message, "package": p.package, "path": p.path} for p in report.problems
-    ]
-    chain = report.chain
-    if state.as_json:
-        emit_json(
-            {
-                "bytes": report.bytes,
-                "chain": None
-                if chain is None
-                else {"checked": chain.checked, "ok": chain.ok, "problem": chain.problem},
-                "ok": report.ok,
-                "packages": report.packages,
-                "files": report.files,
-                "problems": problems,
-            }
-        )
-        return
-    for problem in report.problems:
-        click.echo(f"problem: {problem}")
-    checked = f"{report.packages} packages, {report.files} files, {human_bytes(report.bytes)}"
-    if chain is not None:
-        checked += f", {chain.checked} events"
-    outcome = "ok" if report.ok else f"{len(report.problems)} problems"
-    click.echo(f"verified {checked}: {outcome}")
 
 
 # -- looking around ---------------------------------------------------------------------------
@@ -567,35 +480,16 @@ def _render_verify(state: CliState, report: VerifyReport) -> None:
 @pass_state
 @click.pass_context
 def list_packages(ctx: click.Context, state: CliState, name: str | None) -> None:
-    """List packages (every version of NAME, or all), sorted by name and version.
+    """List packages, sorted by name and version.
 
-    Columns: name:version, state, retention class, manifest digest.
+    Every package, or every version of NAME. Columns: name:version, state, retention class,
+    manifest digest.
 
     \b
     Example:
       artifactstore ls acme/app
     """
-    packages = _open_store(ctx).list_packages(name)
-    if state.as_json:
-        emit_json(
-            [
-                {
-                    "created_at": p.created_at,
-                    "finalized_at": p.finalized_at,
-                    "id": p.id,
-                    "manifest_digest": p.manifest_digest,
-                    "metadata": dict(p.metadata),
-                    "name": p.name,
-                    "retention_class": p.retention_class,
-                    "state": p.state,
-                    "version": p.version,
-                }
-                for p in packages
-            ]
-        )
-        return
-    for p in packages:
-        click.echo(f"{p}\t{p.state}\t{p.retention_class}\t{p.manifest_digest or '-'}")
+    output.packages(_open_store(ctx).list_packages(name), state.as_json)
 
 
 @cli.command()
@@ -611,7 +505,9 @@ def list_packages(ctx: click.Context, state: CliState, name: str | None) -> None
 )
 @click.pass_context
 def show(ctx: click.Context, name: str, version: str, manifest_format: str) -> None:
-    """Print the manifest of package NAME VERSION (the output is the same with --json).
+    """Print the manifest of a package.
+
+    The manifest of package NAME VERSION, as JCS or raw CBOR; --json changes nothing here.
 
     \b
     Example:
@@ -629,9 +525,10 @@ def show(ctx: click.Context, name: str, version: str, manifest_format: str) -> N
 @click.argument("path")
 @click.pass_context
 def cat(ctx: click.Context, name: str, version: str, path: str) -> None:
-    """Write one file of package NAME VERSION to stdout, byte for byte.
+    """Write one file of a package to stdout, byte for byte.
 
-    The bytes stream as they are read; if they do not match the recorded digest, the error
+    PATH is the file's path inside package NAME VERSION. The bytes stream as they are read; if
+    they do not match the recorded digest, the error
     comes at the end and the exit code is 1.
 
     \b
@@ -654,37 +551,17 @@ def cat(ctx: click.Context, name: str, version: str, path: str) -> None:
 def events(
     ctx: click.Context, state: CliState, since: int, follow: bool, timeout: float | None
 ) -> None:
-    """Print the events after sequence N, oldest first; one JSON object per line with --json.
+    """Print the events of the log after sequence N, oldest first.
 
-    Text columns: sequence, time, type, package id, actor.
+    Text columns: sequence, time, type, package id, actor; --json prints one JSON object per
+    line. --follow waits for new events (until --timeout seconds, if given).
 
     \b
     Example:
       artifactstore events --since 120 --follow --timeout 60
     """
-    from artifactstore.manifest import codec
-
     for event in _open_store(ctx).tail_events(since, follow, timeout):
-        if state.as_json:
-            emit_json(
-                {
-                    "actor": event.actor,
-                    "chain_digest": event.chain_digest,
-                    "event_id": event.event_id,
-                    "event_type": event.event_type,
-                    "occurred_at": event.occurred_at,
-                    "package_id": event.package_id,
-                    "payload": codec.decode_value(event.payload),
-                    "sequence": event.sequence,
-                }
-            )
-        else:
-            click.echo(
-                f"{event.sequence}\t{event.occurred_at}\t{event.event_type}\t"
-                f"{event.package_id or '-'}\t{event.actor}"
-            )
-        # A follower is usually piped into another program that wants each event now.
-        sys.stdout.flush()
+        output.event(event, state.as_json)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

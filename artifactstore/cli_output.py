@@ -1,8 +1,9 @@
-"""What the CLI writes: JSON documents, human sizes, and a progress line for long operations.
+"""What the CLI writes: each command's result as text or JSON, and a progress line.
 
-Kept apart from `cli.py` so the commands read as parse, call, render. Results go to stdout;
-progress goes to stderr and only when stderr is a terminal, so pipes and CI logs see nothing
-but the result.
+Kept apart from `cli.py` so the commands read as parse, call, render. Results go to stdout, as
+tab-separated or `key: value` text, or with `--json` as JSON with sorted keys; progress goes to
+stderr and only when stderr is a terminal, so pipes and CI logs see nothing but the result.
+Library types are imported for annotations only: `version` must not pay for SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -10,10 +11,22 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Sequence
+from pathlib import Path
 from types import TracebackType
-from typing import Self, TextIO
+from typing import TYPE_CHECKING, Self, TextIO
 
 import click
+
+from artifactstore._version import __version__
+
+if TYPE_CHECKING:
+    from artifactstore.audit import VerifyReport
+    from artifactstore.events.model import Event
+    from artifactstore.events.views import ReplayReport
+    from artifactstore.health import HealthReport
+    from artifactstore.manifest.model import Manifest
+    from artifactstore.registry import Package, StoredFile
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
 # Redraw at most this often: a terminal cannot show more, and each redraw costs a write.
@@ -32,6 +45,180 @@ def human_bytes(count: float) -> str:
             return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
         count /= 1024
     raise AssertionError("unreachable: the loop returns at the last unit")
+
+
+def version(as_json: bool) -> None:
+    """`version`: 'artifactstore X.Y.Z'."""
+    if as_json:
+        emit_json({"version": __version__})
+    else:
+        click.echo(f"artifactstore {__version__}")
+
+
+def migrated(url: str, fresh: bool, before: str | None, after: str | None, as_json: bool) -> None:
+    """`migrate`: the schema revision the database is at now, and before."""
+    if as_json:
+        emit_json({"database": url, "fresh": fresh, "revision": after, "revision_before": before})
+    else:
+        click.echo(f"database {url} at schema revision {after} (was {before or 'empty'})")
+
+
+def health(report: HealthReport, as_json: bool) -> None:
+    """`health`: the same document as GET /health, or one line per part."""
+    document = report.to_json()
+    if as_json:
+        emit_json(document)
+        return
+    database, storage = report.database, report.storage
+    click.echo(f"status: {document['status']}")
+    click.echo(
+        f"database: {'ok' if database.ok else 'FAILING'} {database.dialect} {database.url} "
+        f"schema {database.schema_revision or 'none'}: {database.detail}"
+    )
+    free = "unknown" if storage.free_bytes is None else human_bytes(storage.free_bytes)
+    click.echo(
+        f"storage: {'ok' if storage.reachable else 'FAILING'} {storage.backend_id} "
+        f"{free} free: {storage.detail}"
+    )
+
+
+def replay(report: ReplayReport, check: bool, as_json: bool) -> None:
+    """`replay`: how many events were applied and whether the views came out identical."""
+    if as_json:
+        emit_json(
+            {
+                "check": check,
+                "events": report.events,
+                "identical": report.identical,
+                "state_digest_after": report.digest_after,
+                "state_digest_before": report.digest_before,
+            }
+        )
+    elif report.identical:
+        click.echo(f"replayed {report.events} events: views identical ({report.digest_after})")
+    elif check:
+        click.echo(
+            f"replayed {report.events} events: views differ from the log "
+            f"({report.digest_before} != {report.digest_after}); run 'artifactstore replay'"
+        )
+    else:
+        click.echo(f"replayed {report.events} events: views rebuilt ({report.digest_after})")
+
+
+def pushed(manifest: Manifest, as_json: bool) -> None:
+    """`push`: the manifest digest alone (for `$(artifactstore push ...)`), or a summary."""
+    from artifactstore.manifest.codec import manifest_digest
+
+    digest = str(manifest_digest(manifest))
+    if as_json:
+        emit_json(
+            {
+                "bytes": sum(f.size for f in manifest.files),
+                "files": len(manifest.files),
+                "manifest_digest": digest,
+                "name": manifest.package.name,
+                "version": manifest.package.version,
+            }
+        )
+    else:
+        click.echo(digest)
+
+
+def pulled(package: Package, files: Sequence[StoredFile], dest: Path, as_json: bool) -> None:
+    """`pull`: what was written where."""
+    total = sum(f.size for f in files)
+    if as_json:
+        emit_json(
+            {
+                "bytes": total,
+                "destination": str(dest),
+                "files": len(files),
+                "manifest_digest": package.manifest_digest,
+                "name": package.name,
+                "version": package.version,
+            }
+        )
+    else:
+        click.echo(f"pulled {len(files)} files ({human_bytes(total)}) into {dest}")
+
+
+def verified(report: VerifyReport, as_json: bool) -> None:
+    """`verify`: one 'problem:' line per problem, then what was checked and the outcome."""
+    chain = report.chain
+    if as_json:
+        emit_json(
+            {
+                "bytes": report.bytes,
+                "chain": None
+                if chain is None
+                else {"checked": chain.checked, "ok": chain.ok, "problem": chain.problem},
+                "files": report.files,
+                "ok": report.ok,
+                "packages": report.packages,
+                "problems": [
+                    {"message": p.message, "package": p.package, "path": p.path}
+                    for p in report.problems
+                ],
+            }
+        )
+        return
+    for problem in report.problems:
+        click.echo(f"problem: {problem}")
+    checked = f"{report.packages} packages, {report.files} files, {human_bytes(report.bytes)}"
+    if chain is not None:
+        checked += f", {chain.checked} events"
+    outcome = "ok" if report.ok else f"{len(report.problems)} problems"
+    click.echo(f"verified {checked}: {outcome}")
+
+
+def packages(found: Sequence[Package], as_json: bool) -> None:
+    """`ls`: name:version, state, retention class and manifest digest, tab-separated."""
+    if as_json:
+        emit_json(
+            [
+                {
+                    "created_at": p.created_at,
+                    "finalized_at": p.finalized_at,
+                    "id": p.id,
+                    "manifest_digest": p.manifest_digest,
+                    "metadata": dict(p.metadata),
+                    "name": p.name,
+                    "retention_class": p.retention_class,
+                    "state": p.state,
+                    "version": p.version,
+                }
+                for p in found
+            ]
+        )
+        return
+    for p in found:
+        click.echo(f"{p}\t{p.state}\t{p.retention_class}\t{p.manifest_digest or '-'}")
+
+
+def event(found: Event, as_json: bool) -> None:
+    """`events`: one line per event (JSON Lines with --json), flushed at once for followers."""
+    from artifactstore.manifest import codec
+
+    if as_json:
+        emit_json(
+            {
+                "actor": found.actor,
+                "chain_digest": found.chain_digest,
+                "event_id": found.event_id,
+                "event_type": found.event_type,
+                "occurred_at": found.occurred_at,
+                "package_id": found.package_id,
+                "payload": codec.decode_value(found.payload),
+                "sequence": found.sequence,
+            }
+        )
+    else:
+        click.echo(
+            f"{found.sequence}\t{found.occurred_at}\t{found.event_type}\t"
+            f"{found.package_id or '-'}\t{found.actor}"
+        )
+    # A follower is usually piped into another program that wants each event now.
+    sys.stdout.flush()
 
 
 class Progress:
