@@ -21,7 +21,7 @@ from typing import Any
 
 import blake3
 import cbor2
-from sqlalchemy import Connection, Table, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from artifactstore import schema
@@ -38,6 +38,7 @@ from artifactstore.events.model import (
 from artifactstore.manifest import codec
 
 _REPLAY_PAGE = 5000
+_DIGEST_PAGE = 2000
 
 
 def apply(connection: Connection, events: Sequence[Event]) -> None:
@@ -56,7 +57,13 @@ def apply(connection: Connection, events: Sequence[Event]) -> None:
 
 
 def _payload(event: Event) -> dict[str, Any]:
-    value = codec.decode_value(event.payload)
+    # Payloads were encoded canonically by the store and are covered by the hash chain
+    # (verify_chain proves them), so the views read them with cbor2's C decoder; the strict
+    # decoder in manifest.codec costs ~10x more and would dominate replay.
+    try:
+        value = cbor2.loads(event.payload)
+    except Exception as exc:  # cbor2 raises several unrelated types on corrupt input
+        raise ManifestError(f"event {event.sequence} payload is not CBOR: {exc}") from exc
     if not isinstance(value, dict):
         raise ManifestError(f"event {event.sequence} payload is not a map")
     return value
@@ -120,23 +127,55 @@ def _apply_files(connection: Connection, events: Sequence[Event]) -> None:
                 **digests,
             },
         )
-    file_rows = list(files.values())
-    connection.execute(
-        delete(schema.artifact_files).where(
-            schema.artifact_files.c.package_id == bindparam("b_package_id"),
-            schema.artifact_files.c.path == bindparam("b_path"),
-        ),
-        [{"b_package_id": row["package_id"], "b_path": row["path"]} for row in file_rows],
-    )
-    connection.execute(insert(schema.artifact_files), file_rows)
-    connection.execute(
-        _insert_ignoring_duplicates(connection, schema.storage_locations), list(locations.values())
+    _execute_many(connection, _upsert_file, list(files.values()))
+    _execute_many(connection, _insert_location, list(locations.values()))
+
+
+def _execute_many(
+    connection: Connection, build: Callable[[Connection], Any], rows: list[dict[str, Any]]
+) -> None:
+    """Run one statement over many rows straight through the driver's executemany.
+
+    Replay applies ~200,000 rows per 100,000 events; SQLAlchemy's per-row parameter handling
+    and per-batch compilation were most of its time. The rows hold only text, integers,
+    booleans and bytes, which every driver binds as they are.
+    """
+    key = (build, connection.dialect.name)
+    compiled = _COMPILED.get(key)
+    if compiled is None:
+        statement = build(connection).compile(dialect=connection.dialect)
+        names = statement.positiontup if statement.positional else None
+        compiled = _COMPILED[key] = (str(statement), names)
+    sql, names = compiled
+    if names is None:
+        connection.exec_driver_sql(sql, rows)
+    else:
+        connection.exec_driver_sql(sql, [tuple(row[name] for name in names) for row in rows])
+
+
+_COMPILED: dict[tuple[Callable[[Connection], Any], str], tuple[str, list[str] | None]] = {}
+
+
+def _dialect_insert(connection: Connection) -> Any:
+    return (postgresql if connection.dialect.name == "postgresql" else sqlite).insert
+
+
+def _upsert_file(connection: Connection) -> Any:
+    statement = _dialect_insert(connection)(schema.artifact_files)
+    replaced = {
+        column.name: statement.excluded[column.name]
+        for column in schema.artifact_files.columns
+        if not column.primary_key
+    }
+    return statement.on_conflict_do_update(
+        index_elements=[c.name for c in schema.artifact_files.primary_key.columns],
+        set_=replaced,
     )
 
 
-def _insert_ignoring_duplicates(connection: Connection, table: Table) -> Any:
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table).on_conflict_do_nothing()
+def _insert_location(connection: Connection) -> Any:
+    # The first receipt of a blob on a backend stands; later ingests of it change nothing.
+    return _dialect_insert(connection)(schema.storage_locations).on_conflict_do_nothing()
 
 
 def _package_finalized(connection: Connection, event: Event) -> None:
@@ -175,16 +214,22 @@ _HANDLERS: dict[str, Callable[[Connection, Event], None]] = {
 
 
 def state_digest(connection: Connection) -> str:
-    """BLAKE3 over a canonical dump of every view row, table by table in primary-key order."""
+    """BLAKE3 over a canonical dump of every view row, table by table in primary-key order.
+
+    The dump is, per table, the canonical CBOR of its name and then of its rows as arrays of
+    column values, in pages of _DIGEST_PAGE rows. Values are what the driver returns (SQLite
+    gives booleans as 0/1), so digests compare within one database, not across databases.
+    """
     hasher = blake3.blake3()
     for table in schema.VIEW_TABLES:
         hasher.update(codec.encode_value(table.name))
         query = select(table).order_by(*table.primary_key.columns)
-        for row in connection.execute(query):
-            # Rows hold only text, integers, booleans, NULL and bytes, in arrays: for those,
-            # cbor2's canonical mode is RFC 8949 §4.2.1 exactly (no maps, so no key order
-            # question), and its C encoder is what keeps replay --check fast.
-            hasher.update(cbor2.dumps(tuple(row), canonical=True))
+        result = connection.exec_driver_sql(str(query.compile(dialect=connection.dialect)))
+        for rows in result.partitions(_DIGEST_PAGE):
+            # Arrays of text, integers, NULL and bytes only: for those cbor2's canonical mode
+            # is RFC 8949 §4.2.1 exactly (no maps, so no key order question), and its C
+            # encoder is what keeps replay --check fast.
+            hasher.update(cbor2.dumps([tuple(row) for row in rows], canonical=True))
     return str(hasher.hexdigest())
 
 
