@@ -222,9 +222,13 @@ class DualHasher:
 
 
 def iter_chunks(
-    source: Iterable[bytes] | BinaryIO, chunk_size: int = CHUNK_SIZE
+    source: bytes | Iterable[bytes] | BinaryIO, chunk_size: int = CHUNK_SIZE
 ) -> Iterable[bytes]:
-    """Yield the bytes of a binary file object in chunks, or the chunks of an iterable as is."""
+    """Yield a binary file object in chunks, a bytes object whole, or an iterable's chunks."""
+    if isinstance(source, bytes):
+        # Iterating bytes would yield integers.
+        yield source
+        return
     read = getattr(source, "read", None)
     if read is None:
         yield from source
@@ -233,7 +237,7 @@ def iter_chunks(
         yield chunk
 
 
-def digest_stream(source: Iterable[bytes] | BinaryIO) -> DualDigest:
+def digest_stream(source: bytes | Iterable[bytes] | BinaryIO) -> DualDigest:
     """Hash a binary file object or an iterable of bytes in one pass with both algorithms."""
     hasher = DualHasher()
     for chunk in iter_chunks(source):

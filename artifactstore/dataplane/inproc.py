@@ -38,7 +38,7 @@ class InProcessDataPlane:
         self, source: bytes | Iterable[bytes] | BinaryIO, *, durable: bool = True
     ) -> IngestResult:
         """Hash and store the source in one pass; a blob already present is left untouched."""
-        chunks = (source,) if isinstance(source, bytes) else iter_chunks(source)
+        chunks = iter_chunks(source)
         hasher = DualHasher()
         with self._backend.stage() as staged:
             # SHA-256 already runs on a worker thread inside DualHasher; a writer thread on top

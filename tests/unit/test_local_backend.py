@@ -18,6 +18,7 @@ import pytest
 
 from artifactstore.errors import BlobNotFoundError, ConfigError, InvalidAddressError, StorageError
 from artifactstore.identity import digest_bytes
+from artifactstore.storage.backends import local
 from artifactstore.storage.backends.local import LocalBackend
 from artifactstore.storage.registry import open_backend
 from artifactstore.storage.spi import check_key, object_key
@@ -164,25 +165,36 @@ def test_durable_put_fsyncs_file_and_every_new_directory(root: Path, fsynced: li
     }
 
 
-def test_non_durable_put_defers_fsync_to_sync(root: Path, fsynced: list[Path]) -> None:
+def test_non_durable_put_defers_durability_to_one_filesystem_sync(
+    root: Path, fsynced: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced_filesystems: list[Path] = []
+    real_sync = local._sync_filesystem
+
+    def spy(path: Path) -> None:
+        synced_filesystems.append(path)
+        real_sync(path)
+
+    monkeypatch.setattr(local, "_sync_filesystem", spy)
     backend = LocalBackend(root)
     other = b"another object"
     other_key = object_key(digest_bytes(other))
     backend.put(KEY, [DATA], durable=False)
     backend.put(other_key, [other], durable=False)
+    assert fsynced == [] and synced_filesystems == []
+    backend.sync([KEY, other_key])
+    assert synced_filesystems == [root]
     assert fsynced == []
-    backend.sync([KEY, other_key])
-    paths = [root / KEY, root / other_key]
-    assert fsynced[:2] == paths
-    directories = fsynced[2:]
-    expected = {d for path in paths for d in path.parents[:4]} | {root.parent}
-    assert sorted(directories) == sorted(expected)
-    assert [len(d.parts) for d in directories] == sorted(
-        (len(d.parts) for d in directories), reverse=True
-    )
-    fsynced.clear()
-    backend.sync([KEY, other_key])
-    assert set(fsynced) == {*paths, *(path.parent for path in paths)}
+    # Their directories are now known durable: a durable put beside them syncs only its file.
+    third = b"third object"
+    backend.put(object_key(digest_bytes(third)), [third])
+    assert all(path.parent == root / ".tmp" or path.is_dir() for path in fsynced)
+
+
+def test_sync_of_a_missing_object_is_an_error(root: Path) -> None:
+    backend = LocalBackend(root)
+    with pytest.raises(BlobNotFoundError, match=KEY):
+        backend.sync([KEY])
 
 
 def test_durable_put_next_to_non_durable_one_syncs_the_whole_chain(
