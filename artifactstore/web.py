@@ -73,6 +73,7 @@ def create_app(store: ArtifactStore | None = None) -> Flask:
     settings = load_settings(os.environ)
     configure_logging(settings)
     holder = _StoreHolder(settings, store)
+    # Open now so a misconfiguration shows in the log at boot; a failure is retried per request.
     holder.get()
     app = Flask(__name__)
 

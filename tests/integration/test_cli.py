@@ -416,34 +416,56 @@ def test_a_database_password_is_never_printed(tmp_path: Path) -> None:
         assert PASSWORD not in result.text + result.err
 
 
-def test_progress_is_drawn_only_when_stderr_is_a_terminal(cli: Cli, tree: Path) -> None:
+def on_terminal(cli: Cli, *args: str | Path, typed: bytes = b"") -> tuple[int, bytes, bytes]:
+    """Run with stdin and stderr on a pseudo-terminal (what was typed is already waiting).
+
+    Returns the exit code, stdout, and everything written to the terminal.
+    """
     controller, terminal = pty.openpty()
     try:
-        done = subprocess.run(
-            [sys.executable, "-m", "artifactstore", "push", NAME, VERSION, str(tree)],
+        os.write(controller, typed)
+        with subprocess.Popen(
+            [sys.executable, "-m", "artifactstore", *map(str, args)],
             env=cli.env,
             cwd=cli.cwd,
-            stdin=subprocess.DEVNULL,
+            stdin=terminal,
             stdout=subprocess.PIPE,
             stderr=terminal,
-            timeout=60,
-            check=False,
-        )
-        os.close(terminal)
-        terminal = -1
-        drawn = b""
-        while True:
-            try:
-                chunk = os.read(controller, 4096)
-            except OSError:  # EIO: the terminal side is closed and drained
-                break
-            if not chunk:
-                break
-            drawn += chunk
+        ) as process:
+            os.close(terminal)
+            terminal = -1
+            shown = b""
+            while True:
+                try:
+                    chunk = os.read(controller, 4096)
+                except OSError:  # EIO: every writer has closed the terminal
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+            out = process.stdout.read() if process.stdout else b""
+            code = process.wait(timeout=60)
     finally:
         os.close(controller)
         if terminal != -1:
             os.close(terminal)
-    assert done.returncode == 0
-    assert done.stdout.decode().startswith("blake3:")
-    assert b"push: 4/4 files" in drawn and b"/s" in drawn
+    return code, out, shown
+
+
+def test_progress_is_drawn_only_when_stderr_is_a_terminal(cli: Cli, tree: Path) -> None:
+    code, out, shown = on_terminal(cli, "push", NAME, VERSION, tree)
+    assert code == 0
+    assert out.decode().startswith("blake3:")
+    assert b"push: 4/4 files" in shown and b"/s" in shown
+    # Off a terminal the same command writes nothing but the digest.
+    assert cli.ok("push", NAME, VERSION, tree).text == out.decode()
+
+
+def test_migrate_fresh_asks_on_a_terminal(cli: Cli, tree: Path) -> None:
+    cli.ok("push", NAME, VERSION, tree)
+    code, _, shown = on_terminal(cli, "migrate", "--fresh", typed=b"n\n")
+    assert code == 2 and b"Delete every package and event" in shown
+    assert len(cli.events()) == 7
+    code, _, _ = on_terminal(cli, "migrate", "--fresh", typed=b"y\n")
+    assert code == 0
+    assert cli.events() == []
