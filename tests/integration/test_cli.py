@@ -416,6 +416,11 @@ def test_a_database_password_is_never_printed(tmp_path: Path) -> None:
         assert PASSWORD not in result.text + result.err
 
 
+def test_a_malformed_database_url_exits_2(tmp_path: Path) -> None:
+    cli = Cli(base_env(tmp_path), tmp_path)
+    assert "not-a-url" in one_error_line(cli("--db", "not-a-url", "ls"), 2)
+
+
 def on_terminal(cli: Cli, *args: str | Path, typed: bytes = b"") -> tuple[int, bytes, bytes]:
     """Run with stdin and stderr on a pseudo-terminal (what was typed is already waiting).
 
