@@ -74,6 +74,9 @@ from artifactstore.verifying import VerifyingReader
 Source = bytes | str | os.PathLike[str] | BinaryIO | Iterable[bytes]
 """What ingest_file accepts: bytes, a filesystem path, a binary file object, or chunks."""
 
+_READ_WHOLE_LIMIT = 1 << 20
+"""Files up to this size are read into memory whole when a directory is ingested."""
+
 ManifestFormat = str
 _FORMATS = ("cbor", "jcs")
 
@@ -306,7 +309,9 @@ class ArtifactStore:
         ingested = []
         for item in found:
             with _open_source(item.source) as handle:
-                result = self._dataplane.ingest_stream(handle, durable=False)
+                # Small files are read whole so the data plane can skip writing a known blob.
+                source = handle.read() if item.size <= _READ_WHOLE_LIMIT else handle
+                result = self._dataplane.ingest_stream(source, durable=False)
             ingested.append((item.path, result, item.executable))
             if progress is not None:
                 progress(result.size)

@@ -13,9 +13,15 @@ from typing import BinaryIO
 
 from artifactstore.dataplane.spi import IngestResult, VerifyResult
 from artifactstore.errors import BlobNotFoundError
-from artifactstore.identity import ContentAddress, Digest, DualHasher, iter_chunks
+from artifactstore.identity import ContentAddress, Digest, DualHasher, digest_stream, iter_chunks
 from artifactstore.storage.registry import open_backend
-from artifactstore.storage.spi import BackendHealth, ObjectInfo, StorageBackend, object_key
+from artifactstore.storage.spi import (
+    BackendHealth,
+    ObjectInfo,
+    StorageBackend,
+    StorageReceipt,
+    object_key,
+)
 
 
 class InProcessDataPlane:
@@ -38,6 +44,8 @@ class InProcessDataPlane:
         self, source: bytes | Iterable[bytes] | BinaryIO, *, durable: bool = True
     ) -> IngestResult:
         """Hash and store the source in one pass; a blob already present is left untouched."""
+        if isinstance(source, bytes) and not durable:
+            return self._ingest_bytes(source)
         chunks = iter_chunks(source)
         hasher = DualHasher()
         with self._backend.stage() as staged:
@@ -49,6 +57,20 @@ class InProcessDataPlane:
             digests = hasher.result()
             receipt, existed = staged.commit(object_key(digests.content_address), durable=durable)
         return IngestResult(digests, receipt, existed)
+
+    def _ingest_bytes(self, data: bytes) -> IngestResult:
+        # Bytes already in memory can be hashed before anything is written, so a blob that is
+        # already stored costs one stat instead of a temp file, a link and an unlink (the
+        # dedup path of a re-push). Only for durable=False: the caller's sync() then covers an
+        # existing object that another writer has not made durable yet.
+        digests = digest_stream(data)
+        key = object_key(digests.content_address)
+        info = self._backend.head(key)
+        if info is None:
+            receipt, existed = self._backend.put(key, (data,), durable=False)
+            return IngestResult(digests, receipt, existed)
+        receipt = StorageReceipt(self._backend.backend_id, key, info.size, info.modified_at)
+        return IngestResult(digests, receipt, True)
 
     def serve_object(
         self, address: ContentAddress, start: int = 0, end: int | None = None

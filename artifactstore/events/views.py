@@ -179,13 +179,13 @@ def _insert_location(connection: Connection) -> Any:
 
 
 def _package_finalized(connection: Connection, event: Event) -> None:
-    manifest = codec.decode(event.payload)
+    manifest = _payload(event)  # the canonical manifest; codec.decode was checked at finalize
     connection.execute(
         update(schema.artifact_packages)
         .where(schema.artifact_packages.c.id == event.package_id)
         .values(
             state="finalized",
-            finalized_at=manifest.package.finalized_at,
+            finalized_at=manifest["package"]["finalized_at"],
             manifest_digest=str(codec.manifest_digest_of_bytes(event.payload)),
             manifest=event.payload,
         )
@@ -193,7 +193,7 @@ def _package_finalized(connection: Connection, event: Event) -> None:
     connection.execute(
         update(schema.retention_state)
         .where(schema.retention_state.c.package_id == event.package_id)
-        .values(expires_at=manifest.retention.expires_at)
+        .values(expires_at=manifest["retention_summary"]["expires_at"])
     )
 
 

@@ -79,6 +79,8 @@ class LocalBackend:
         # Directories whose own entry this process has made durable. Nothing removes
         # directories under the root, so each needs its parent synced once per process.
         self._durable_dirs: set[Path] = set()
+        # Directories known to exist, so a write skips mkdir; nothing removes them.
+        self._existing_dirs: set[Path] = set()
 
     def __repr__(self) -> str:
         return f"LocalBackend({str(self._root)!r}, backend_id={self._backend_id!r})"
@@ -100,7 +102,9 @@ class LocalBackend:
         # name unique across threads and pid reuse.
         temp_path = temp_dir / f"{os.getpid()}-{secrets.token_hex(8)}{_TEMP_SUFFIX}"
         try:
-            temp_dir.mkdir(parents=True, exist_ok=True)
+            if temp_dir not in self._existing_dirs:
+                temp_dir.mkdir(parents=True, exist_ok=True)
+                self._existing_dirs.add(temp_dir)
             file = temp_path.open("xb")
         except OSError as exc:
             raise StorageError(f"cannot create temp file {temp_path}: {exc}") from exc
@@ -285,7 +289,9 @@ class LocalBackend:
             if not existed:
                 if durable:
                     _fsync_path(temp_path)
-                path.parent.mkdir(parents=True, exist_ok=True)
+                if path.parent not in self._existing_dirs:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    self._existing_dirs.add(path.parent)
                 try:
                     # link, unlike replace, never overwrites: a concurrent writer of the same
                     # key keeps its published inode, and we learn that the key existed.
