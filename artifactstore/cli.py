@@ -16,8 +16,6 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -39,7 +37,6 @@ from artifactstore.config import (
 from artifactstore.errors import (
     ArtifactStoreError,
     BlobNotFoundError,
-    ConfigError,
     DatabaseError,
     IntegrityError,
     SchemaVersionError,
@@ -161,27 +158,13 @@ def cli(
     ctx.obj = CliState(settings, as_json)
 
 
-@contextmanager
-def _unusable_url_is_config_error(settings: Settings) -> Iterator[None]:
-    """Report a malformed URL or a missing driver as ConfigError (the library lets them out)."""
-    import sqlalchemy.exc
-
-    try:
-        yield
-    except (sqlalchemy.exc.ArgumentError, ImportError) as exc:
-        url = settings.redacted_database_url
-        raise ConfigError(f"cannot use database URL {url}: {exc}") from exc
-
-
 def _open_store(ctx: click.Context) -> ArtifactStore:
     """Open the store the settings describe; it is closed when the command ends."""
     from artifactstore.store import ArtifactStore
 
     state = ctx.find_object(CliState)
     assert state is not None  # the group callback always sets it
-    with _unusable_url_is_config_error(state.settings):
-        store = ArtifactStore.from_settings(state.settings)
-    return ctx.with_resource(store)
+    return ctx.with_resource(ArtifactStore.from_settings(state.settings))
 
 
 # -- version and operations ------------------------------------------------------------------
@@ -254,8 +237,7 @@ def _migrate(settings: Settings, fresh: bool) -> tuple[str | None, str | None]:
 def _make_engine(settings: Settings) -> Engine:
     from artifactstore import schema
 
-    with _unusable_url_is_config_error(settings):
-        engine = schema.make_engine(settings.database_url)
+    engine = schema.make_engine(settings.database_url)
     database = engine.url.database
     if engine.dialect.name == "sqlite" and database not in (None, "", ":memory:"):
         # SQLite creates the file but not its folder; the default lives in ./.artifactstore/.

@@ -23,9 +23,13 @@ if TYPE_CHECKING:
 def migrations_directory() -> Path:
     """The folder holding env.py and versions/, wherever the package is installed."""
     spec = importlib.util.find_spec("artifactstore._migrations")
-    if spec is None or not spec.submodule_search_locations:
-        raise SchemaVersionError("artifactstore's migration scripts are not installed")
-    return Path(next(iter(spec.submodule_search_locations)))
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    # Imported straight from a source checkout (not installed): the scripts sit beside it.
+    checkout = Path(__file__).resolve().parent.parent / "migrations"
+    if (checkout / "env.py").is_file():
+        return checkout
+    raise SchemaVersionError("artifactstore's migration scripts are not installed")
 
 
 def _alembic_config(connection: Connection) -> Config:

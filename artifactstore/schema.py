@@ -32,7 +32,11 @@ from sqlalchemy import (
     event,
 )
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.pool import ConnectionPoolEntry
+
+from artifactstore.config import redact_url
+from artifactstore.errors import ConfigError
 
 SCHEMA_REVISION = "0001"
 """The Alembic revision this code expects; a test keeps it equal to the migrations' head."""
@@ -180,15 +184,30 @@ _WRITE_OPTION = "artifactstore_write"
 
 def make_engine(url: str) -> Engine:
     """Build the engine for a database URL; SQLite gets WAL, FULL sync and queued writers."""
-    parsed = make_url(url)
-    if parsed.drivername in ("postgresql", "postgres"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    if parsed.get_backend_name() != "sqlite":
-        return create_engine(parsed, pool_pre_ping=True)
-    engine = create_engine(parsed)
+    try:
+        parsed = make_url(url)
+        if parsed.drivername in ("postgresql", "postgres"):
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        if parsed.get_backend_name() != "sqlite":
+            return create_engine(parsed, pool_pre_ping=True)
+        engine = create_engine(parsed)
+    except (ArgumentError, ImportError) as exc:
+        # The driver's message may quote the whole URL, password included: name only the kind
+        # of problem.
+        raise ConfigError(
+            f"cannot use database URL {redact_url(url)}: {_url_problem(exc)}"
+        ) from exc
     event.listen(engine, "connect", _configure_sqlite_connection)
     event.listen(engine, "begin", _begin_sqlite_transaction)
     return engine
+
+
+def _url_problem(exc: Exception) -> str:
+    if isinstance(exc, NoSuchModuleError):
+        return "unknown database dialect or driver"
+    if isinstance(exc, ImportError):
+        return "its database driver is not installed"
+    return "not a valid database URL"
 
 
 def writer(engine: Engine) -> Engine:
