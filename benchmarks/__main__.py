@@ -1,0 +1,127 @@
+"""Command line of the suite: `python -m benchmarks` (what `scripts/bench` runs).
+
+Builds the workloads in a scratch directory, times every tool on them, runs the
+micro-benchmarks and writes the report (default `docs/PERFORMANCE.md`). Progress goes to
+stderr. Exit 0 when the report is written, 2 on bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import shlex
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from benchmarks import machine, measure, micro, provision, report, suite, targets, tools
+from benchmarks.workloads import NAMES, generate
+
+QUICK_SCALE = 1 / 512
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """The options; --quick is a tiny scale for smoke runs, --scale any other."""
+    parser = argparse.ArgumentParser(
+        prog="scripts/bench", description=__doc__.splitlines()[0] if __doc__ else None
+    )
+    parser.add_argument("--quick", action="store_true", help=f"tiny scale ({QUICK_SCALE:g})")
+    parser.add_argument("--scale", type=float, default=None, help="size factor (default 1)")
+    parser.add_argument(
+        "--workloads", default=",".join(NAMES), help="comma-separated subset of big,small,mixed"
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="repetitions (default 3)")
+    parser.add_argument(
+        "--out", type=Path, default=tools.REPO_ROOT / "docs" / "PERFORMANCE.md", help="report"
+    )
+    parser.add_argument("--scratch", type=Path, default=None, help="parent of the scratch dir")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    parser.add_argument(
+        "--drop-caches", action="store_true", help="drop the page cache before each step (root)"
+    )
+    parser.add_argument(
+        "--no-install", action="store_true", help="never install restic, b3sum, time or DVC"
+    )
+    parser.add_argument(
+        "--dvc-venv",
+        type=Path,
+        default=provision.default_dvc_venv(),
+        help="DVC's own virtual environment (default %(default)s)",
+    )
+    args = parser.parse_args(argv)
+    names = [n for n in args.workloads.split(",") if n]
+    if not names or any(n not in NAMES for n in names):
+        parser.error(f"--workloads takes a comma-separated subset of {','.join(NAMES)}")
+    args.workloads = names
+    if args.quick and args.scale is not None:
+        parser.error("--quick and --scale exclude each other")
+    args.scale = QUICK_SCALE if args.quick else (args.scale or 1.0)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    if args.drop_caches and not measure.can_drop_caches():
+        parser.error(f"--drop-caches needs write access to {measure.DROP_CACHES} (root)")
+    return args
+
+
+def log(line: str) -> None:
+    """Progress on stderr."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def main(argv: list[str]) -> None:
+    """Run the suite as the options say and write the report."""
+    args = parse(argv)
+    install = not args.no_install
+    gnu_time = provision.debian_program("time", "time", "--version", install)
+    runner = measure.Runner(Path("/usr/bin/time") if gnu_time.path else None)
+    every_tool = [
+        tools.artifactstore(),
+        *tools.limits(),
+        tools.git(),
+        tools.restic(install),
+        tools.dvc(args.dvc_venv, install),
+    ]
+    for tool in every_tool:
+        log(f"{tool.name}: {tool.version if tool.plan else 'missing: ' + str(tool.missing)}")
+    scratch = Path(tempfile.mkdtemp(prefix="artifactstore-bench-", dir=args.scratch))
+    log(f"scratch: {scratch}")
+    try:
+        results = []
+        for name in args.workloads:
+            workload = generate(name, scratch / "workloads" / name, args.scale)
+            log(f"[{name}] {workload.files:,} files, {workload.size:,} bytes")
+            results.append(
+                suite.run_workload(
+                    runner, workload, every_tool, scratch, args.repeat, args.drop_caches, log
+                )
+            )
+        log("micro-benchmarks")
+        figures = [
+            *micro.digest(max(1, round(256 * args.scale))),
+            *micro.events(max(1_000, round(100_000 * args.scale))),
+            *micro.startup(runner, 5 if args.quick else 20),
+        ]
+        info = report.RunInfo(
+            command=shlex.join(["scripts/bench", *argv]),
+            date=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            scale=args.scale,
+            repeat=args.repeat,
+            drop_caches=args.drop_caches,
+            gnu_time=runner.gnu_time is not None,
+            machine=machine.facts(scratch),
+            tools=every_tool,
+        )
+        page = report.render(info, results, figures, targets.check(results, figures))
+    finally:
+        if args.keep:
+            log(f"kept {scratch}")
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(page)
+    log(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
