@@ -164,10 +164,13 @@ def verified(report: VerifyReport, as_json: bool) -> None:
         return
     for problem in report.problems:
         click.echo(f"problem: {problem}")
-    checked = f"{report.packages} packages, {report.files} files, {human_bytes(report.bytes)}"
+    checked = (
+        f"{_count(report.packages, 'package')}, {_count(report.files, 'file')}, "
+        f"{human_bytes(report.bytes)}"
+    )
     if chain is not None:
         checked += f", {chain.checked} events"
-    outcome = "ok" if report.ok else f"{len(report.problems)} problems"
+    outcome = "ok" if report.ok else _count(len(report.problems), "problem")
     click.echo(f"verified {checked}: {outcome}")
 
 
@@ -278,3 +281,7 @@ class Progress:
         # \r and erase-to-end-of-line redraw in place without scrolling the terminal.
         self._stream.write(f"\r{line}\x1b[K")
         self._stream.flush()
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -43,6 +43,7 @@ from artifactstore.errors import (
     PackageFileNotFoundError,
     PackageFinalizedError,
     PackageStateError,
+    StorageError,
 )
 from artifactstore.events import log, views
 from artifactstore.events.model import (
@@ -136,13 +137,18 @@ class ArtifactStore:
         engine = schema.make_engine(settings.database_url)
         redacted = settings.redacted_database_url
         try:
-            _prepare_database(engine, redacted)
+            created = _prepare_database(engine, redacted)
         except sqlalchemy.exc.SQLAlchemyError as exc:
             engine.dispose()
             raise DatabaseError(f"cannot open database {redacted}: {_reason(exc)}") from exc
         except ArtifactStoreError:
             engine.dispose()
             raise
+        if created:
+            # A new embedded store gets its blob folder now, so it is healthy from the start.
+            # An existing store's missing root stays missing (and unhealthy): it may be an
+            # unmounted volume, and blobs written in its place would be lost.
+            _create_storage_root(settings.storage_root)
         dataplane = InProcessDataPlane.local(settings.storage_root)
         return cls(engine, dataplane, redacted_url=redacted, actor=actor)
 
@@ -561,8 +567,12 @@ class ArtifactStore:
         return self._dataplane.health()
 
 
-def _prepare_database(engine: Engine, redacted_url: str) -> None:
-    """Create and migrate a new SQLite database; check the revision of any other."""
+def _prepare_database(engine: Engine, redacted_url: str) -> bool:
+    """Create and migrate a new SQLite database; check the revision of any other.
+
+    Returns True when this call created the database (a new embedded store).
+    """
+    fresh = False
     if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
         database = Path(str(engine.url.database))
         database.parent.mkdir(parents=True, exist_ok=True)
@@ -575,6 +585,14 @@ def _prepare_database(engine: Engine, redacted_url: str) -> None:
                 migration.upgrade(engine)
     with engine.connect() as connection:
         migration.check_revision(connection, redacted_url)
+    return fresh
+
+
+def _create_storage_root(root: Path) -> None:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot create the blob folder {root}: {exc.strerror}") from exc
 
 
 def _reason(exc: sqlalchemy.exc.SQLAlchemyError) -> str:

@@ -289,6 +289,13 @@ class Manifest:
                     f"without duplicates; {after_key} comes after {before_key}"
                 )
 
+    @property
+    def digest(self) -> ContentAddress:
+        """The manifest's identity: BLAKE3 over its canonical CBOR encoding."""
+        from artifactstore.manifest.codec import manifest_digest  # codec imports this module
+
+        return manifest_digest(self)
+
     @classmethod
     def build(
         cls,

@@ -62,6 +62,7 @@ def test_ingest_finalize_read_back_and_replay(store: ArtifactStore, tmp_path: Pa
     assert codec.decode(cbor) == manifest
     assert codec.encode(projection.from_jcs(jcs)) == cbor
     assert store.package(package).manifest_digest == str(codec.manifest_digest(manifest))
+    assert manifest.digest == codec.manifest_digest_of_bytes(cbor)
     assert dict(manifest.package.metadata) == {"build": 7, "git_sha": "3f2a"}
     assert manifest.retention.retention_class == "ci"
     assert manifest.retention.expires_at is not None

@@ -87,6 +87,16 @@ def test_open_creates_and_migrates_a_new_sqlite_store(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/new/registry.db"
     with ArtifactStore.open(url, tmp_path / "blobs") as store:
         assert store.schema_revision() == schema.SCHEMA_REVISION
+        assert store.storage_health().reachable
+    assert (tmp_path / "blobs").is_dir()
+
+
+def test_open_leaves_a_missing_root_of_an_existing_store_missing(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/registry.db"
+    ArtifactStore.open(url, tmp_path / "blobs").close()
+    (tmp_path / "blobs").rmdir()
+    with ArtifactStore.open(url, tmp_path / "blobs") as store:
+        assert not store.storage_health().reachable
 
 
 @pytest.mark.slow
