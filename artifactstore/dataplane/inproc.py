@@ -7,13 +7,21 @@ already there). Verification re-reads through the backend and re-hashes with bot
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
 from artifactstore.dataplane.spi import IngestResult, VerifyResult
 from artifactstore.errors import BlobNotFoundError
-from artifactstore.identity import ContentAddress, Digest, DualHasher, digest_stream, iter_chunks
+from artifactstore.identity import (
+    ContentAddress,
+    Digest,
+    DualDigest,
+    DualHasher,
+    digest_stream,
+    iter_chunks,
+)
 from artifactstore.storage.registry import open_backend
 from artifactstore.storage.spi import (
     BackendHealth,
@@ -23,40 +31,77 @@ from artifactstore.storage.spi import (
     object_key,
 )
 
+SMALL_BLOB_LIMIT = 64 * 1024
+"""Blobs up to this size go to the small-blob backend when the data plane has one."""
+
 
 class InProcessDataPlane:
-    """A DataPlane that hashes and moves bytes in the calling process."""
+    """A DataPlane that hashes and moves bytes in the calling process.
 
-    def __init__(self, backend: StorageBackend) -> None:
+    With a `small` backend, blobs of at most `small_limit` bytes are stored there and all others
+    in `backend`; the size decides, so a blob is only ever stored in one of them.
+    """
+
+    def __init__(
+        self,
+        backend: StorageBackend,
+        small: StorageBackend | None = None,
+        small_limit: int = SMALL_BLOB_LIMIT,
+    ) -> None:
         self._backend = backend
+        self._small = small
+        self._small_limit = small_limit if small is not None else -1
+        # Which backend took each blob ingested with durable=False, so sync() need not ask.
+        self._unsynced: dict[str, StorageBackend] = {}
 
     @classmethod
     def local(cls, root: Path) -> InProcessDataPlane:
-        """A data plane over a LocalBackend rooted at root."""
-        return cls(open_backend("local", root=root))
+        """Blobs under root: small ones packed in one SQLite file, the rest one file each."""
+        return cls(open_backend("local", root=root), open_backend("local-small", root=root))
 
     @property
     def backend_id(self) -> str:
-        """The id of the backend holding the blobs."""
+        """The id of the backend holding the large blobs (and, without a small tier, all)."""
         return self._backend.backend_id
 
     def ingest_stream(
         self, source: bytes | Iterable[bytes] | BinaryIO, *, durable: bool = True
     ) -> IngestResult:
         """Hash and store the source in one pass; a blob already present is left untouched."""
-        if isinstance(source, bytes) and not durable:
-            return self._ingest_bytes(source)
-        chunks = iter_chunks(source)
+        if isinstance(source, bytes):
+            if len(source) <= self._small_limit:
+                return self._ingest_small(source, durable)
+            if not durable:
+                return self._ingest_bytes(source)
+        chunks = iter(iter_chunks(source))
+        # Read up to the small limit first: a source that ends there is a small blob.
+        head: list[bytes] = []
+        size = 0
+        for chunk in chunks:
+            head.append(chunk)
+            size += len(chunk)
+            if size > self._small_limit:
+                break
+        else:
+            return self._ingest_small(b"".join(head), durable)
         hasher = DualHasher()
         with self._backend.stage() as staged:
             # SHA-256 already runs on a worker thread inside DualHasher; a writer thread on top
             # measured no faster for 1 GiB (within noise on 2 cores), so writes stay inline.
-            for chunk in chunks:
+            for chunk in itertools.chain(head, chunks):
                 hasher.update(chunk)
                 staged.write(chunk)
             digests = hasher.result()
-            receipt, existed = staged.commit(object_key(digests.content_address), durable=durable)
-        return IngestResult(digests, receipt, existed)
+            key = object_key(digests.content_address)
+            receipt, existed = staged.commit(key, durable=durable)
+        return self._result(digests, receipt, existed, durable, self._backend)
+
+    def _ingest_small(self, data: bytes, durable: bool) -> IngestResult:
+        digests = digest_stream(data)
+        backend = self._small or self._backend
+        key = object_key(digests.content_address)
+        receipt, existed = backend.put(key, (data,), durable=durable)
+        return self._result(digests, receipt, existed, durable, backend)
 
     def _ingest_bytes(self, data: bytes) -> IngestResult:
         # Bytes already in memory can be hashed before anything is written, so a blob that is
@@ -68,15 +113,35 @@ class InProcessDataPlane:
         info = self._backend.head(key)
         if info is None:
             receipt, existed = self._backend.put(key, (data,), durable=False)
-            return IngestResult(digests, receipt, existed)
-        receipt = StorageReceipt(self._backend.backend_id, key, info.size, info.modified_at)
-        return IngestResult(digests, receipt, True)
+        else:
+            receipt = StorageReceipt(self._backend.backend_id, key, info.size, info.modified_at)
+            existed = True
+        return self._result(digests, receipt, existed, False, self._backend)
+
+    def _result(
+        self,
+        digests: DualDigest,
+        receipt: StorageReceipt,
+        existed: bool,
+        durable: bool,
+        backend: StorageBackend,
+    ) -> IngestResult:
+        if not durable:
+            self._unsynced[receipt.key] = backend
+        return IngestResult(digests, receipt, existed)
+
+    def _holder(self, key: str) -> StorageBackend:
+        """The backend that holds key: the small tier if it has it, else the large one."""
+        if self._small is not None and self._small.head(key) is not None:
+            return self._small
+        return self._backend
 
     def serve_object(
         self, address: ContentAddress, start: int = 0, end: int | None = None
     ) -> BinaryIO:
         """Stream bytes [start, end) of the blob; BlobNotFoundError if absent."""
-        return self._backend.open(object_key(address), start, end)
+        key = object_key(address)
+        return self._holder(key).open(key, start, end)
 
     def verify_object(
         self,
@@ -87,7 +152,7 @@ class InProcessDataPlane:
         """Re-hash the stored blob and compare; missing or mismatching blobs are reported."""
         hasher = DualHasher()
         try:
-            with self._backend.open(object_key(address)) as stream:
+            with self.serve_object(address) as stream:
                 for chunk in iter_chunks(stream):
                     hasher.update(chunk)
         except BlobNotFoundError:
@@ -108,16 +173,31 @@ class InProcessDataPlane:
 
     def stat_object(self, address: ContentAddress) -> ObjectInfo | None:
         """Describe the stored blob, or None if it is absent."""
-        return self._backend.head(object_key(address))
+        key = object_key(address)
+        return self._holder(key).head(key)
 
     def delete_object(self, address: ContentAddress) -> None:
-        """Remove the blob; a missing blob is not an error."""
-        self._backend.delete(object_key(address))
+        """Remove the blob from whichever backend holds it; a missing blob is not an error."""
+        key = object_key(address)
+        self._backend.delete(key)
+        if self._small is not None:
+            self._small.delete(key)
 
     def sync(self, addresses: Iterable[ContentAddress]) -> None:
-        """Make blobs ingested with durable=False durable."""
-        self._backend.sync(object_key(address) for address in addresses)
+        """Make blobs ingested with durable=False durable, in each backend at once."""
+        by_backend: dict[int, tuple[StorageBackend, list[str]]] = {}
+        for address in addresses:
+            key = object_key(address)
+            holder = self._unsynced.pop(key, None) or self._holder(key)
+            by_backend.setdefault(id(holder), (holder, []))[1].append(key)
+        for backend, keys in by_backend.values():
+            backend.sync(keys)
 
     def health(self) -> BackendHealth:
-        """Report the backend's health."""
-        return self._backend.health()
+        """The large backend's health, unless the small tier is the one failing."""
+        health = self._backend.health()
+        if health.reachable and self._small is not None:
+            small = self._small.health()
+            if not small.reachable:
+                return small
+        return health

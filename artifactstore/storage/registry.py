@@ -12,21 +12,31 @@ from pathlib import Path
 
 from artifactstore.errors import ConfigError
 from artifactstore.storage.backends.local import LocalBackend
+from artifactstore.storage.backends.sqlite_blobs import SQLiteBlobBackend
 from artifactstore.storage.spi import StorageBackend
 
 
-def _local(backend_id: str, config: dict[str, object]) -> StorageBackend:
+def _root(backend_id: str, config: dict[str, object]) -> Path:
     unknown = sorted(set(config) - {"root"})
     if unknown:
         raise ConfigError(f"backend {backend_id!r} does not take {', '.join(unknown)}")
     root = config.get("root")
     if not isinstance(root, str | os.PathLike):
         raise ConfigError(f"backend {backend_id!r} needs root=<directory path>, got {root!r}")
-    return LocalBackend(Path(root), backend_id)
+    return Path(root)
+
+
+def _local(backend_id: str, config: dict[str, object]) -> StorageBackend:
+    return LocalBackend(_root(backend_id, config), backend_id)
+
+
+def _local_small(backend_id: str, config: dict[str, object]) -> StorageBackend:
+    return SQLiteBlobBackend(_root(backend_id, config), backend_id)
 
 
 _FACTORIES: dict[str, Callable[[str, dict[str, object]], StorageBackend]] = {
     "local": _local,
+    "local-small": _local_small,
 }
 
 

@@ -1,7 +1,7 @@
 """The StorageBackend contract, run against every backend and through a fault-injecting wrapper.
 
 Each test states one promise of `storage.spi.StorageBackend` and checks it on LocalBackend (a
-real directory under tmp_path) and MemoryBackend alike.
+real directory under tmp_path), SQLiteBlobBackend (a real database file) and MemoryBackend alike.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from artifactstore.errors import (
 )
 from artifactstore.identity import digest_bytes
 from artifactstore.storage.backends.local import LocalBackend
+from artifactstore.storage.backends.sqlite_blobs import SQLiteBlobBackend
 from artifactstore.storage.spi import StorageBackend, object_key
 
 DATA = b"0123456789abcdefghij"
@@ -30,10 +31,12 @@ def key_for(data: bytes) -> str:
     return object_key(digest_bytes(data))
 
 
-@pytest.fixture(params=["local", "memory"])
+@pytest.fixture(params=["local", "sqlite-blobs", "memory"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> StorageBackend:
     if request.param == "local":
         return LocalBackend(tmp_path / "blobs")
+    if request.param == "sqlite-blobs":
+        return SQLiteBlobBackend(tmp_path / "blobs")
     return MemoryBackend()
 
 

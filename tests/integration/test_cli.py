@@ -12,6 +12,7 @@ import pty
 import stat
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,14 +125,6 @@ def snapshot(directory: Path) -> dict[str, tuple[bytes, int]]:
         for path in sorted(directory.rglob("*"))
         if path.is_file()
     }
-
-
-def blob_path(root: Path, data: bytes) -> Path:
-    """Where the local backend keeps the blob of data, found by walking root/blake3/**."""
-    wanted = blake3.blake3(data).hexdigest()
-    found = [p for p in (root / "blake3").rglob("*") if p.is_file() and p.name == wanted]
-    assert len(found) == 1, found
-    return found[0]
 
 
 # -- the happy path ---------------------------------------------------------------------------
@@ -262,6 +255,7 @@ def _fifo(tree: Path) -> None:
 def test_bad_input_exits_2_with_one_line_and_changes_nothing(
     cli: Cli,
     tree: Path,
+    stored_blobs: Callable[[Path], int],
     args: tuple[str, ...],
     prepare: object,
     mentions: str,
@@ -271,7 +265,7 @@ def test_bad_input_exits_2_with_one_line_and_changes_nothing(
     line = one_error_line(cli(*(a.format(tree=tree) for a in args)), 2)
     assert mentions in line
     assert cli.events() == []
-    assert not (Path(cli.env["ARTIFACTSTORE_STORAGE_LOCAL_ROOT"]) / "blake3").exists()
+    assert stored_blobs(Path(cli.env["ARTIFACTSTORE_STORAGE_LOCAL_ROOT"])) == 0
 
 
 def test_verbose_shows_the_traceback(cli: Cli) -> None:
@@ -309,31 +303,31 @@ def test_pull_refuses_a_non_empty_destination_without_force(
 # -- integrity --------------------------------------------------------------------------------
 
 
-def test_a_corrupted_blob_fails_verify_pull_and_cat(cli: Cli, tree: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("path", ["README.txt", "lib/deep/data.bin"])  # packed and one-file blobs
+def test_a_corrupted_blob_fails_verify_pull_and_cat(
+    cli: Cli, tree: Path, tmp_path: Path, path: str, corrupt_blob: Callable[[Path, bytes], None]
+) -> None:
     cli.ok("push", NAME, VERSION, tree)
-    original = (tree / "README.txt").read_bytes()
-    blob = blob_path(Path(cli.env["ARTIFACTSTORE_STORAGE_LOCAL_ROOT"]), original)
-    blob.chmod(0o644)
-    blob.write_bytes(b"HELLO\n")  # same size, different bytes
+    corrupt_blob(Path(cli.env["ARTIFACTSTORE_STORAGE_LOCAL_ROOT"]), (tree / path).read_bytes())
 
     for args in (("verify", NAME, VERSION), ("verify",)):
         result = cli(*args)
         assert result.code == 1, result
         problems = [line for line in result.text.splitlines() if line.startswith("problem:")]
-        assert len(problems) == 1 and "README.txt" in problems[0]
+        assert len(problems) == 1 and path in problems[0]
         assert "expected" in problems[0] and "got" in problems[0]
 
     report = cli("--json", "verify").json()
     assert isinstance(report, dict) and report["ok"] is False
-    assert [p["path"] for p in report["problems"]] == ["README.txt"]
+    assert [p["path"] for p in report["problems"]] == [path]
 
     dest = tmp_path / "out"
     line = one_error_line(cli("pull", NAME, VERSION, dest), 1)
-    assert "README.txt" in line
-    assert not (dest / "README.txt").exists()
+    assert path in line
+    assert not (dest / path).exists()
     assert not list(dest.rglob(f"{TEMP_PREFIX}*"))
 
-    assert "README.txt" in one_error_line(cli("cat", NAME, VERSION, "README.txt"), 1)
+    assert path in one_error_line(cli("cat", NAME, VERSION, path), 1)
 
 
 # -- operations -------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import io
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import blake3
@@ -184,7 +185,9 @@ def test_forbidden_paths_are_rejected(store: ArtifactStore, path: str) -> None:
     assert store.list_files(package) == []
 
 
-def test_a_symlink_in_the_tree_records_nothing(store: ArtifactStore, tmp_path: Path) -> None:
+def test_a_symlink_in_the_tree_records_nothing(
+    store: ArtifactStore, tmp_path: Path, stored_blobs: Callable[[Path], int]
+) -> None:
     tree = make_tree(tmp_path / "dist")
     (tree / "link").symlink_to(tree / "README.md")
     package = store.create_package("acme/app", "1")
@@ -192,7 +195,7 @@ def test_a_symlink_in_the_tree_records_nothing(store: ArtifactStore, tmp_path: P
     with pytest.raises(InvalidPathError, match="link"):
         store.ingest_directory(package, tree)
     assert event_count(store) == count
-    assert not any((tmp_path / "blobs").rglob("blake3/*/*/*"))
+    assert stored_blobs(tmp_path / "blobs") == 0
 
 
 def test_a_fifo_in_the_tree_is_refused(store: ArtifactStore, tmp_path: Path) -> None:
@@ -251,17 +254,18 @@ def test_missing_file_in_package(store: ArtifactStore) -> None:
         store.get_file(package, "nope")
 
 
+@pytest.mark.parametrize("size", [10_000, 200_000])  # a packed small blob, a one-file blob
 def test_corrupted_blob_is_reported_by_verify_and_refused_on_read(
-    store: ArtifactStore, blob_root: Path
+    store: ArtifactStore,
+    blob_root: Path,
+    size: int,
+    corrupt_blob: Callable[[Path, bytes], None],
 ) -> None:
+    data = os.urandom(size)
     package = store.create_package("acme/app", "1")
-    stored = store.ingest_file(package, "data.bin", os.urandom(10_000))
+    store.ingest_file(package, "data.bin", data)
     store.finalize_package(package)
-    blob = blob_root / "blake3" / stored.blake3.hex[:2] / stored.blake3.hex[2:4] / stored.blake3.hex
-    blob.chmod(0o644)
-    corrupted = bytearray(blob.read_bytes())
-    corrupted[5000] ^= 0xFF
-    blob.write_bytes(bytes(corrupted))
+    corrupt_blob(blob_root, data)
 
     report = store.verify_package(package)
     assert not report.ok
@@ -286,7 +290,9 @@ def test_list_packages_is_sorted(store: ArtifactStore) -> None:
     assert [p.version for p in store.list_packages("b/x")] == ["10", "2"]
 
 
-def test_embedded_default_store_needs_no_server(tmp_path: Path) -> None:
+def test_embedded_default_store_needs_no_server(
+    tmp_path: Path, stored_blobs: Callable[[Path], int]
+) -> None:
     make_tree(tmp_path / "dist")
     script = (
         "from artifactstore import ArtifactStore\n"
@@ -300,4 +306,4 @@ def test_embedded_default_store_needs_no_server(tmp_path: Path) -> None:
     )
     assert done.stdout.strip() == str(len(FILES))
     assert (tmp_path / ".artifactstore" / "registry.db").is_file()
-    assert any((tmp_path / ".artifactstore" / "blobs" / "blake3").rglob("*"))
+    assert stored_blobs(tmp_path / ".artifactstore" / "blobs") == len(FILES)
