@@ -7,6 +7,7 @@ there is no source checkout. Alembic is imported only here, and only when a migr
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -84,3 +85,24 @@ def check_revision(connection: Connection, redacted_url: str) -> None:
         f"{schema.SCHEMA_REVISION}; run 'artifactstore migrate' "
         "(or upgrade artifactstore if the database is newer)"
     )
+
+
+def prepare(engine: Engine, redacted_url: str) -> bool:
+    """Create and migrate a new SQLite database; check the revision of any other.
+
+    Returns True when this call created the database (a new embedded store).
+    """
+    fresh = False
+    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        database = Path(str(engine.url.database))
+        database.parent.mkdir(parents=True, exist_ok=True)
+        # Parallel CI jobs may all open a new store at once: one migrates, the rest wait.
+        with Path(f"{database}.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            with engine.connect() as connection:
+                fresh = not has_tables(connection)
+            if fresh:
+                upgrade(engine)
+    with engine.connect() as connection:
+        check_revision(connection, redacted_url)
+    return fresh

@@ -13,7 +13,6 @@ Reads use plain transactions and never take the write lock.
 
 from __future__ import annotations
 
-import fcntl
 import getpass
 import io
 import os
@@ -55,7 +54,7 @@ from artifactstore.events.model import (
     Event,
     NewEvent,
 )
-from artifactstore.identity import ContentAddress, digest_stream
+from artifactstore.identity import ContentAddress
 from artifactstore.manifest import codec, projection
 from artifactstore.manifest.model import (
     FileEntry,
@@ -68,6 +67,7 @@ from artifactstore.manifest.model import (
     validate_metadata,
 )
 from artifactstore.naming import check_name, check_path, check_version
+from artifactstore.push import push as push_directory
 from artifactstore.registry import Package, PackageRef, StoredFile
 from artifactstore.storage.spi import BackendHealth
 from artifactstore.verifying import VerifyingReader
@@ -137,7 +137,7 @@ class ArtifactStore:
         engine = schema.make_engine(settings.database_url)
         redacted = settings.redacted_database_url
         try:
-            created = _prepare_database(engine, redacted)
+            created = migration.prepare(engine, redacted)
         except sqlalchemy.exc.SQLAlchemyError as exc:
             engine.dispose()
             raise DatabaseError(f"cannot open database {redacted}: {_reason(exc)}") from exc
@@ -258,6 +258,11 @@ class ArtifactStore:
         with self._read() as connection:
             return registry.get_package(connection, (name, version))
 
+    def find_package(self, name: str, version: str) -> Package | None:
+        """The package (name, version), or None if there is none."""
+        with self._read() as connection:
+            return registry.find_package(connection, check_name(name), check_version(version))
+
     def package(self, ref: PackageRef) -> Package:
         """Resolve a package object, id or (name, version) pair to its current state."""
         with self._read() as connection:
@@ -314,7 +319,7 @@ class ArtifactStore:
         self._check_can_add(ref, [f.path for f in found], replace)
         ingested = []
         for item in found:
-            with _open_source(item.source) as handle:
+            with tree.open_file(item.source) as handle:
                 # Small files are read whole so the data plane can skip writing a known blob.
                 source = handle.read() if item.size <= _READ_WHOLE_LIMIT else handle
                 result = self._dataplane.ingest_stream(source, durable=False)
@@ -335,7 +340,7 @@ class ArtifactStore:
 
     def _ingest_source(self, source: Source) -> tuple[IngestResult, bool]:
         if isinstance(source, (str, os.PathLike)):
-            with _open_source(Path(source)) as handle:
+            with tree.open_file(Path(source)) as handle:
                 return self._dataplane.ingest_stream(handle), tree.is_executable(
                     os.fstat(handle.fileno()).st_mode
                 )
@@ -430,49 +435,7 @@ class ArtifactStore:
         different files for a finalized version raise ConflictError with nothing changed. An
         open package left by an interrupted push is resumed.
         """
-        check_name(name)
-        check_version(version)
-        validate_metadata(metadata or {})
-        found = tree.scan(directory)
-        with self._read() as connection:
-            existing = registry.find_package(connection, name, version)
-            if existing is None:
-                registry.retention_class(connection, retention_class)
-        if existing is not None and existing.is_finalized:
-            self._require_same_files(existing, found)
-            return self.get_manifest(existing)
-        if existing is None:
-            existing = self.create_package(name, version, retention_class, metadata)
-        else:
-            extra = {f.path for f in self.list_files(existing)} - {f.path for f in found}
-            if extra:
-                raise ConflictError(
-                    f"open package {existing} holds files not in {str(directory)!r} "
-                    f"(first: {sorted(extra)[0]!r}); abandon it first"
-                )
-        self.ingest_directory(existing, directory, replace=True, progress=progress)
-        return self.finalize_package(existing)
-
-    def _require_same_files(self, package: Package, found: list[tree.TreeFile]) -> None:
-        recorded = {f.path: f for f in self.list_files(package)}
-        if set(recorded) != {f.path for f in found}:
-            missing = sorted(set(recorded) ^ {f.path for f in found})
-            raise ConflictError(
-                f"package {package} is finalized with different files "
-                f"(first difference: {missing[0]!r})"
-            )
-        for item in found:
-            with _open_source(item.source) as handle:
-                digests = digest_stream(handle)
-            stored = recorded[item.path]
-            if (digests.blake3, digests.sha256, item.executable) != (
-                stored.blake3,
-                stored.sha256,
-                stored.executable,
-            ):
-                raise ConflictError(
-                    f"package {package} is finalized with a different {item.path!r}"
-                )
+        return push_directory(self, name, version, directory, retention_class, metadata, progress)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -567,27 +530,6 @@ class ArtifactStore:
         return self._dataplane.health()
 
 
-def _prepare_database(engine: Engine, redacted_url: str) -> bool:
-    """Create and migrate a new SQLite database; check the revision of any other.
-
-    Returns True when this call created the database (a new embedded store).
-    """
-    fresh = False
-    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-        database = Path(str(engine.url.database))
-        database.parent.mkdir(parents=True, exist_ok=True)
-        # Parallel CI jobs may all open a new store at once: one migrates, the rest wait.
-        with Path(f"{database}.lock").open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            with engine.connect() as connection:
-                fresh = not migration.has_tables(connection)
-            if fresh:
-                migration.upgrade(engine)
-    with engine.connect() as connection:
-        migration.check_revision(connection, redacted_url)
-    return fresh
-
-
 def _create_storage_root(root: Path) -> None:
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -641,10 +583,3 @@ def _file_payload(path: str, result: IngestResult, executable: bool) -> bytes:
             "stored_at": format_timestamp(result.receipt.stored_at),
         }
     )
-
-
-def _open_source(path: Path) -> BinaryIO:
-    try:
-        return path.open("rb")
-    except OSError as exc:
-        raise InvalidInputError(f"cannot read {str(path)!r}: {exc.strerror}") from exc

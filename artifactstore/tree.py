@@ -11,8 +11,9 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
-from artifactstore.errors import InvalidPathError
+from artifactstore.errors import InvalidInputError, InvalidPathError
 from artifactstore.naming import check_path
 
 
@@ -66,3 +67,11 @@ def _walk(directory: Path, prefix: str, found: list[TreeFile]) -> None:
             )
         else:
             raise InvalidPathError(f"{entry.path!r} is not a regular file, directory or symlink")
+
+
+def open_file(path: Path) -> BinaryIO:
+    """Open a file to ingest; InvalidInputError names it if it cannot be read."""
+    try:
+        return path.open("rb")
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read {str(path)!r}: {exc.strerror}") from exc
