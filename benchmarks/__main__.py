@@ -13,6 +13,7 @@ import shlex
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from benchmarks import machine, measure, micro, provision, report, suite, targets, tools
@@ -86,6 +87,8 @@ def main(argv: list[str]) -> None:
         log(f"{tool.name}: {tool.version if tool.plan else 'missing: ' + str(tool.missing)}")
     scratch = Path(tempfile.mkdtemp(prefix="artifactstore-bench-", dir=args.scratch))
     log(f"scratch: {scratch}")
+    started = time.monotonic()
+    facts = machine.facts(scratch)
     try:
         results = []
         for name in args.workloads:
@@ -105,11 +108,12 @@ def main(argv: list[str]) -> None:
         info = report.RunInfo(
             command=shlex.join(["scripts/bench", *argv]),
             date=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            minutes=(time.monotonic() - started) / 60,
             scale=args.scale,
             repeat=args.repeat,
             drop_caches=args.drop_caches,
             gnu_time=runner.gnu_time is not None,
-            machine=machine.facts(scratch),
+            machine=facts,
             tools=every_tool,
         )
         page = report.render(info, results, figures, targets.check(results, figures))

@@ -11,7 +11,7 @@ _FLAGS = ("sha_ni", "avx2", "avx512f")
 
 
 def facts(scratch: Path) -> list[tuple[str, str]]:
-    """(name, value) pairs: CPU, cores, ISA flags, memory, scratch filesystem, kernel, Python."""
+    """(name, value) pairs: CPU, cores, ISA flags, memory, filesystem, load, kernel, Python."""
     cpuinfo = _read("/proc/cpuinfo")
     model = next(
         (line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")),
@@ -29,6 +29,7 @@ def facts(scratch: Path) -> list[tuple[str, str]]:
         ("CPU flags", f"has {', '.join(present) or 'none'}; lacks {', '.join(absent) or 'none'}"),
         ("memory", f"{int(memory) / 1024 / 1024:.1f} GiB" if memory else "?"),
         ("scratch filesystem", _filesystem(scratch)),
+        ("load average at the start (1, 5, 15 min)", " ".join(f"{n:.2f}" for n in os.getloadavg())),
         ("kernel", f"{platform.system()} {platform.release()}"),
         ("Python", f"{platform.python_version()} ({platform.python_implementation()})"),
     ]

@@ -42,7 +42,11 @@ class Sample:
 
 
 class CommandError(Exception):
-    """A command exited non-zero; the message holds its exit code and the tail of stderr."""
+    """A command exited non-zero; `brief` is its exit code and the tail of its stderr."""
+
+    def __init__(self, command: Command, code: int, tail: str) -> None:
+        super().__init__(f"{command} exited {code}: {tail}")
+        self.brief = f"exit {code}: {tail}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +78,7 @@ class Runner:
             if process.returncode != 0:
                 stderr.seek(0)
                 tail = stderr.read().decode(errors="replace").strip().splitlines()[-3:]
-                raise CommandError(f"{command} exited {process.returncode}: {' | '.join(tail)}")
+                raise CommandError(command, process.returncode, " | ".join(tail))
             peak = usage.ru_maxrss
             if self.gnu_time is not None:
                 peak = int(Path(rss.name).read_text().split()[-1])

@@ -110,7 +110,7 @@ def _run_tool(
             sample = runner.run_all(step.commands)
         except measure.CommandError as exc:
             failed = f"{step.label} failed"
-            result.error = result.error or str(exc)
+            result.error = result.error or exc.brief
             log(f"{what}: FAILED {exc}")
             continue
         result.samples.append(sample)

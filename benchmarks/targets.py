@@ -157,7 +157,7 @@ def _micro_targets(figures: Sequence[micro.Figure]) -> list[Target]:
         targets.append(
             Target(
                 f"replay of {REPLAY_EVENTS:,} events (SQLite)",
-                f"{seconds:.2f} s ({replay.note}, scaled)",
+                f"{seconds:.2f} s (from {replay.note})",
                 f"< {REPLAY_LIMIT_S} s",
                 seconds < REPLAY_LIMIT_S,
             )
