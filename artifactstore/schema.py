@@ -11,6 +11,7 @@ PostgreSQL, so canonical dumps of the views compare byte for byte.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import (
@@ -18,6 +19,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Connection,
     Engine,
     ForeignKey,
     Index,
@@ -237,3 +239,29 @@ def _begin_sqlite_transaction(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
     else:
         connection.exec_driver_sql("BEGIN")
+
+
+def execute_many(
+    connection: Connection, build: Callable[[Connection], Any], rows: list[dict[str, Any]]
+) -> None:
+    """Run the statement build(connection) makes over many rows, through the driver's executemany.
+
+    For bulk writes of events and view rows: SQLAlchemy's per-row parameter handling and
+    per-call compilation were most of the time of replay and of large pushes. The statement is
+    compiled once per dialect; rows must hold only text, integers, booleans, NULL and bytes,
+    which every driver binds as they are.
+    """
+    key = (build, connection.dialect.name)
+    compiled = _COMPILED.get(key)
+    if compiled is None:
+        statement = build(connection).compile(dialect=connection.dialect)
+        names = statement.positiontup if statement.positional else None
+        compiled = _COMPILED[key] = (str(statement), names)
+    sql, names = compiled
+    if names is None:
+        connection.exec_driver_sql(sql, rows)
+    else:
+        connection.exec_driver_sql(sql, [tuple(row[name] for name in names) for row in rows])
+
+
+_COMPILED: dict[tuple[Callable[[Connection], Any], str], tuple[str, list[str] | None]] = {}

@@ -3,8 +3,9 @@
 Every mutation follows the same order, so a crash leaves at worst an unreferenced blob, never
 a row naming a missing one:
 
-1. Hash and write blobs through the data plane (temp file, fsync, rename, fsync directory),
-   outside any database transaction.
+1. Hash and write blobs through the data plane, outside any database transaction, and make
+   them durable: one at a time (ingest_file) or one sync for the whole batch
+   (ingest_directory). No half-written blob is ever visible under a content address.
 2. In one short write transaction, re-check the package state, append the events and apply
    them to the views (`events.views`), then commit.
 
@@ -209,11 +210,17 @@ class ArtifactStore:
         views.apply(connection, sealed)
         return sealed
 
-    def _event(self, event_type: str, package_id: str | None, payload: bytes) -> NewEvent:
+    def _event(
+        self,
+        event_type: str,
+        package_id: str | None,
+        payload: bytes,
+        occurred_at: str | None = None,
+    ) -> NewEvent:
         return NewEvent(
             event_id=str(uuid.uuid4()),
             event_type=event_type,
-            occurred_at=format_timestamp(self._now()),
+            occurred_at=occurred_at or format_timestamp(self._now()),
             actor=self._actor,
             package_id=package_id,
             payload=payload,
@@ -360,8 +367,10 @@ class ArtifactStore:
             if not replace:
                 paths = [path for path, _, _ in ingested]
                 _require_new_paths(package, paths, registry.package_paths(connection, package.id))
+            # One commit, one moment: the batch's events share their timestamp.
+            now = format_timestamp(self._now())
             new_events = [
-                self._event(FILE_INGESTED, package.id, _file_payload(path, result, executable))
+                self._event(FILE_INGESTED, package.id, _file_payload(path, result, executable), now)
                 for path, result, executable in ingested
             ]
             self._record(connection, new_events)

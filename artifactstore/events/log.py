@@ -39,7 +39,7 @@ def write(connection: Connection, new_events: Sequence[NewEvent]) -> list[Event]
         event = seal(sequence, previous, new_event)
         previous = event.chain_digest
         sealed.append(event)
-    connection.execute(insert(schema.events), [_row(event) for event in sealed])
+    schema.execute_many(connection, _insert_events, [_row(event) for event in sealed])
     connection.execute(
         update(schema.event_log_head)
         .where(schema.event_log_head.c.id == 1)
@@ -48,6 +48,10 @@ def write(connection: Connection, new_events: Sequence[NewEvent]) -> list[Event]
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
     return sealed
+
+
+def _insert_events(_connection: Connection) -> Any:
+    return insert(schema.events)
 
 
 def _row(event: Event) -> dict[str, Any]:

@@ -127,33 +127,8 @@ def _apply_files(connection: Connection, events: Sequence[Event]) -> None:
                 **digests,
             },
         )
-    _execute_many(connection, _upsert_file, list(files.values()))
-    _execute_many(connection, _insert_location, list(locations.values()))
-
-
-def _execute_many(
-    connection: Connection, build: Callable[[Connection], Any], rows: list[dict[str, Any]]
-) -> None:
-    """Run one statement over many rows straight through the driver's executemany.
-
-    Replay applies ~200,000 rows per 100,000 events; SQLAlchemy's per-row parameter handling
-    and per-batch compilation were most of its time. The rows hold only text, integers,
-    booleans and bytes, which every driver binds as they are.
-    """
-    key = (build, connection.dialect.name)
-    compiled = _COMPILED.get(key)
-    if compiled is None:
-        statement = build(connection).compile(dialect=connection.dialect)
-        names = statement.positiontup if statement.positional else None
-        compiled = _COMPILED[key] = (str(statement), names)
-    sql, names = compiled
-    if names is None:
-        connection.exec_driver_sql(sql, rows)
-    else:
-        connection.exec_driver_sql(sql, [tuple(row[name] for name in names) for row in rows])
-
-
-_COMPILED: dict[tuple[Callable[[Connection], Any], str], tuple[str, list[str] | None]] = {}
+    schema.execute_many(connection, _upsert_file, list(files.values()))
+    schema.execute_many(connection, _insert_location, list(locations.values()))
 
 
 def _dialect_insert(connection: Connection) -> Any:

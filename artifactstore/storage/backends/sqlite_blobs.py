@@ -3,9 +3,9 @@
 Creating a file costs far more than hashing a few KiB: on these machines the local backend
 manages ~1,000 small objects per second, each needing a temp file, a link, an unlink and often a
 new fan-out directory. This backend keeps objects in a table of `<root>/small-blobs.db`, so a
-batch of thousands of small blobs is one transaction and one fsync (SQLite measures the same:
-sqlite.org/fasterthanfs.html). It is meant for objects up to a few hundred KiB; the data plane
-routes larger ones to the local backend.
+batch of thousands of small blobs costs one transaction and one fsync per 8 MiB (SQLite's own
+comparison: sqlite.org/fasterthanfs.html). It is meant for objects up to a few hundred KiB;
+the data plane routes larger ones to the local backend.
 
 Writes with durable=False are held in memory (at most `_FLUSH_BYTES` at a time) and written in
 one transaction when the batch is full or at `sync`; other processes see an object only once it
@@ -237,7 +237,10 @@ class SQLiteBlobBackend:
                     connection.executemany(sql, rows)
                 connection.execute("COMMIT")
             except BaseException:
-                connection.execute("ROLLBACK")
+                # SQLite may already have rolled back (a full disk does): then say why it failed,
+                # not that there is no transaction to roll back.
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
             raise StorageError(f"cannot write small-blob database {self.path}: {exc}") from exc
