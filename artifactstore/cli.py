@@ -403,16 +403,15 @@ def pull(
     Example:
       artifactstore pull acme/app 1.4.2 out/
     """
-    from artifactstore import cli_pull
+    from artifactstore.pull import is_empty_directory
 
     store = _open_store(ctx)
     package = store.get_package(name, version)
-    files = store.list_files(package)
-    if not force and not cli_pull.is_empty_directory(dest):
+    if not force and not is_empty_directory(dest):
         raise click.UsageError(f"{str(dest)!r} is not empty; use --force to write into it")
-    total = sum(f.size for f in files)
-    with Progress("pull", len(files), total) as progress:
-        cli_pull.write_files(store, (name, version), files, dest, progress.advance)
+    listed = store.list_files(package)
+    with Progress("pull", len(listed), sum(f.size for f in listed)) as progress:
+        files = store.pull(package, dest, progress.advance)
     output.pulled(package, files, dest, state.as_json)
 
 

@@ -148,23 +148,32 @@ def list_packages(connection: Connection, name: str | None = None) -> list[Packa
     return [_package(row) for row in connection.execute(query)]
 
 
+def _stored_file(row: Row[Any]) -> StoredFile:
+    return StoredFile(
+        path=row.path,
+        size=int(row.size),
+        blake3=Digest("blake3", row.digest_primary),
+        sha256=Digest("sha256", row.digest_sha256),
+        executable=bool(row.executable),
+        backend_id=row.backend_id,
+    )
+
+
 def package_files(connection: Connection, package_id: str) -> list[StoredFile]:
     """The files of a package, sorted by the UTF-8 bytes of their paths."""
     files = schema.artifact_files
     rows = connection.execute(select(files).where(files.c.package_id == package_id))
-    stored = [
-        StoredFile(
-            path=row.path,
-            size=int(row.size),
-            blake3=Digest("blake3", row.digest_primary),
-            sha256=Digest("sha256", row.digest_sha256),
-            executable=bool(row.executable),
-            backend_id=row.backend_id,
-        )
-        for row in rows
-    ]
     # Database collations differ; the manifest order is the bytewise order of UTF-8.
-    return sorted(stored, key=lambda f: f.path.encode("utf-8"))
+    return sorted(map(_stored_file, rows), key=lambda f: f.path.encode("utf-8"))
+
+
+def package_file(connection: Connection, package_id: str, path: str) -> StoredFile | None:
+    """One file of a package by path, or None."""
+    files = schema.artifact_files
+    row = connection.execute(
+        select(files).where(files.c.package_id == package_id, files.c.path == path)
+    ).one_or_none()
+    return None if row is None else _stored_file(row)
 
 
 def package_paths(connection: Connection, package_id: str) -> set[str]:

@@ -68,6 +68,7 @@ from artifactstore.manifest.model import (
     validate_metadata,
 )
 from artifactstore.naming import check_name, check_path, check_version
+from artifactstore.pull import pull as pull_package
 from artifactstore.push import push as push_directory
 from artifactstore.registry import Package, PackageRef, StoredFile
 from artifactstore.storage.spi import BackendHealth
@@ -466,13 +467,27 @@ class ArtifactStore:
         """A streaming reader of one file that raises IntegrityError if its bytes are wrong."""
         with self._read() as connection:
             package = registry.get_package(connection, ref)
-            files = {f.path: f for f in registry.package_files(connection, package.id)}
-        stored = files.get(path)
+            stored = registry.package_file(connection, package.id, path)
         if stored is None:
             raise PackageFileNotFoundError(f"package {package} has no file {path!r}")
+        return self.open_stored_file(package, stored)
+
+    def open_stored_file(self, package: Package, stored: StoredFile) -> BinaryIO:
+        """Like get_file, for a file already looked up (from list_files): no database query."""
         stream = self._dataplane.serve_object(stored.content_address)
-        reader = VerifyingReader(stream, stored.content_address, stored.size, f"{package} {path}")
-        return io.BufferedReader(reader, buffer_size=1 << 20)
+        label = f"{package} {stored.path}"
+        return io.BufferedReader(
+            VerifyingReader(stream, stored.content_address, stored.size, label)
+        )
+
+    def pull(
+        self,
+        ref: PackageRef,
+        destination: str | os.PathLike[str],
+        progress: Callable[[int], None] | None = None,
+    ) -> list[StoredFile]:
+        """Write every file of a package under destination, each verified (see pull.pull)."""
+        return pull_package(self, self.package(ref), Path(destination), progress)
 
     def verify_package(
         self, ref: PackageRef, progress: Callable[[int], None] | None = None

@@ -20,7 +20,7 @@ import blake3
 import pytest
 
 from artifactstore import ArtifactStore
-from artifactstore.cli_pull import TEMP_PREFIX
+from artifactstore.pull import TEMP_PREFIX
 
 PASSWORD = "hunter2-secret"
 UNREACHABLE_URL = f"postgresql://ci:{PASSWORD}@127.0.0.1:1/artifacts"

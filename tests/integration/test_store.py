@@ -307,3 +307,24 @@ def test_embedded_default_store_needs_no_server(
     assert done.stdout.strip() == str(len(FILES))
     assert (tmp_path / ".artifactstore" / "registry.db").is_file()
     assert stored_blobs(tmp_path / ".artifactstore" / "blobs") == len(FILES)
+
+
+def test_pull_writes_every_file_verified_with_its_mode(
+    store: ArtifactStore,
+    tmp_path: Path,
+    blob_root: Path,
+    corrupt_blob: Callable[[Path, bytes], None],
+) -> None:
+    tree = make_tree(tmp_path / "dist")
+    store.push("acme/app", "1", tree)
+    written = store.pull(("acme/app", "1"), tmp_path / "out")
+    assert {f.path for f in written} == set(FILES)
+    for rel, data in FILES.items():
+        assert (tmp_path / "out" / rel).read_bytes() == data
+    assert os.access(tmp_path / "out" / "bin/app", os.X_OK)
+    assert not os.access(tmp_path / "out" / "README.md", os.X_OK)
+
+    corrupt_blob(blob_root, FILES["lib/libacme.so"])
+    with pytest.raises(IntegrityError, match="libacme"):
+        store.pull(("acme/app", "1"), tmp_path / "again")
+    assert [p for p in (tmp_path / "again").rglob("*") if p.is_file()] == []

@@ -169,13 +169,13 @@ def test_non_durable_put_defers_durability_to_one_filesystem_sync(
     root: Path, fsynced: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     synced_filesystems: list[Path] = []
-    real_sync = local._sync_filesystem
+    real_sync = local.sync_filesystem
 
     def spy(path: Path) -> None:
         synced_filesystems.append(path)
         real_sync(path)
 
-    monkeypatch.setattr(local, "_sync_filesystem", spy)
+    monkeypatch.setattr(local, "sync_filesystem", spy)
     backend = LocalBackend(root)
     other = b"another object"
     other_key = object_key(digest_bytes(other))

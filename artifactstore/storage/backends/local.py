@@ -11,8 +11,6 @@ half-written file is never visible under a key. Temp files left by killed proces
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import functools
 import io
 import logging
 import os
@@ -24,6 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, BinaryIO, Self
 
+from artifactstore.durability import fsync_path, sync_filesystem
 from artifactstore.errors import BlobNotFoundError, InvalidInputError, StorageError
 from artifactstore.identity import CHUNK_SIZE
 from artifactstore.storage.spi import BackendHealth, ObjectInfo, StorageReceipt, check_key
@@ -35,35 +34,6 @@ _log = logging.getLogger(__name__)
 
 _TEMP_DIR = ".tmp"
 _TEMP_SUFFIX = ".part"
-
-
-def _fsync_path(path: Path) -> None:
-    """fsync a file or directory by path; raises the OSError for the caller to translate."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _sync_filesystem(path: Path) -> None:
-    """Flush everything written to the filesystem holding path (syncfs on Linux, else sync)."""
-    syncfs = getattr(_libc(), "syncfs", None)
-    if syncfs is None:
-        os.sync()
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if syncfs(fd) != 0:
-            error = ctypes.get_errno()
-            raise OSError(error, os.strerror(error), str(path))
-    finally:
-        os.close(fd)
-
-
-@functools.cache
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
 
 
 def _utc(timestamp: float) -> datetime:
@@ -197,7 +167,7 @@ class LocalBackend:
         if not directories:
             return
         try:
-            _sync_filesystem(self._root)
+            sync_filesystem(self._root)
         except OSError as exc:
             raise StorageError(f"cannot sync the filesystem of {self._root}: {exc}") from exc
         for directory in directories:
@@ -274,7 +244,7 @@ class LocalBackend:
         # Deepest first, so a directory's entry is synced after its contents.
         for directory in sorted(pending, key=lambda d: len(d.parts), reverse=True):
             try:
-                _fsync_path(directory)
+                fsync_path(directory)
             except OSError as exc:
                 raise StorageError(f"cannot fsync directory {directory}: {exc}") from exc
         for leaf, above in chains.items():
@@ -288,7 +258,7 @@ class LocalBackend:
             existed = path.exists()
             if not existed:
                 if durable:
-                    _fsync_path(temp_path)
+                    fsync_path(temp_path)
                 if path.parent not in self._existing_dirs:
                     path.parent.mkdir(parents=True, exist_ok=True)
                     self._existing_dirs.add(path.parent)
@@ -301,7 +271,7 @@ class LocalBackend:
             if durable:
                 if existed:
                     # The existing object may come from a durable=False commit not yet synced.
-                    _fsync_path(path)
+                    fsync_path(path)
                 self._sync_directories({path.parent})
             stat = path.stat()
         except OSError as exc:

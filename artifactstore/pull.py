@@ -1,0 +1,113 @@
+"""Pull: write a package's files into a directory, each verified before it appears.
+
+Every file streams from the store (whose reader checks BLAKE3 at end of file) into a temp file
+beside its final name while SHA-256 is computed over the same bytes; a file whose size or either
+digest is wrong stops the pull and every temp file is removed. Only when all files are written
+and verified is the destination filesystem synced once, the temp files renamed into place (with
+their executable bits), and the filesystem synced again for the new directory entries: two
+syncs however many files, and never a half-written or unverified file under a package path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from artifactstore.durability import sync_filesystem
+from artifactstore.errors import IntegrityError, InvalidPathError, StorageError
+from artifactstore.naming import check_path
+from artifactstore.registry import Package, StoredFile
+
+if TYPE_CHECKING:
+    from artifactstore.store import ArtifactStore
+
+TEMP_PREFIX = ".artifactstore-pull-"
+_CHUNK = 1 << 20
+
+
+def is_empty_directory(path: Path) -> bool:
+    """True when path is missing or an empty directory (what pull accepts without force)."""
+    if not path.exists():
+        return True
+    return path.is_dir() and not any(path.iterdir())
+
+
+def pull(
+    store: ArtifactStore,
+    package: Package,
+    destination: Path,
+    progress: Callable[[int], None] | None = None,
+) -> list[StoredFile]:
+    """Write every file of package under destination, verified; returns the files written."""
+    files = store.list_files(package)
+    destination.mkdir(parents=True, exist_ok=True)
+    root = destination.resolve()
+    checked_dirs = {root}
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for stored in files:
+            target = _target(root, stored.path, checked_dirs)
+            staged.append((_write_verified(store, package, stored, target), target))
+            if progress is not None:
+                progress(stored.size)
+        _sync(root)
+        for temp, target in staged:
+            temp.replace(target)
+    except BaseException:
+        for temp, _ in staged:
+            temp.unlink(missing_ok=True)
+        raise
+    _sync(root)
+    return files
+
+
+def _target(root: Path, path: str, checked_dirs: set[Path]) -> Path:
+    """Where a package path goes under root; refuses anything that would land outside it."""
+    # The store validated paths on ingest; checking again is cheap and guards against a
+    # tampered database. resolve() after mkdir also catches a symlinked directory in DEST.
+    check_path(path)
+    target = root / path
+    if target.parent not in checked_dirs:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.parent.resolve().is_relative_to(root):
+            raise InvalidPathError(f"{path!r} would be written outside {str(root)!r}")
+        checked_dirs.add(target.parent)
+    return target
+
+
+def _write_verified(
+    store: ArtifactStore, package: Package, stored: StoredFile, target: Path
+) -> Path:
+    """Write one file to a temp name beside target and check it; returns the temp path."""
+    fd, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=target.parent)
+    temp = Path(temp_name)
+    try:
+        with os.fdopen(fd, "wb") as out, store.open_stored_file(package, stored) as reader:
+            sha256 = hashlib.sha256()
+            size = 0
+            while chunk := reader.read(_CHUNK):
+                out.write(chunk)
+                sha256.update(chunk)
+                size += len(chunk)
+            actual = sha256.hexdigest()
+            if (size, actual) != (stored.size, stored.sha256.hex):
+                raise IntegrityError(
+                    f"{package} {stored.path}: expected {stored.size} bytes with "
+                    f"sha256:{stored.sha256.hex}, read {size} bytes with sha256:{actual}"
+                )
+            os.fchmod(out.fileno(), 0o755 if stored.executable else 0o644)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return temp
+
+
+def _sync(root: Path) -> None:
+    try:
+        sync_filesystem(root)
+    except OSError as exc:
+        raise StorageError(f"cannot sync the files written under {root}: {exc}") from exc
