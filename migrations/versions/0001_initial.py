@@ -74,9 +74,7 @@ def upgrade() -> None:
         sa.Column("manifest", sa.LargeBinary, nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_artifact_packages"),
         sa.UniqueConstraint("name", "version", name="uq_artifact_packages_name_version"),
-        sa.CheckConstraint(
-            "state IN ('open', 'finalized')", name="ck_artifact_packages_state"
-        ),
+        sa.CheckConstraint("state IN ('open', 'finalized')", name="ck_artifact_packages_state"),
     )
     op.create_table(
         "artifact_files",
