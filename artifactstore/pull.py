@@ -1,8 +1,8 @@
 """Pull: write a package's files into a directory, each verified before it appears.
 
-Every file streams from the store (whose reader checks BLAKE3 at end of file) into a temp file
-beside its final name while SHA-256 is computed over the same bytes; a file whose size or either
-digest is wrong stops the pull and every temp file is removed. Only when all files are written
+Every file streams from the data plane into a temp file beside its final name while both
+digests are computed over the bytes written; a file whose size or either digest differs from
+the record stops the pull, and every temp file is removed. Only when all files are written
 and verified is the destination filesystem synced once, the temp files renamed into place (with
 their executable bits), and the filesystem synced again for the new directory entries: two
 syncs however many files, and never a half-written or unverified file under a package path.
@@ -10,7 +10,6 @@ syncs however many files, and never a half-written or unverified file under a pa
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from artifactstore.durability import sync_filesystem
 from artifactstore.errors import IntegrityError, InvalidPathError, StorageError
+from artifactstore.identity import DualHasher
 from artifactstore.naming import check_path
 from artifactstore.registry import Package, StoredFile
 
@@ -86,18 +86,19 @@ def _write_verified(
     fd, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=target.parent)
     temp = Path(temp_name)
     try:
-        with os.fdopen(fd, "wb") as out, store.open_stored_file(package, stored) as reader:
-            sha256 = hashlib.sha256()
-            size = 0
-            while chunk := reader.read(_CHUNK):
-                out.write(chunk)
-                sha256.update(chunk)
-                size += len(chunk)
-            actual = sha256.hexdigest()
-            if (size, actual) != (stored.size, stored.sha256.hex):
+        hasher = DualHasher()  # both digests over the bytes written, on two cores
+        with os.fdopen(fd, "wb") as out:
+            with store.dataplane.serve_object(stored.content_address) as reader:
+                while chunk := reader.read(_CHUNK):
+                    out.write(chunk)
+                    hasher.update(chunk)
+            actual = hasher.result()
+            expected = (stored.size, stored.blake3.hex, stored.sha256.hex)
+            if (actual.size, actual.blake3.hex, actual.sha256.hex) != expected:
                 raise IntegrityError(
                     f"{package} {stored.path}: expected {stored.size} bytes with "
-                    f"sha256:{stored.sha256.hex}, read {size} bytes with sha256:{actual}"
+                    f"{stored.blake3} and {stored.sha256}, read {actual.size} bytes with "
+                    f"{actual.blake3} and {actual.sha256}"
                 )
             os.fchmod(out.fileno(), 0o755 if stored.executable else 0o644)
     except BaseException:
