@@ -230,3 +230,18 @@ def manifest_bytes(connection: Connection, package_id: str) -> bytes | None:
         )
     ).scalar_one_or_none()
     return None if value is None else bytes(value)
+
+
+def stored_sizes(connection: Connection, sizes: Iterable[int]) -> set[int]:
+    """Which of the given sizes some stored blob has (a hint that a file may be a duplicate)."""
+    wanted = sorted(set(sizes))
+    locations = schema.storage_locations
+    found: set[int] = set()
+    for start in range(0, len(wanted), 500):
+        rows = connection.execute(
+            select(locations.c.size)
+            .where(locations.c.size.in_(wanted[start : start + 500]))
+            .distinct()
+        )
+        found.update(int(size) for size in rows.scalars())
+    return found

@@ -146,6 +146,8 @@ storage_locations = Table(
     Column("retrieval_tier", String(16), nullable=False),
     Column("restore_status", String(16), nullable=False),
     Column("stored_at", _TIMESTAMP, nullable=False),
+    # Ingest asks "is any blob this size stored?" before hashing a large file twice.
+    Index(None, "size"),
 )
 
 retention_state = Table(

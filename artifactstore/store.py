@@ -325,12 +325,19 @@ class ArtifactStore:
         """Add every regular file under directory (sorted; symlinks refused) in one commit."""
         found = tree.scan(directory, prefix)
         self._check_can_add(ref, [f.path for f in found], replace)
+        large = [item.size for item in found if item.size > _READ_WHOLE_LIMIT]
+        with self._read() as connection:
+            seen_sizes = registry.stored_sizes(connection, large) if large else set()
         ingested = []
         for item in found:
             with tree.open_file(item.source) as handle:
-                # Small files are read whole so the data plane can skip writing a known blob.
+                # Small files are read whole so the data plane can skip writing a known blob;
+                # a large file the size of a stored blob is probably that blob (an unchanged
+                # re-push), so it is hashed before anything is written.
                 source = handle.read() if item.size <= _READ_WHOLE_LIMIT else handle
-                result = self._dataplane.ingest_stream(source, durable=False)
+                result = self._dataplane.ingest_stream(
+                    source, durable=False, probe=item.size in seen_sizes
+                )
             ingested.append((item.path, result, item.executable))
             if progress is not None:
                 progress(result.size)

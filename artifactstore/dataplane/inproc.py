@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from artifactstore.dataplane.spi import IngestResult, VerifyResult
 from artifactstore.errors import BlobNotFoundError
@@ -65,9 +65,17 @@ class InProcessDataPlane:
         return self._backend.backend_id
 
     def ingest_stream(
-        self, source: bytes | Iterable[bytes] | BinaryIO, *, durable: bool = True
+        self,
+        source: bytes | Iterable[bytes] | BinaryIO,
+        *,
+        durable: bool = True,
+        probe: bool = False,
     ) -> IngestResult:
         """Hash and store the source in one pass; a blob already present is left untouched."""
+        if probe and not isinstance(source, bytes) and hasattr(source, "seek"):
+            found = self._find_existing(cast(BinaryIO, source), durable)
+            if found is not None:
+                return found
         if isinstance(source, bytes):
             if len(source) <= self._small_limit:
                 return self._ingest_small(source, durable)
@@ -95,6 +103,26 @@ class InProcessDataPlane:
             key = object_key(digests.content_address)
             receipt, existed = staged.commit(key, durable=durable)
         return self._result(digests, receipt, existed, durable, self._backend)
+
+    def _find_existing(self, source: BinaryIO, durable: bool) -> IngestResult | None:
+        """Hash a seekable source without storing it; the result if its blob is already stored.
+
+        Otherwise the source is rewound for the normal one-pass ingest, which hashes what it
+        writes, so a file that changes between the passes is still stored under its own name.
+        """
+        start = source.tell()
+        digests = digest_stream(source)
+        key = object_key(digests.content_address)
+        holder = self._holder(key)
+        info = holder.head(key)
+        if info is None:
+            source.seek(start)
+            return None
+        if durable:
+            # It may be another writer's blob that is not durable yet.
+            holder.sync([key])
+        receipt = StorageReceipt(holder.backend_id, key, info.size, info.modified_at)
+        return self._result(digests, receipt, True, durable, holder)
 
     def _ingest_small(self, data: bytes, durable: bool) -> IngestResult:
         digests = digest_stream(data)

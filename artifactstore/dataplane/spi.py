@@ -56,12 +56,18 @@ class DataPlane(Protocol):
         """The id of the backend holding the blobs, as recorded in receipts."""
 
     def ingest_stream(
-        self, source: bytes | Iterable[bytes] | BinaryIO, *, durable: bool = True
+        self,
+        source: bytes | Iterable[bytes] | BinaryIO,
+        *,
+        durable: bool = True,
+        probe: bool = False,
     ) -> IngestResult:
         """Hash and store the source (one bytes object, chunks, or a binary file) in one pass.
 
         A blob already present is left untouched (already_present=True). With durable=True the
-        blob is on stable storage on return; otherwise call `sync`. Raises StorageError if the
+        blob is on stable storage on return; otherwise call `sync`. With probe=True and a
+        seekable file, the source is hashed first and only written (in a second pass) if its
+        blob is absent: cheaper when the caller expects a duplicate. Raises StorageError if the
         backend fails; then nothing new is visible.
         """
 

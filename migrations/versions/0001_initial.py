@@ -111,6 +111,7 @@ def upgrade() -> None:
         sa.Column("stored_at", TIMESTAMP, nullable=False),
         sa.PrimaryKeyConstraint("content_address", "backend_id", name="pk_storage_locations"),
     )
+    op.create_index("ix_storage_locations_size", "storage_locations", ["size"])
     op.create_table(
         "retention_state",
         sa.Column("package_id", sa.String(36), nullable=False),

@@ -165,30 +165,53 @@ def test_durable_put_fsyncs_file_and_every_new_directory(root: Path, fsynced: li
     }
 
 
-def test_non_durable_put_defers_durability_to_one_filesystem_sync(
-    root: Path, fsynced: list[Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    synced_filesystems: list[Path] = []
+@pytest.fixture
+def synced_filesystems(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Record every syncfs the local backend makes, still performing it."""
+    synced: list[Path] = []
     real_sync = local.sync_filesystem
 
     def spy(path: Path) -> None:
-        synced_filesystems.append(path)
+        synced.append(path)
         real_sync(path)
 
     monkeypatch.setattr(local, "sync_filesystem", spy)
+    return synced
+
+
+def test_sync_of_a_few_objects_fsyncs_each_and_their_directories(
+    root: Path, fsynced: list[Path], synced_filesystems: list[Path]
+) -> None:
     backend = LocalBackend(root)
     other = b"another object"
     other_key = object_key(digest_bytes(other))
     backend.put(KEY, [DATA], durable=False)
     backend.put(other_key, [other], durable=False)
-    assert fsynced == [] and synced_filesystems == []
+    assert fsynced == []
     backend.sync([KEY, other_key])
+    assert synced_filesystems == []
+    assert {root / KEY, root / other_key} <= set(fsynced)
+    assert {(root / KEY).parent, (root / other_key).parent} <= set(fsynced)
+
+
+def test_sync_of_many_objects_is_one_filesystem_sync(
+    root: Path, fsynced: list[Path], synced_filesystems: list[Path]
+) -> None:
+    backend = LocalBackend(root)
+    keys = []
+    for n in range(local._FSYNC_EACH_LIMIT + 1):
+        data = b"object %d" % n
+        keys.append(object_key(digest_bytes(data)))
+        backend.put(keys[-1], [data], durable=False)
+    backend.sync(keys)
     assert synced_filesystems == [root]
     assert fsynced == []
-    # Their directories are now known durable: a durable put beside them syncs only its file.
-    third = b"third object"
-    backend.put(object_key(digest_bytes(third)), [third])
-    assert all(path.parent == root / ".tmp" or path.is_dir() for path in fsynced)
+    # Their directories' own entries are now known durable: a durable put beside one syncs
+    # its file and the directory that gained an entry, nothing above it.
+    fsynced.clear()
+    neighbour = keys[0][:-1] + ("0" if keys[0][-1] != "0" else "1")
+    backend.put(neighbour, [b"x"])
+    assert fsynced[1:] == [(root / neighbour).parent]
 
 
 def test_sync_of_a_missing_object_is_an_error(root: Path) -> None:
