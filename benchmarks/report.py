@@ -55,8 +55,10 @@ def _head(info: RunInfo) -> str:
         "the page cache was dropped (`sync; echo 3 > /proc/sys/vm/drop_caches`) before every "
         "timed step, so reads come from the disk"
         if info.drop_caches
-        else "warm cache: the page cache is not dropped, so files just written or read are "
-        "mostly read from memory (pass `--drop-caches`, as root, for cold-cache figures)"
+        else "warm cache: `sync` before every timed step (so no tool pays for writing back "
+        "what the previous one left dirty), but the page cache is not dropped, so files just "
+        "written or read are mostly read from memory (pass `--drop-caches`, as root, for "
+        "cold-cache figures)"
     )
     rss = (
         "GNU time's maximum resident set size (`/usr/bin/time -f %M`) of the command and "

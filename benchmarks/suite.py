@@ -8,6 +8,7 @@ step as failed and skips the tool's later steps in that repetition; it never sto
 
 from __future__ import annotations
 
+import os
 import shutil
 import statistics
 import subprocess
@@ -107,6 +108,10 @@ def _run_tool(
             runner.run_all(step.prepare)
             if drop_caches:
                 measure.drop_caches()
+            else:
+                # Start every timed step with nothing dirty in the page cache, so no tool pays
+                # for writing back what the generator or the previous tool left behind.
+                os.sync()
             sample = runner.run_all(step.commands)
         except measure.CommandError as exc:
             failed = f"{step.label} failed"
