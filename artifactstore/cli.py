@@ -396,8 +396,9 @@ def pull(
     """Write the files of a package into DEST, each one verified.
 
     DEST must be empty or missing unless --force is given. Each file of package NAME VERSION is
-    checked against both recorded digests (BLAKE3 and SHA-256) before it is renamed
-    into place, with its executable bit; a mismatch exits 1 and leaves no partial file.
+    checked against its content address (BLAKE3) and size before it is renamed into place,
+    with its executable bit; a mismatch exits 1 and leaves no partial file. (verify re-checks
+    both recorded digests, BLAKE3 and SHA-256.)
 
     \b
     Example:

@@ -1,11 +1,12 @@
 """Pull: write a package's files into a directory, each verified before it appears.
 
-Every file streams from the data plane into a temp file beside its final name while both
-digests are computed over the bytes written; a file whose size or either digest differs from
-the record stops the pull, and every temp file is removed. Only when all files are written
-and verified is the destination filesystem synced once, the temp files renamed into place (with
-their executable bits), and the filesystem synced again for the new directory entries: two
-syncs however many files, and never a half-written or unverified file under a package path.
+Every file streams from the data plane into a temp file beside its final name while its
+BLAKE3 digest (the content address) is computed over the bytes written; a file whose size or
+digest differs from the record stops the pull, and every temp file is removed. Only when all
+files are written and verified is the destination filesystem synced once, the temp files
+renamed into place (with their executable bits), and the filesystem synced again for the new
+directory entries: two syncs however many files, and never a half-written or unverified file
+under a package path.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import blake3
+
 from artifactstore.durability import sync_filesystem
 from artifactstore.errors import IntegrityError, InvalidPathError, StorageError
-from artifactstore.identity import DualHasher
 from artifactstore.naming import check_path
 from artifactstore.registry import Package, StoredFile
 
@@ -86,19 +88,21 @@ def _write_verified(
     fd, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=target.parent)
     temp = Path(temp_name)
     try:
-        hasher = DualHasher()  # both digests over the bytes written, on two cores
+        # BLAKE3 is the content address: bytes that match it are the bytes that were pushed.
+        # SHA-256 (the slower digest) was checked on ingest and `verify` re-checks both.
+        hasher = blake3.blake3()
+        size = 0
         with os.fdopen(fd, "wb") as out:
             with store.dataplane.serve_object(stored.content_address) as reader:
                 while chunk := reader.read(_CHUNK):
                     out.write(chunk)
                     hasher.update(chunk)
-            actual = hasher.result()
-            expected = (stored.size, stored.blake3.hex, stored.sha256.hex)
-            if (actual.size, actual.blake3.hex, actual.sha256.hex) != expected:
+                    size += len(chunk)
+            actual = hasher.hexdigest()
+            if (size, actual) != (stored.size, stored.blake3.hex):
                 raise IntegrityError(
                     f"{package} {stored.path}: expected {stored.size} bytes with "
-                    f"{stored.blake3} and {stored.sha256}, read {actual.size} bytes with "
-                    f"{actual.blake3} and {actual.sha256}"
+                    f"{stored.blake3}, read {size} bytes with blake3:{actual}"
                 )
             os.fchmod(out.fileno(), 0o755 if stored.executable else 0o644)
     except BaseException:
