@@ -77,6 +77,9 @@ from artifactstore.verifying import VerifyingReader
 Source = bytes | str | os.PathLike[str] | BinaryIO | Iterable[bytes]
 """What ingest_file accepts: bytes, a filesystem path, a binary file object, or chunks."""
 
+COMMIT_BATCH = 2000
+"""Files per transaction when a directory is ingested."""
+
 _READ_WHOLE_LIMIT = 1 << 20
 """Files up to this size are read into memory whole when a directory is ingested."""
 
@@ -322,29 +325,47 @@ class ArtifactStore:
         replace: bool = False,
         progress: Callable[[int], None] | None = None,
     ) -> list[StoredFile]:
-        """Add every regular file under directory (sorted; symlinks refused) in one commit."""
+        """Add every regular file under directory (sorted; symlinks refused).
+
+        Paths are all checked before any blob is written. Files are committed in batches of
+        COMMIT_BATCH, which keeps memory flat however many files there are; if the process
+        dies between batches the package stays open with the batches before, and a re-push
+        resumes it.
+        """
         found = tree.scan(directory, prefix)
         self._check_can_add(ref, [f.path for f in found], replace)
         large = [item.size for item in found if item.size > _READ_WHOLE_LIMIT]
         with self._read() as connection:
             seen_sizes = registry.stored_sizes(connection, large) if large else set()
-        ingested = []
-        for item in found:
-            with tree.open_file(item.source) as handle:
-                # Small files are read whole so the data plane can skip writing a known blob;
-                # a large file the size of a stored blob is probably that blob (an unchanged
-                # re-push), so it is hashed before anything is written.
-                source = handle.read() if item.size <= _READ_WHOLE_LIMIT else handle
-                result = self._dataplane.ingest_stream(
-                    source, durable=False, probe=item.size in seen_sizes
-                )
-            ingested.append((item.path, result, item.executable))
-            if progress is not None:
-                progress(result.size)
-        # One sync pass for the whole batch instead of an fsync per file; blobs that were
-        # already present are synced too, in case another process wrote them non-durably.
-        self._dataplane.sync(result.content_address for _, result, _ in ingested)
-        return self._commit_files(ref, ingested, replace)
+        stored: list[StoredFile] = []
+        for start in range(0, len(found), COMMIT_BATCH):
+            ingested = [
+                self._ingest_tree_file(item, seen_sizes, progress)
+                for item in found[start : start + COMMIT_BATCH]
+            ]
+            # One sync pass for the batch instead of an fsync per file; blobs that were
+            # already present are synced too, in case another process wrote them non-durably.
+            self._dataplane.sync(result.content_address for _, result, _ in ingested)
+            stored.extend(self._commit_files(ref, ingested, replace))
+        return stored
+
+    def _ingest_tree_file(
+        self,
+        item: tree.TreeFile,
+        seen_sizes: set[int],
+        progress: Callable[[int], None] | None,
+    ) -> tuple[str, IngestResult, bool]:
+        with tree.open_file(item.source) as handle:
+            # Small files are read whole so the data plane can skip writing a known blob; a
+            # large file the size of a stored blob is probably that blob (an unchanged
+            # re-push), so it is hashed before anything is written.
+            source = handle.read() if item.size <= _READ_WHOLE_LIMIT else handle
+            result = self._dataplane.ingest_stream(
+                source, durable=False, probe=item.size in seen_sizes
+            )
+        if progress is not None:
+            progress(result.size)
+        return item.path, result, item.executable
 
     def _check_can_add(self, ref: PackageRef, paths: list[str], replace: bool) -> None:
         with self._read() as connection:

@@ -15,6 +15,7 @@ Payloads (canonical CBOR maps unless said otherwise):
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,6 @@ from typing import Any
 import blake3
 import cbor2
 from sqlalchemy import Connection, delete, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from artifactstore import schema
 from artifactstore.errors import ManifestError
@@ -132,7 +132,15 @@ def _apply_files(connection: Connection, events: Sequence[Event]) -> None:
 
 
 def _dialect_insert(connection: Connection) -> Any:
-    return (postgresql if connection.dialect.name == "postgresql" else sqlite).insert
+    # Imported here: the postgresql package pulls in asyncio and its async drivers, which an
+    # embedded SQLite store never needs.
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert
 
 
 def _upsert_file(connection: Connection) -> Any:
@@ -154,13 +162,13 @@ def _insert_location(connection: Connection) -> Any:
 
 
 def _package_finalized(connection: Connection, event: Event) -> None:
-    manifest = _payload(event)  # the canonical manifest; codec.decode was checked at finalize
+    finalized_at, expires_at = _manifest_times(event)
     connection.execute(
         update(schema.artifact_packages)
         .where(schema.artifact_packages.c.id == event.package_id)
         .values(
             state="finalized",
-            finalized_at=manifest["package"]["finalized_at"],
+            finalized_at=finalized_at,
             manifest_digest=str(codec.manifest_digest_of_bytes(event.payload)),
             manifest=event.payload,
         )
@@ -168,8 +176,48 @@ def _package_finalized(connection: Connection, event: Event) -> None:
     connection.execute(
         update(schema.retention_state)
         .where(schema.retention_state.c.package_id == event.package_id)
-        .values(expires_at=manifest["retention_summary"]["expires_at"])
+        .values(expires_at=expires_at)
     )
+
+
+def _manifest_times(event: Event) -> tuple[str, str | None]:
+    """finalized_at and expires_at of the manifest an event carries, read without its lists.
+
+    Decoding a 10,000-file manifest whole builds ~17 MiB of dicts; this walks the top-level
+    map, decodes the small maps it needs and steps over the files and receipts one at a time.
+    """
+    stream = io.BytesIO(event.payload)
+    decoder = cbor2.CBORDecoder(stream)
+    maps: dict[str, Any] = {}
+    try:
+        for _ in range(_length(stream, _MAP)):
+            key = decoder.decode()
+            if key in ("files", "storage_receipts"):
+                for _ in range(_length(stream, _ARRAY)):
+                    decoder.decode()
+            else:
+                maps[key] = decoder.decode()
+        return maps["package"]["finalized_at"], maps["retention_summary"]["expires_at"]
+    except Exception as exc:  # cbor2 raises several unrelated types on bad input
+        raise ManifestError(f"event {event.sequence} does not carry a v1 manifest: {exc}") from exc
+
+
+_MAP, _ARRAY = 5, 4
+_ARGUMENT_BYTES = {24: 1, 25: 2, 26: 4, 27: 8}
+
+
+def _length(stream: io.BytesIO, major: int) -> int:
+    """Read the head of a definite-length CBOR array or map; return its length."""
+    initial = stream.read(1)
+    if not initial or initial[0] >> 5 != major:
+        raise ManifestError(f"expected CBOR major type {major} at byte {stream.tell() - 1}")
+    info = initial[0] & 0x1F
+    if info < 24:
+        return info
+    size = _ARGUMENT_BYTES.get(info)
+    if size is None:
+        raise ManifestError(f"unsupported CBOR length encoding {info}")
+    return int.from_bytes(stream.read(size), "big")
 
 
 def _package_abandoned(connection: Connection, event: Event) -> None:

@@ -10,6 +10,7 @@ accepted `b`, and a manifest's digest (BLAKE3 over its bytes) is a function of i
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable, Iterator, Sequence
 from operator import itemgetter
 from typing import Any, TypeVar, cast
 
@@ -92,32 +93,32 @@ def _key_order(mapping: dict[Any, object]) -> tuple[tuple[bytes, str], ...]:
     return order
 
 
-def _encode(value: object, out: list[bytes]) -> None:
+def _encode(value: object, out: bytearray) -> None:
     if isinstance(value, str):
-        out.append(_text(value))
+        out += _text(value)
     elif isinstance(value, bool):  # before int: bool is an int subclass
-        out.append(_TRUE if value else _FALSE)
+        out += _TRUE if value else _FALSE
     elif isinstance(value, int):
         if 0 <= value <= _MAX_UINT64:
-            out.append(_head(0, value))
+            out += _head(0, value)
         elif -_MAX_UINT64 - 1 <= value < 0:
-            out.append(_head(1, -1 - value))
+            out += _head(1, -1 - value)
         else:
             raise ManifestError(f"integer {value} is outside the 64-bit CBOR range")
     elif isinstance(value, dict):
-        out.append(_head(5, len(value)))
+        out += _head(5, len(value))
         for encoded_key, key in _key_order(value):
-            out.append(encoded_key)
+            out += encoded_key
             _encode(value[key], out)
-    elif isinstance(value, list | tuple):
-        out.append(_head(4, len(value)))
+    elif isinstance(value, list | tuple | _LazyArray):
+        out += _head(4, len(value))
         for item in value:
             _encode(item, out)
     elif value is None:
-        out.append(_NULL)
+        out += _NULL
     elif isinstance(value, bytes):
-        out.append(_head(2, len(value)))
-        out.append(value)
+        out += _head(2, len(value))
+        out += value
     else:
         raise ManifestError(
             f"cannot encode a value of type {type(value).__name__} ({value!r:.60}) as canonical "
@@ -127,12 +128,13 @@ def _encode(value: object, out: list[bytes]) -> None:
 
 def encode_value(value: object) -> bytes:
     """Encode value as canonical CBOR (RFC 8949 §4.2.1); ManifestError names an unsupported type."""
-    out: list[bytes] = []
+    # One growing buffer, not a list of pieces: a 10,000-file manifest is ~200,000 pieces.
+    out = bytearray()
     try:
         _encode(value, out)
     except RecursionError as exc:
         raise ManifestError("value is nested too deeply (or contains itself)") from exc
-    return b"".join(out)
+    return bytes(out)
 
 
 def _truncated(pos: int) -> ManifestError:
@@ -368,8 +370,53 @@ def manifest_from_value(value: object) -> Manifest:
         raise ManifestError(f"invalid manifest: {exc}") from exc
 
 
+class _LazyArray:
+    """An array whose elements are built one at a time as the encoder reaches them.
+
+    A 10,000-file manifest as a list of maps is ~8 MiB of dicts; encode needs only one at once.
+    """
+
+    __slots__ = ("_items", "_make")
+
+    def __init__(self, items: Sequence[_T], make: Callable[[_T], object]) -> None:
+        self._items: Sequence[Any] = items
+        self._make: Callable[[Any], object] = make
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[object]:
+        return map(self._make, self._items)
+
+
+def _file_value(f: FileEntry) -> dict[str, object]:
+    return {
+        "path": f.path,
+        "size": f.size,
+        "content_address": str(f.content_address),
+        "digests": {"blake3": f.blake3.hex, "sha256": f.sha256.hex},
+        "executable": f.executable,
+    }
+
+
+def _receipt_value(r: ReceiptEntry) -> dict[str, object]:
+    return {
+        "content_address": str(r.content_address),
+        "backend_id": r.backend_id,
+        "stored_at": r.stored_at,
+    }
+
+
 def manifest_to_value(m: Manifest) -> dict[str, object]:
     """The manifest as the plain map that both the CBOR and the JCS encodings serialize."""
+    value = _manifest_map(m)
+    value["files"] = [_file_value(f) for f in m.files]
+    value["storage_receipts"] = [_receipt_value(r) for r in m.storage_receipts]
+    return value
+
+
+def _manifest_map(m: Manifest) -> dict[str, object]:
+    """The manifest's map with its two long arrays built lazily (for the CBOR encoder)."""
     p = m.package
     return {
         "manifest_version": m.manifest_version,
@@ -381,24 +428,8 @@ def manifest_to_value(m: Manifest) -> dict[str, object]:
             "finalized_at": p.finalized_at,
             "metadata": dict(p.metadata),
         },
-        "files": [
-            {
-                "path": f.path,
-                "size": f.size,
-                "content_address": str(f.content_address),
-                "digests": {"blake3": f.blake3.hex, "sha256": f.sha256.hex},
-                "executable": f.executable,
-            }
-            for f in m.files
-        ],
-        "storage_receipts": [
-            {
-                "content_address": str(r.content_address),
-                "backend_id": r.backend_id,
-                "stored_at": r.stored_at,
-            }
-            for r in m.storage_receipts
-        ],
+        "files": _LazyArray(m.files, _file_value),
+        "storage_receipts": _LazyArray(m.storage_receipts, _receipt_value),
         "retention_summary": {
             "class": m.retention.retention_class,
             "expires_at": m.retention.expires_at,
@@ -409,7 +440,7 @@ def manifest_to_value(m: Manifest) -> dict[str, object]:
 
 def encode(m: Manifest) -> bytes:
     """The canonical CBOR bytes of a manifest."""
-    return encode_value(manifest_to_value(m))
+    return encode_value(_manifest_map(m))
 
 
 def decode(data: bytes) -> Manifest:

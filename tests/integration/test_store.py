@@ -12,6 +12,7 @@ from pathlib import Path
 
 import blake3
 import pytest
+from sqlalchemy import select
 
 from artifactstore import (
     AlreadyExistsError,
@@ -26,6 +27,7 @@ from artifactstore import (
     PackageFinalizedError,
     PackageNotFoundError,
     PackageStateError,
+    schema,
 )
 from artifactstore.manifest import codec, projection
 
@@ -64,6 +66,14 @@ def test_ingest_finalize_read_back_and_replay(store: ArtifactStore, tmp_path: Pa
     assert codec.encode(projection.from_jcs(jcs)) == cbor
     assert store.package(package).manifest_digest == str(codec.manifest_digest(manifest))
     assert manifest.digest == codec.manifest_digest_of_bytes(cbor)
+    assert store.package(package).finalized_at == manifest.package.finalized_at
+    with store.engine.connect() as connection:
+        expires_at = connection.execute(
+            select(schema.retention_state.c.expires_at).where(
+                schema.retention_state.c.package_id == package.id
+            )
+        ).scalar_one()
+    assert expires_at == manifest.retention.expires_at
     assert dict(manifest.package.metadata) == {"build": 7, "git_sha": "3f2a"}
     assert manifest.retention.retention_class == "ci"
     assert manifest.retention.expires_at is not None

@@ -3,7 +3,7 @@
 Creating a file costs far more than hashing a few KiB: on these machines the local backend
 manages ~1,000 small objects per second, each needing a temp file, a link, an unlink and often a
 new fan-out directory. This backend keeps objects in a table of `<root>/small-blobs.db`, so a
-batch of thousands of small blobs costs one transaction and one fsync per 8 MiB (SQLite's own
+batch of thousands of small blobs costs one transaction and one fsync per 4 MiB (SQLite's own
 comparison: sqlite.org/fasterthanfs.html). It is meant for objects up to a few hundred KiB;
 the data plane routes larger ones to the local backend.
 
@@ -29,7 +29,7 @@ from artifactstore.errors import BlobNotFoundError, InvalidInputError, StorageEr
 from artifactstore.storage.spi import BackendHealth, ObjectInfo, StorageReceipt, check_key
 
 DATABASE_NAME = "small-blobs.db"
-_FLUSH_BYTES = 8 << 20
+_FLUSH_BYTES = 4 << 20
 """Pending bytes that trigger a flush of non-durable writes, which keeps memory flat."""
 _BUSY_TIMEOUT_MS = 120_000
 _LOOKUP_CHUNK = 500
