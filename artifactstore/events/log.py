@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, func, insert, select, text, update
 
 from artifactstore import schema
 from artifactstore.events.model import Event, NewEvent, canonical_bytes, chain_digest, seal
@@ -67,20 +67,6 @@ def _row(event: Event) -> dict[str, Any]:
     }
 
 
-def from_row(row: Row[Any]) -> Event:
-    """Turn an events row into an Event."""
-    return Event(
-        sequence=int(row.sequence),
-        event_id=row.event_id,
-        event_type=row.event_type,
-        occurred_at=row.occurred_at,
-        actor=row.actor,
-        package_id=row.package_id,
-        payload=bytes(row.payload),
-        chain_digest=row.chain_digest,
-    )
-
-
 def read(
     connection: Connection, since: int = 0, until: int | None = None, page: int = _PAGE
 ) -> Iterator[Event]:
@@ -94,12 +80,16 @@ def read(
         )
         if until is not None:
             query = query.where(schema.events.c.sequence <= until)
-        rows = connection.execute(query).all()
+        # Straight through the driver (the bounds are integers, rendered inline): SQLAlchemy's
+        # row processing was a fifth of replay's time. Columns come in table order, which is
+        # Event's field order.
+        sql = query.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True})
+        rows = connection.exec_driver_sql(str(sql)).all()
         for row in rows:
-            yield from_row(row)
+            yield Event(*row)
         if len(rows) < page:
             return
-        since = int(rows[-1].sequence)
+        since = int(rows[-1][0])
 
 
 def last_sequence(connection: Connection) -> int:
