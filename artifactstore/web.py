@@ -57,14 +57,6 @@ class _StoreHolder:
                 except ArtifactStoreError as exc:
                     _log.warning("cannot open the store: %s", exc)
                     return exc
-                except Exception as exc:
-                    # from_settings lets a malformed URL or a missing driver escape as a
-                    # foreign error, whose text may quote the URL; report only its kind.
-                    _log.warning("cannot open the store: %s", type(exc).__name__)
-                    url = self._settings.redacted_database_url
-                    return ArtifactStoreError(
-                        f"cannot use database URL {url}: {type(exc).__name__}"
-                    )
             return self._store
 
 

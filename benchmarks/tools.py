@@ -147,7 +147,9 @@ def git() -> Tool:
     exe = program.path
 
     def plan(tree: Path, work: Path) -> tuple[Step, ...]:
-        repo = (exe, "--git-dir", work / "repo" / ".git")
+        # gc.auto=0: with 10,000 loose objects a commit starts `git gc --auto` in the
+        # background, which then steals CPU from the next tool and races `git fsck`.
+        repo = (exe, "-c", "gc.auto=0", "--git-dir", work / "repo" / ".git")
         add = _cmd(*repo, "--work-tree", tree, "add", "-A")
 
         def commit(*extra: str) -> Command:
