@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, insert, select, text, update
 
 from artifactstore import schema
 from artifactstore.events.model import Event, NewEvent, canonical_bytes, chain_digest, seal
@@ -90,15 +90,6 @@ def read(
         if len(rows) < page:
             return
         since = int(rows[-1][0])
-
-
-def last_sequence(connection: Connection) -> int:
-    """The sequence of the newest committed event (0 when the log is empty)."""
-    return int(
-        connection.execute(
-            select(func.coalesce(func.max(schema.events.c.sequence), 0))
-        ).scalar_one()
-    )
 
 
 def tail(
