@@ -7,6 +7,7 @@ import sys
 import textwrap
 import threading
 import uuid
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine, text, update
@@ -46,9 +47,9 @@ def new_event(n: int = 0) -> NewEvent:
 
 
 @pytest.fixture
-def engine(migrated_url: str) -> Engine:
+def engine(migrated_url: str) -> Iterator[Engine]:
     built = schema.make_engine(migrated_url)
-    yield built  # type: ignore[misc]
+    yield built
     built.dispose()
 
 

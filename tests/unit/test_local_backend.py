@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from artifactstore import durability
 from artifactstore.errors import BlobNotFoundError, ConfigError, InvalidAddressError, StorageError
 from artifactstore.identity import digest_bytes
 from artifactstore.storage.backends import local
@@ -169,7 +170,7 @@ def test_durable_put_fsyncs_file_and_every_new_directory(root: Path, fsynced: li
 def synced_filesystems(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """Record every syncfs the local backend makes, still performing it."""
     synced: list[Path] = []
-    real_sync = local.sync_filesystem
+    real_sync = durability.sync_filesystem
 
     def spy(path: Path) -> None:
         synced.append(path)
