@@ -6,9 +6,9 @@ the store appends events and `events.views` applies them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Row, select
 
@@ -187,14 +187,12 @@ def package_paths(connection: Connection, package_id: str) -> set[str]:
 def stored_at(connection: Connection, backend_id: str, addresses: Iterable[str]) -> dict[str, str]:
     """When each of the given blobs was first stored on the backend, by content address."""
     locations = schema.storage_locations
-    wanted = sorted(set(addresses))
     result: dict[str, str] = {}
-    # Chunked so the IN list stays within every database's parameter limit.
-    for start in range(0, len(wanted), 500):
+    for chunk in _in_chunks(addresses):
         rows = connection.execute(
             select(locations.c.content_address, locations.c.stored_at).where(
                 locations.c.backend_id == backend_id,
-                locations.c.content_address.in_(wanted[start : start + 500]),
+                locations.c.content_address.in_(chunk),
             )
         )
         result.update({row.content_address: row.stored_at for row in rows})
@@ -234,14 +232,22 @@ def manifest_bytes(connection: Connection, package_id: str) -> bytes | None:
 
 def stored_sizes(connection: Connection, sizes: Iterable[int]) -> set[int]:
     """Which of the given sizes some stored blob has (a hint that a file may be a duplicate)."""
-    wanted = sorted(set(sizes))
     locations = schema.storage_locations
     found: set[int] = set()
-    for start in range(0, len(wanted), 500):
+    for chunk in _in_chunks(sizes):
         rows = connection.execute(
-            select(locations.c.size)
-            .where(locations.c.size.in_(wanted[start : start + 500]))
-            .distinct()
+            select(locations.c.size).where(locations.c.size.in_(chunk)).distinct()
         )
         found.update(int(size) for size in rows.scalars())
     return found
+
+
+_IN_CHUNK = 500
+_V = TypeVar("_V", str, int)
+
+
+def _in_chunks(values: Iterable[_V]) -> Iterator[list[_V]]:
+    """The distinct values, sorted, in lists short enough for any database's IN (...) limit."""
+    wanted = sorted(set(values))
+    for start in range(0, len(wanted), _IN_CHUNK):
+        yield wanted[start : start + _IN_CHUNK]
