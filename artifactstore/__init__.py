@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from artifactstore.errors import ConfigError as ConfigError
     from artifactstore.errors import ConflictError as ConflictError
     from artifactstore.errors import DatabaseError as DatabaseError
+    from artifactstore.errors import DigestMismatchError as DigestMismatchError
     from artifactstore.errors import IntegrityError as IntegrityError
     from artifactstore.errors import InvalidAddressError as InvalidAddressError
     from artifactstore.errors import InvalidInputError as InvalidInputError
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from artifactstore.errors import InvalidNameError as InvalidNameError
     from artifactstore.errors import InvalidPathError as InvalidPathError
     from artifactstore.errors import InvalidRetentionClassError as InvalidRetentionClassError
+    from artifactstore.errors import LogIntegrityError as LogIntegrityError
     from artifactstore.errors import ManifestError as ManifestError
     from artifactstore.errors import NotFoundError as NotFoundError
     from artifactstore.errors import PackageFileNotFoundError as PackageFileNotFoundError
@@ -55,6 +57,7 @@ _LOCATIONS = {
     "ConfigError": "artifactstore.errors",
     "ConflictError": "artifactstore.errors",
     "DatabaseError": "artifactstore.errors",
+    "DigestMismatchError": "artifactstore.errors",
     "IntegrityError": "artifactstore.errors",
     "InvalidAddressError": "artifactstore.errors",
     "InvalidInputError": "artifactstore.errors",
@@ -62,6 +65,7 @@ _LOCATIONS = {
     "InvalidNameError": "artifactstore.errors",
     "InvalidPathError": "artifactstore.errors",
     "InvalidRetentionClassError": "artifactstore.errors",
+    "LogIntegrityError": "artifactstore.errors",
     "ManifestError": "artifactstore.errors",
     "NotFoundError": "artifactstore.errors",
     "PackageFileNotFoundError": "artifactstore.errors",
@@ -91,6 +95,7 @@ __all__ = [
     "ContentAddress",
     "DatabaseError",
     "Digest",
+    "DigestMismatchError",
     "DualDigest",
     "Event",
     "IntegrityError",
@@ -100,6 +105,7 @@ __all__ = [
     "InvalidNameError",
     "InvalidPathError",
     "InvalidRetentionClassError",
+    "LogIntegrityError",
     "Manifest",
     "ManifestError",
     "NotFoundError",

@@ -1,4 +1,4 @@
-"""Consistency checks: re-hash every blob a package names, and prove the event chain.
+"""Consistency checks: re-hash every blob a package names, and report what the log check found.
 
 Checks return findings instead of raising, so one run lists every problem (package, path,
 expected vs actual) and the caller decides what failing means.
@@ -11,8 +11,7 @@ from dataclasses import dataclass
 
 from artifactstore.dataplane.spi import DataPlane
 from artifactstore.events.log import ChainReport
-from artifactstore.manifest import codec
-from artifactstore.registry import Package, StoredFile
+from artifactstore.registry import StoredFile
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,17 +43,14 @@ class VerifyReport:
         return not self.problems
 
 
-def check_package(
+def check_files(
     dataplane: DataPlane,
-    package: Package,
+    label: str,
     files: Iterable[StoredFile],
-    manifest: bytes | None,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[int, int, list[Problem]]:
-    """Re-hash every file of a package; returns (files, bytes, problems)."""
+    """Re-hash every file's blob with both digests; returns (files, bytes, problems)."""
     problems: list[Problem] = []
-    if package.is_finalized:
-        problems.extend(_check_manifest(package, manifest))
     count = total = 0
     for stored in files:
         result = dataplane.verify_object(
@@ -66,28 +62,11 @@ def check_package(
             progress(stored.size)
         if not result.ok:
             problems.append(
-                Problem(str(package), stored.path, f"{stored.content_address}: {result.problem}")
+                Problem(label, stored.path, f"{stored.content_address}: {result.problem}")
             )
     return count, total, problems
 
 
-def _check_manifest(package: Package, manifest: bytes | None) -> list[Problem]:
-    if manifest is None:
-        return [Problem(str(package), None, "finalized but its manifest is missing")]
-    actual = str(codec.manifest_digest_of_bytes(manifest))
-    if actual != package.manifest_digest:
-        return [
-            Problem(
-                str(package),
-                None,
-                f"manifest digest expected {package.manifest_digest}, got {actual}",
-            )
-        ]
-    return []
-
-
 def chain_problems(report: ChainReport) -> list[Problem]:
-    """The event-chain report as problems (empty when the chain holds)."""
-    if report.ok:
-        return []
-    return [Problem("event log", None, report.problem or "chain broken")]
+    """The log check's findings as problems (empty when the log holds)."""
+    return [Problem("event log", None, str(problem)) for problem in report.problems]

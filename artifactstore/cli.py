@@ -268,22 +268,41 @@ def health(ctx: click.Context, state: CliState) -> None:
 
 @cli.command()
 @click.option("--check", is_flag=True, help="Only compare the rebuilt views; change nothing.")
+@click.option("--force", is_flag=True, help="Rebuild even from a broken log, skipping bad events.")
 @pass_state
 @click.pass_context
-def replay(ctx: click.Context, state: CliState, check: bool) -> None:
+def replay(ctx: click.Context, state: CliState, check: bool, force: bool) -> None:
     """Rebuild the view tables from the event log, the source of truth.
 
     With --check nothing is changed, and the exit code is 1 if the views differ from what the
-    log says they should be.
+    log says they should be (each differing table and package is named). A log with a gap, a
+    broken hash chain or an event the package rules forbid is refused (exit 1, naming the
+    first bad sequence) unless --force is given.
 
     \b
     Example:
       artifactstore replay --check
     """
-    report = _open_store(ctx).replay(check=check)
+    report = _open_store(ctx).replay(check=check, force=force)
     output.replay(report, check, state.as_json)
     if check and not report.identical:
         ctx.exit(EXIT_CHECK_FAILED)
+
+
+@cli.command()
+@pass_state
+@click.pass_context
+def checkpoint(ctx: click.Context, state: CliState) -> None:
+    """Print the log head as SEQ:blake3:<hex>: its last sequence and chain digest.
+
+    Keep it somewhere the store's operators cannot write; 'verify --all --checkpoint' proves
+    later that the log up to SEQ was not rewritten.
+
+    \b
+    Example:
+      artifactstore checkpoint > checkpoint.txt
+    """
+    output.checkpoint(_open_store(ctx).checkpoint(), state.as_json)
 
 
 def _serve_environment(settings: Settings) -> dict[str, str]:
@@ -332,10 +351,34 @@ def _parse_meta(
     return metadata
 
 
+def _package_args(args: tuple[str, ...], rest: tuple[str, ...] = ()) -> tuple[str, list[str]]:
+    """Split NAME VERSION (or NAME:VERSION, or NAME@blake3:<hex>) from the arguments after it.
+
+    Returns the package as one text ('NAME:VERSION' or 'NAME@blake3:<hex>') and the rest.
+    """
+    from artifactstore.naming import check_name, check_version, is_package_spec
+
+    wanted = " ".join(("NAME VERSION", *rest))
+    if args and is_package_spec(args[0]):
+        ref, remaining = args[0], list(args[1:])
+    elif len(args) >= 2:
+        ref, remaining = f"{check_name(args[0])}:{check_version(args[1])}", list(args[2:])
+    else:
+        raise click.UsageError(f"expected {wanted} (or NAME:VERSION, NAME@blake3:<hex>)")
+    if len(remaining) != len(rest):
+        raise click.UsageError(f"expected {wanted} (or NAME:VERSION, NAME@blake3:<hex>)")
+    return ref, remaining
+
+
+expect_digest_option = click.option(
+    "--expect-digest",
+    metavar="DIGEST",
+    help="Fail (exit 1) unless the manifest digest is DIGEST (blake3:<hex>).",
+)
+
+
 @cli.command()
-@click.argument("name")
-@click.argument("version")
-@click.argument("directory", metavar="DIR")
+@click.argument("args", nargs=-1, metavar="NAME VERSION DIR")
 @click.option(
     "--retention",
     "retention_class",
@@ -357,93 +400,146 @@ def _parse_meta(
 def push(
     ctx: click.Context,
     state: CliState,
-    name: str,
-    version: str,
-    directory: str,
+    args: tuple[str, ...],
     retention_class: str,
     metadata: dict[str, str],
 ) -> None:
-    """Store a directory as a package and print its manifest digest.
+    """Store a directory as a package, atomically, and print its manifest digest.
 
-    Every file under DIR becomes part of package NAME VERSION, finalized at once. Symlinks and
-    special files are refused. Pushing the same files again succeeds with the same
-    digest and changes nothing; different files for an existing version exit 2.
+    Every file under DIR becomes package NAME VERSION (or NAME:VERSION): the blobs are stored
+    first, then the whole version is published in one step, so no one ever sees part of it.
+    Symlinks and special files are refused. Pushing the same files, retention class and
+    metadata again succeeds with the same digest and changes nothing; anything different
+    exits 2 naming the first difference, and so does a version open for assembly. --json
+    adds whether the version was created and its finalize event's sequence and chain digest.
 
     \b
     Example:
       artifactstore push acme/app 1.4.2 dist/ --retention ci --meta git_sha=3f2a9c1
     """
     from artifactstore import tree
+    from artifactstore.naming import parse_package_spec
 
+    ref, (directory,) = _package_args(args, ("DIR",))
+    spec = parse_package_spec(ref)
+    if spec.version is None:
+        raise click.UsageError("push needs NAME VERSION (or NAME:VERSION), not a digest")
     store = _open_store(ctx)
     # Totals only feed the progress line, so the tree is walked twice only on a terminal.
     found = tree.scan(directory) if Progress.is_wanted() else []
     with Progress("push", len(found), sum(f.size for f in found)) as progress:
-        manifest = store.push(name, version, directory, retention_class, metadata, progress.advance)
-    output.pushed(manifest, state.as_json)
+        result = store.push(
+            spec.name, spec.version, directory, retention_class, metadata, progress.advance
+        )
+    output.pushed(result, state.as_json)
 
 
 @cli.command()
-@click.argument("name")
-@click.argument("version")
-@click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("args", nargs=-1, metavar="NAME VERSION DEST")
 @click.option("--force", is_flag=True, help="Write into a non-empty DEST, replacing files.")
+@expect_digest_option
 @pass_state
 @click.pass_context
 def pull(
-    ctx: click.Context, state: CliState, name: str, version: str, dest: Path, force: bool
+    ctx: click.Context,
+    state: CliState,
+    args: tuple[str, ...],
+    force: bool,
+    expect_digest: str | None,
 ) -> None:
-    """Write the files of a package into DEST, each one verified.
+    """Write the files of a finalized package into DEST, each one verified.
 
-    DEST must be empty or missing unless --force is given. Each file of package NAME VERSION is
-    checked against its content address (BLAKE3) and size before it is renamed into place,
-    with its executable bit; a mismatch exits 1 and leaves no partial file. (verify re-checks
-    both recorded digests, BLAKE3 and SHA-256.)
+    DEST must be empty or missing unless --force is given. The file list comes from the
+    manifest the event log fixed; each file is checked against its content address (BLAKE3)
+    and size before it is renamed into place, with its executable bit; a mismatch exits 1 and
+    leaves no partial file. An open package exits 2. (verify re-checks both recorded digests,
+    BLAKE3 and SHA-256.)
 
     \b
     Example:
-      artifactstore pull acme/app 1.4.2 out/
+      artifactstore pull acme/app:1.4.2 out/ --expect-digest blake3:9f2c...
     """
     from artifactstore.pull import is_empty_directory
 
+    ref, (dest_text,) = _package_args(args, ("DEST",))
+    dest = Path(dest_text)
     store = _open_store(ctx)
-    package = store.get_package(name, version)
+    package = store.package(ref)
     if not force and not is_empty_directory(dest):
         raise click.UsageError(f"{str(dest)!r} is not empty; use --force to write into it")
-    listed = store.list_files(package)
+    listed = store.finalized_files(ref, expect_digest) if Progress.is_wanted() else []
     with Progress("pull", len(listed), sum(f.size for f in listed)) as progress:
-        files = store.pull(package, dest, progress.advance)
+        files = store.pull(ref, dest, progress.advance, expect_digest)
     output.pulled(package, files, dest, state.as_json)
 
 
+def _parse_checkpoints(
+    _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
+) -> dict[int, str]:
+    from artifactstore.errors import InvalidAddressError
+    from artifactstore.identity import Digest
+
+    checkpoints: dict[int, str] = {}
+    for item in values:
+        sequence, sep, digest = item.partition(":")
+        try:
+            if not sep or not sequence.isdigit():
+                raise ValueError
+            checkpoints[int(sequence)] = Digest.parse(digest).hex
+        except (ValueError, InvalidAddressError):
+            raise click.BadParameter(
+                f"{item!r} is not SEQ:blake3:<hex>", param_hint="--checkpoint"
+            ) from None
+    return checkpoints
+
+
 @cli.command()
-@click.argument("name", required=False)
-@click.argument("version", required=False)
-@click.option("--all", "check_all", is_flag=True, help="Every package and the event chain.")
+@click.argument("args", nargs=-1, metavar="[NAME VERSION]")
+@click.option("--all", "check_all", is_flag=True, help="Every package, the log and the views.")
+@expect_digest_option
+@click.option(
+    "--checkpoint",
+    "checkpoints",
+    multiple=True,
+    metavar="SEQ:DIGEST",
+    callback=_parse_checkpoints,
+    help="With --all: fail unless event SEQ still has chain digest DIGEST; repeatable.",
+)
 @pass_state
 @click.pass_context
 def verify(
-    ctx: click.Context, state: CliState, name: str | None, version: str | None, check_all: bool
+    ctx: click.Context,
+    state: CliState,
+    args: tuple[str, ...],
+    check_all: bool,
+    expect_digest: str | None,
+    checkpoints: dict[int, str],
 ) -> None:
-    """Re-hash stored blobs; exit 1 if any is wrong or missing.
+    """Re-hash stored blobs and check the log; exit 1 on any problem, listing each.
 
-    Checks package NAME VERSION; with no arguments (or --all) every package is checked, and the
-    event log's hash chain too.
-    Each problem is listed on stdout; the exit code is 1 if there is any.
+    With NAME VERSION: that package's manifest (from the event log) and every blob it names;
+    an open package fails ("not finalized"). With no arguments (or --all): every package, the
+    log (gapless, hash-chained, no change after a finalize except retention, and each
+    --checkpoint still there), and the views against a replay of the log. An open package
+    under assembly is no problem for --all.
 
     \b
     Example:
       artifactstore verify acme/app 1.4.2
+      artifactstore verify --all --checkpoint "$(cat checkpoint.txt)"
     """
-    if (name is None) != (version is None):
-        raise click.UsageError("give both NAME and VERSION, or neither (meaning --all)")
-    if check_all and name is not None:
+    if check_all and args:
         raise click.UsageError("give NAME VERSION or --all, not both")
+    if args and checkpoints:
+        raise click.UsageError("--checkpoint goes with --all")
+    if not args and expect_digest:
+        raise click.UsageError("--expect-digest goes with NAME VERSION")
     store = _open_store(ctx)
-    if name is not None and version is not None:
-        files = store.list_files((name, version)) if Progress.is_wanted() else []
+    if args:
+        ref, _ = _package_args(args)
+        files = store.list_files(ref) if Progress.is_wanted() else []
         with Progress("verify", len(files), sum(f.size for f in files)) as progress:
-            report = store.verify_package((name, version), progress.advance)
+            report = store.verify_package(ref, progress.advance, expect_digest)
     else:
         files = (
             [f for p in store.list_packages() for f in store.list_files(p)]
@@ -451,7 +547,7 @@ def verify(
             else []
         )
         with Progress("verify", len(files), sum(f.size for f in files)) as progress:
-            report = store.verify_all(progress.advance)
+            report = store.verify_all(progress.advance, checkpoints)
     output.verified(report, state.as_json)
     if not report.ok:
         ctx.exit(EXIT_CHECK_FAILED)
@@ -478,8 +574,7 @@ def list_packages(ctx: click.Context, state: CliState, name: str | None) -> None
 
 
 @cli.command()
-@click.argument("name")
-@click.argument("version")
+@click.argument("args", nargs=-1, metavar="NAME VERSION")
 @click.option(
     "--format",
     "manifest_format",
@@ -488,40 +583,45 @@ def list_packages(ctx: click.Context, state: CliState, name: str | None) -> None
     show_default=True,
     help="jcs: canonical JSON (RFC 8785); cbor: the raw canonical CBOR that is digested.",
 )
+@expect_digest_option
 @click.pass_context
-def show(ctx: click.Context, name: str, version: str, manifest_format: str) -> None:
-    """Print the manifest of a package.
+def show(
+    ctx: click.Context, args: tuple[str, ...], manifest_format: str, expect_digest: str | None
+) -> None:
+    """Print the manifest of a finalized package.
 
-    The manifest of package NAME VERSION, as JCS or raw CBOR; --json changes nothing here.
+    The manifest of package NAME VERSION as the event log fixed it, as JCS or raw CBOR;
+    --json changes nothing here.
 
     \b
     Example:
       artifactstore show acme/app 1.4.2 --format cbor | b3sum
     """
-    data = _open_store(ctx).get_manifest_bytes((name, version), manifest_format)
+    ref, _ = _package_args(args)
+    data = _open_store(ctx).get_manifest_bytes(ref, manifest_format, expect_digest)
     # JSON gets a newline like any text output; CBOR goes out byte-exact for digesting.
     sys.stdout.buffer.write(data + b"\n" if manifest_format == "jcs" else data)
     sys.stdout.buffer.flush()
 
 
 @cli.command()
-@click.argument("name")
-@click.argument("version")
-@click.argument("path")
+@click.argument("args", nargs=-1, metavar="NAME VERSION PATH")
+@expect_digest_option
 @click.pass_context
-def cat(ctx: click.Context, name: str, version: str, path: str) -> None:
-    """Write one file of a package to stdout, byte for byte.
+def cat(ctx: click.Context, args: tuple[str, ...], expect_digest: str | None) -> None:
+    """Write one file of a finalized package to stdout, byte for byte.
 
-    PATH is the file's path inside package NAME VERSION. The bytes stream as they are read; if
-    they do not match the recorded digest, the error
-    comes at the end and the exit code is 1.
+    PATH is the file's path inside package NAME VERSION, as its manifest lists it. The bytes
+    stream as they are read; if they do not match the recorded digest, the error comes at the
+    end and the exit code is 1.
 
     \b
     Example:
       artifactstore cat acme/app 1.4.2 bin/app > app
     """
+    ref, (path,) = _package_args(args, ("PATH",))
     out = sys.stdout.buffer
-    with _open_store(ctx).get_file((name, version), path) as reader:
+    with _open_store(ctx).get_file(ref, path, expect_digest) as reader:
         while chunk := reader.read(1 << 20):
             out.write(chunk)
     out.flush()

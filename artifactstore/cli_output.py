@@ -22,10 +22,11 @@ from artifactstore._version import __version__
 
 if TYPE_CHECKING:
     from artifactstore.audit import VerifyReport
+    from artifactstore.events.log import Head
     from artifactstore.events.model import Event
     from artifactstore.events.views import ReplayReport
     from artifactstore.health import HealthReport
-    from artifactstore.manifest.model import Manifest
+    from artifactstore.publish import PushResult
     from artifactstore.registry import Package, StoredFile
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
@@ -88,13 +89,20 @@ def replay(report: ReplayReport, check: bool, as_json: bool) -> None:
         emit_json(
             {
                 "check": check,
+                "differences": list(report.differences),
                 "events": report.events,
+                "problems": [str(problem) for problem in report.problems],
                 "identical": report.identical,
                 "state_digest_after": report.digest_after,
                 "state_digest_before": report.digest_before,
             }
         )
-    elif report.identical:
+        return
+    for problem in report.problems:
+        click.echo(f"problem: {problem}")
+    for difference in report.differences:
+        click.echo(f"differs: {difference}")
+    if report.identical:
         click.echo(f"replayed {report.events} events: views identical ({report.digest_after})")
     elif check:
         click.echo(
@@ -105,23 +113,34 @@ def replay(report: ReplayReport, check: bool, as_json: bool) -> None:
         click.echo(f"replayed {report.events} events: views rebuilt ({report.digest_after})")
 
 
-def pushed(manifest: Manifest, as_json: bool) -> None:
+def pushed(result: PushResult, as_json: bool) -> None:
     """`push`: the manifest digest alone (for `$(artifactstore push ...)`), or a summary."""
-    from artifactstore.manifest.codec import manifest_digest
-
-    digest = str(manifest_digest(manifest))
+    manifest = result.manifest
+    digest = str(result.digest)
     if as_json:
         emit_json(
             {
                 "bytes": sum(f.size for f in manifest.files),
+                "chain_digest": f"blake3:{result.chain_digest}",
+                "created": result.created,
+                "digest": digest,
                 "files": len(manifest.files),
                 "manifest_digest": digest,
                 "name": manifest.package.name,
+                "sequence": result.sequence,
                 "version": manifest.package.version,
             }
         )
     else:
         click.echo(digest)
+
+
+def checkpoint(head: Head, as_json: bool) -> None:
+    """`checkpoint`: the log head as SEQ:blake3:<hex>, the form --checkpoint takes."""
+    if as_json:
+        emit_json({"chain_digest": f"blake3:{head.chain_digest}", "sequence": head.sequence})
+    else:
+        click.echo(f"{head.sequence}:blake3:{head.chain_digest}")
 
 
 def pulled(package: Package, files: Sequence[StoredFile], dest: Path, as_json: bool) -> None:

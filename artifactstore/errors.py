@@ -19,6 +19,8 @@ ArtifactStoreError
 │   ├── PackageFinalizedError   the package is immutable now
 │   └── PackageStateError       the package is not in the state the call needs
 ├── IntegrityError              stored bytes or events are not what was recorded
+│   ├── DigestMismatchError     a manifest whose digest is not the one pinned
+│   └── LogIntegrityError       the event log has a gap, a broken chain or a forbidden event
 ├── StorageError                the blob backend failed; wraps the OSError
 ├── DatabaseError               the registry database failed; wraps the driver error
 └── SchemaVersionError          the database is not at the code's migration head
@@ -105,6 +107,14 @@ class PackageStateError(ConflictError):
 
 class IntegrityError(ArtifactStoreError):
     """Stored bytes or events do not match what was recorded."""
+
+
+class DigestMismatchError(IntegrityError):
+    """A manifest whose digest is not the one the caller pinned (--expect-digest, NAME@digest)."""
+
+
+class LogIntegrityError(IntegrityError):
+    """The event log has a gap, a broken hash chain, or an event the package rules forbid."""
 
 
 class StorageError(ArtifactStoreError):

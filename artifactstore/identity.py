@@ -73,9 +73,13 @@ register_algorithm("sha256", hashlib.sha256, 64)
 _HEX = re.compile(r"[0-9a-f]+")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Digest:
-    """A digest: algorithm name and lowercase hex; str() gives '<algorithm>:<hex>'."""
+    """A digest: algorithm name and lowercase hex; str() gives '<algorithm>:<hex>'.
+
+    A digest equals another digest or a text with the same '<algorithm>:<hex>', so
+    `manifest.digest == "blake3:..."` holds (a ContentAddress equals the Digest it names).
+    """
 
     algorithm: str
     hex: str
@@ -90,6 +94,14 @@ class Digest:
     def __str__(self) -> str:
         return f"{self.algorithm}:{self.hex}"
 
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Digest | str):
+            return str(self) == str(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
     @classmethod
     def parse(cls, text: str) -> Digest:
         """Parse '<algorithm>:<hex>'; InvalidAddressError names the text if it is malformed."""
@@ -102,7 +114,7 @@ class Digest:
             raise InvalidAddressError(f"invalid digest {text!r}: {exc}") from None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class ContentAddress(Digest):
     """The name of a blob: its primary digest, written 'blake3:<64 hex>'."""
 
@@ -138,6 +150,16 @@ class DualDigest:
 
 
 _worker_pool: ThreadPoolExecutor | None = None
+
+
+def _forget_pool_after_fork() -> None:
+    # A forked child inherits the pool object but not its threads: work submitted to it would
+    # wait forever. The child starts a pool of its own on first use.
+    global _worker_pool
+    _worker_pool = None
+
+
+os.register_at_fork(after_in_child=_forget_pool_after_fork)
 
 
 def _pool() -> ThreadPoolExecutor:

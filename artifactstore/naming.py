@@ -9,8 +9,10 @@ value and names the rule it broke. This module is pure.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
-from artifactstore.errors import InvalidNameError, InvalidPathError
+from artifactstore.errors import InvalidAddressError, InvalidNameError, InvalidPathError
+from artifactstore.identity import ContentAddress
 
 MAX_NAME_LENGTH = 255
 MAX_VERSION_LENGTH = 128
@@ -76,6 +78,38 @@ def check_version(version: str) -> str:
     if not _VERSION.fullmatch(version):
         raise InvalidNameError(f"version {version!r} must start with an ASCII letter, digit or '_'")
     return version
+
+
+@dataclass(frozen=True, slots=True)
+class PackageSpec:
+    """A package named in one text: 'NAME:VERSION', or 'NAME@blake3:<hex>' (pinned by digest)."""
+
+    name: str
+    version: str | None
+    digest: str | None
+
+
+def parse_package_spec(text: str) -> PackageSpec:
+    """Parse 'NAME:VERSION' or 'NAME@blake3:<hex>'; InvalidNameError says what is wrong.
+
+    Neither ':' nor '@' can occur in a name, so the first of them ends it.
+    """
+    name, at, pinned = text.partition("@")
+    if at:
+        try:
+            digest = ContentAddress.parse(pinned)
+        except InvalidAddressError as exc:
+            raise InvalidNameError(f"{text!r}: {exc}") from None
+        return PackageSpec(check_name(name), None, str(digest))
+    name, colon, version = text.partition(":")
+    if not colon:
+        raise InvalidNameError(f"{text!r} is not NAME:VERSION or NAME@blake3:<hex>")
+    return PackageSpec(check_name(name), check_version(version), None)
+
+
+def is_package_spec(text: str) -> bool:
+    """True when text names a package in one piece ('NAME:VERSION' or 'NAME@digest')."""
+    return ":" in text or "@" in text
 
 
 def check_path(path: str) -> str:

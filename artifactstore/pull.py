@@ -22,7 +22,7 @@ import blake3
 from artifactstore.durability import sync_filesystem
 from artifactstore.errors import IntegrityError, InvalidPathError, StorageError
 from artifactstore.naming import check_path
-from artifactstore.registry import Package, StoredFile
+from artifactstore.registry import StoredFile
 
 if TYPE_CHECKING:
     from artifactstore.store import ArtifactStore
@@ -40,12 +40,12 @@ def is_empty_directory(path: Path) -> bool:
 
 def pull(
     store: ArtifactStore,
-    package: Package,
+    label: str,
+    files: list[StoredFile],
     destination: Path,
     progress: Callable[[int], None] | None = None,
 ) -> list[StoredFile]:
-    """Write every file of package under destination, verified; returns the files written."""
-    files = store.list_files(package)
+    """Write files (of the package called label) under destination, verified; returns them."""
     destination.mkdir(parents=True, exist_ok=True)
     root = destination.resolve()
     checked_dirs = {root}
@@ -53,7 +53,7 @@ def pull(
     try:
         for stored in files:
             target = _target(root, stored.path, checked_dirs)
-            staged.append((_write_verified(store, package, stored, target), target))
+            staged.append((_write_verified(store, label, stored, target), target))
             if progress is not None:
                 progress(stored.size)
         _sync(root)
@@ -81,9 +81,7 @@ def _target(root: Path, path: str, checked_dirs: set[Path]) -> Path:
     return target
 
 
-def _write_verified(
-    store: ArtifactStore, package: Package, stored: StoredFile, target: Path
-) -> Path:
+def _write_verified(store: ArtifactStore, label: str, stored: StoredFile, target: Path) -> Path:
     """Write one file to a temp name beside target and check it; returns the temp path."""
     fd, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=target.parent)
     temp = Path(temp_name)
@@ -101,7 +99,7 @@ def _write_verified(
             actual = hasher.hexdigest()
             if (size, actual) != (stored.size, stored.blake3.hex):
                 raise IntegrityError(
-                    f"{package} {stored.path}: expected {stored.size} bytes with "
+                    f"{label} {stored.path}: expected {stored.size} bytes with "
                     f"{stored.blake3}, read {size} bytes with blake3:{actual}"
                 )
             os.fchmod(out.fileno(), 0o755 if stored.executable else 0o644)

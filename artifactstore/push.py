@@ -1,9 +1,15 @@
-"""Push: publish a directory as (name, version) in one call, safe to retry.
+"""Push: publish a directory as (name, version) atomically, safe to retry and to race.
 
-CI jobs get retried, so pushing exactly the same files again (paths, digests, executable bits)
-returns the existing manifest and appends nothing, while different files for a finalized
-version are a ConflictError that changes nothing. A package left open by an interrupted push
-is resumed. Built only on the public ArtifactStore methods.
+The blobs are stored and synced first, held by an upload session, with no package in sight;
+then one transaction under the log lock publishes the whole version (created, files,
+finalized), or finds it identical (success, same digest, nothing appended), or conflicts
+(ConflictError naming the first difference). A push never joins an open package: racing
+pushes of one version cannot mix their files, and an interrupted push leaves no package, only
+blobs its session holds until it expires.
+
+A version that is already finalized when the push starts is compared by hashing the tree,
+without storing anything: a retried CI job costs one read of its files. Built only on the
+public ArtifactStore methods.
 """
 
 from __future__ import annotations
@@ -13,11 +19,11 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from artifactstore import tree
-from artifactstore.errors import ConflictError
+from artifactstore.errors import PackageStateError
 from artifactstore.identity import digest_stream
-from artifactstore.manifest.model import Manifest, validate_metadata
+from artifactstore.manifest.model import validate_metadata
 from artifactstore.naming import check_name, check_version
-from artifactstore.registry import Package
+from artifactstore.publish import FileFacts, PushResult
 
 if TYPE_CHECKING:
     from artifactstore.store import ArtifactStore
@@ -31,44 +37,34 @@ def push(
     retention_class: str,
     metadata: Mapping[str, object] | None,
     progress: Callable[[int], None] | None,
-) -> Manifest:
-    """Ingest directory as (name, version) and finalize it; idempotent for the same files."""
+) -> PushResult:
+    """Store directory's files and publish them as (name, version); see the module docstring."""
     check_name(name)
     check_version(version)
     validate_metadata(metadata or {})
+    store.retention_class(retention_class)
     found = tree.scan(directory)
     existing = store.find_package(name, version)
-    if existing is not None and existing.is_finalized:
-        _require_same_files(store, existing, found)
-        return store.get_manifest(existing)
-    if existing is None:
-        existing = store.create_package(name, version, retention_class, metadata)
-    else:
-        extra = {f.path for f in store.list_files(existing)} - {f.path for f in found}
-        if extra:
-            raise ConflictError(
-                f"open package {existing} holds files not in {str(directory)!r} "
-                f"(first: {sorted(extra)[0]!r}); abandon it first"
+    if existing is not None:
+        if not existing.is_finalized:
+            raise PackageStateError(
+                f"package {existing} is open for assembly; finalize or abandon it "
+                "(a push never adds to an open package)"
             )
-    store.ingest_directory(existing, directory, replace=True, progress=progress)
-    return store.finalize_package(existing)
+        return store.confirm_push(existing, _hashed(found, progress), retention_class, metadata)
+    with store.upload_session() as session:
+        store.stage_directory(session, found, progress)
+        return store.publish(session, name, version, retention_class, metadata)
 
 
-def _require_same_files(store: ArtifactStore, package: Package, found: list[tree.TreeFile]) -> None:
-    recorded = {f.path: f for f in store.list_files(package)}
-    if set(recorded) != {f.path for f in found}:
-        different = sorted(set(recorded) ^ {f.path for f in found})
-        raise ConflictError(
-            f"package {package} is finalized with different files "
-            f"(first difference: {different[0]!r})"
-        )
+def _hashed(found: list[tree.TreeFile], progress: Callable[[int], None] | None) -> list[FileFacts]:
+    facts: list[FileFacts] = []
     for item in found:
         with tree.open_file(item.source) as handle:
             digests = digest_stream(handle)
-        stored = recorded[item.path]
-        if (digests.blake3, digests.sha256, item.executable) != (
-            stored.blake3,
-            stored.sha256,
-            stored.executable,
-        ):
-            raise ConflictError(f"package {package} is finalized with a different {item.path!r}")
+        facts.append(
+            (item.path, digests.size, digests.blake3.hex, digests.sha256.hex, item.executable)
+        )
+        if progress is not None:
+            progress(digests.size)
+    return facts

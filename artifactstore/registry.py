@@ -17,7 +17,7 @@ from artifactstore.errors import InvalidRetentionClassError, PackageNotFoundErro
 from artifactstore.identity import ContentAddress, Digest
 from artifactstore.manifest import codec
 from artifactstore.manifest.model import Metadata, validate_metadata
-from artifactstore.naming import check_name, check_version
+from artifactstore.naming import check_name, check_version, is_package_spec, parse_package_spec
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +44,8 @@ class Package:
 
 
 PackageRef = Package | str | tuple[str, str]
-"""A package given as the object, its id, or a (name, version) pair."""
+"""A package given as the object, its id, a (name, version) pair, or one text: 'NAME:VERSION',
+or 'NAME@blake3:<hex>' for the version whose manifest has that digest."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +124,11 @@ def find_package(connection: Connection, name: str, version: str) -> Package | N
 
 def get_package(connection: Connection, ref: PackageRef) -> Package:
     """Resolve a package reference; PackageNotFoundError names it if it does not exist."""
+    if isinstance(ref, str) and is_package_spec(ref):
+        spec = parse_package_spec(ref)
+        if spec.version is None:
+            return _package_by_digest(connection, spec.name, str(spec.digest))
+        ref = (spec.name, spec.version)
     if isinstance(ref, tuple):
         name, version = ref
         found = find_package(connection, check_name(name), check_version(version))
@@ -135,6 +141,18 @@ def get_package(connection: Connection, ref: PackageRef) -> Package:
     ).one_or_none()
     if row is None:
         raise PackageNotFoundError(f"no package with id {package_id!r}")
+    return _package(row)
+
+
+def _package_by_digest(connection: Connection, name: str, digest: str) -> Package:
+    row = connection.execute(
+        _package_query().where(
+            schema.artifact_packages.c.name == name,
+            schema.artifact_packages.c.manifest_digest == digest,
+        )
+    ).first()
+    if row is None:
+        raise PackageNotFoundError(f"no package {name}@{digest}")
     return _package(row)
 
 

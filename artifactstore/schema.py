@@ -1,11 +1,13 @@
 """The registry database: table definitions and the one place engines are built.
 
 `events` is the append-only log and the source of truth; `event_log_head` holds the last
-sequence and chain digest so appends serialize on one row. `artifact_packages`,
-`artifact_files`, `storage_locations` and `retention_state` are views that replay rebuilds from
-the log. `retention_classes` (seeded by the first migration) and `metadata_schemas` are
-reference data. Timestamps are RFC 3339 UTC text with microseconds: identical on SQLite and
-PostgreSQL, so canonical dumps of the views compare byte for byte.
+sequence and chain digest, and every write transaction locks that one row before it reads the
+state it checks (`events.log.lock_head`). `upload_sessions`, with the blobs each holds and the
+files a push has staged, is operational state like the head: not a view, never replayed.
+`artifact_packages`, `artifact_files`, `storage_locations` and `retention_state` are views that
+replay rebuilds from the log. `retention_classes` (seeded by the first migration) and
+`metadata_schemas` are reference data. Timestamps are RFC 3339 UTC text with microseconds:
+identical on SQLite and PostgreSQL, so canonical dumps of the views compare byte for byte.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from artifactstore.config import redact_url
 from artifactstore.errors import ConfigError
 
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0002"
 """The Alembic revision this code expects; a test keeps it equal to the migrations' head."""
 
 GENESIS_CHAIN_DIGEST = "0" * 64
@@ -75,6 +77,8 @@ events = Table(
     Column("payload", LargeBinary, nullable=False),
     Column("chain_digest", _HEX_DIGEST, nullable=False),
     Index(None, "package_id"),
+    # The writer reads a package's state from the log: its created/finalized/abandoned events.
+    Index(None, "package_id", "event_type"),
 )
 
 event_log_head = Table(
@@ -170,6 +174,49 @@ retention_state = Table(
     Index(None, "expires_at"),
 )
 
+upload_sessions = Table(
+    "upload_sessions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("actor", String(256), nullable=False),
+    Column("created_at", _TIMESTAMP, nullable=False),
+    Column("expires_at", _TIMESTAMP, nullable=False),
+    Index(None, "expires_at"),
+)
+
+upload_session_blobs = Table(
+    "upload_session_blobs",
+    metadata,
+    Column(
+        "session_id",
+        String(36),
+        ForeignKey("upload_sessions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("content_address", _ADDRESS, primary_key=True),
+    # Garbage collection asks "does any live session hold this blob?".
+    Index(None, "content_address"),
+)
+
+upload_session_files = Table(
+    "upload_session_files",
+    metadata,
+    Column(
+        "session_id",
+        String(36),
+        ForeignKey("upload_sessions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("path", Text, primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("digest_primary", _HEX_DIGEST, nullable=False),
+    Column("digest_sha256", _HEX_DIGEST, nullable=False),
+    Column("executable", Boolean, nullable=False),
+    Column("backend_id", String(64), nullable=False),
+    Column("object_key", String(300), nullable=False),
+    Column("stored_at", _TIMESTAMP, nullable=False),
+)
+
 metadata_schemas = Table(
     "metadata_schemas",
     metadata,
@@ -241,6 +288,19 @@ def _begin_sqlite_transaction(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
     else:
         connection.exec_driver_sql("BEGIN")
+
+
+def dialect_insert(connection: Connection) -> Any:
+    """The insert() of the connection's dialect, which has on_conflict_do_nothing/update."""
+    # Imported here: the postgresql package pulls in asyncio and its async drivers, which an
+    # embedded SQLite store never needs.
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert
 
 
 def execute_many(

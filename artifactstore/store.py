@@ -6,10 +6,18 @@ a row naming a missing one:
 1. Hash and write blobs through the data plane, outside any database transaction, and make
    them durable: one at a time (ingest_file) or one sync for the whole batch
    (ingest_directory). No half-written blob is ever visible under a content address.
-2. In one short write transaction, re-check the package state, append the events and apply
-   them to the views (`events.views`), then commit.
+2. In one short write transaction, take the log lock first (`events.log.lock_head`), then
+   check the package state, append the events and apply them to the views (`events.views`),
+   then commit. The writer also checks the package rules against the log itself.
 
-Reads use plain transactions and never take the write lock.
+A push (`push.py`) stores and syncs its blobs under an upload session first (`uploads`), then
+publishes the whole version in one such transaction (`publish`): it creates the version, finds
+the identical version, or conflicts; it never joins an open package.
+
+Reads of a finalized package go through its manifest, taken from the finalize event in the log
+and checked against the digest the views name, never through the file view rows. Reads use
+plain transactions and never take the write lock. One store may be shared by threads, and a
+forked child gets fresh database connections (`_forget_connections_after_fork`).
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import io
 import os
 import socket
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -29,8 +38,7 @@ from typing import BinaryIO, Self
 import sqlalchemy.exc
 from sqlalchemy import Connection, Engine
 
-from artifactstore import audit, migration, registry, retention, schema, tree
-from artifactstore._version import __version__
+from artifactstore import audit, migration, registry, retention, schema, tree, uploads
 from artifactstore.config import Settings, load_settings, redact_url
 from artifactstore.dataplane.inproc import InProcessDataPlane
 from artifactstore.dataplane.spi import DataPlane, IngestResult
@@ -39,6 +47,8 @@ from artifactstore.errors import (
     ArtifactStoreError,
     ConflictError,
     DatabaseError,
+    DigestMismatchError,
+    IntegrityError,
     InvalidInputError,
     PackageFileNotFoundError,
     PackageFinalizedError,
@@ -55,22 +65,14 @@ from artifactstore.events.model import (
     Event,
     NewEvent,
 )
-from artifactstore.identity import ContentAddress
+from artifactstore.identity import Digest
 from artifactstore.manifest import codec, projection
-from artifactstore.manifest.model import (
-    FileEntry,
-    Manifest,
-    PackageInfo,
-    Provenance,
-    ReceiptEntry,
-    RetentionSummary,
-    format_timestamp,
-    validate_metadata,
-)
-from artifactstore.naming import check_name, check_path, check_version
+from artifactstore.manifest.model import Manifest, Metadata, format_timestamp, validate_metadata
+from artifactstore.naming import check_name, check_path, check_version, is_package_spec
+from artifactstore.publish import FileFacts, PushResult, build_manifest, first_difference
 from artifactstore.pull import pull as pull_package
 from artifactstore.push import push as push_directory
-from artifactstore.registry import Package, PackageRef, StoredFile
+from artifactstore.registry import Package, PackageRef, RetentionClass, StoredFile
 from artifactstore.storage.spi import BackendHealth
 from artifactstore.verifying import VerifyingReader
 
@@ -89,6 +91,19 @@ _FORMATS = ("cbor", "jcs")
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+_open_stores: weakref.WeakSet[ArtifactStore] = weakref.WeakSet()
+
+
+def _forget_connections_after_fork() -> None:
+    # A child must not use the parent's database connections (SQLAlchemy's advice for
+    # multiprocessing): drop them from the pool without closing the parent's sockets.
+    for store in list(_open_stores):
+        store.engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forget_connections_after_fork)
 
 
 def _default_actor() -> str:
@@ -117,6 +132,7 @@ class ArtifactStore:
         self._url = redacted_url or redact_url(engine.url.render_as_string(hide_password=True))
         self._actor = actor or _default_actor()
         self._now = now
+        _open_stores.add(self)
 
     # -- opening and closing -------------------------------------------------------------
 
@@ -198,9 +214,12 @@ class ArtifactStore:
             raise DatabaseError(f"database {self._url}: {_reason(exc)}") from exc
 
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
+    def _write(self, lock: bool = True) -> Iterator[Connection]:
+        """A write transaction; with lock (the default) it holds the log lock from the start."""
         try:
             with self._writer.begin() as connection:
+                if lock:
+                    log.lock_head(connection)
                 yield connection
         except sqlalchemy.exc.IntegrityError as exc:
             raise ConflictError(
@@ -285,10 +304,17 @@ class ArtifactStore:
             return registry.list_packages(connection, name)
 
     def list_files(self, ref: PackageRef) -> list[StoredFile]:
-        """The files of a package, sorted by path."""
+        """The files of a package, sorted by path (a finalized one's from its manifest)."""
         with self._read() as connection:
             package = registry.get_package(connection, ref)
-            return registry.package_files(connection, package.id)
+            if not package.is_finalized:
+                return registry.package_files(connection, package.id)
+            return _manifest_files(self._manifest(connection, package, _pinned(ref)))
+
+    def retention_class(self, name: str) -> RetentionClass:
+        """One retention class; InvalidRetentionClassError lists the known ones if it is unknown."""
+        with self._read() as connection:
+            return registry.retention_class(connection, name)
 
     def abandon_package(self, ref: PackageRef) -> None:
         """Drop an open package (for example one a killed job left behind); its blobs stay."""
@@ -325,19 +351,38 @@ class ArtifactStore:
         replace: bool = False,
         progress: Callable[[int], None] | None = None,
     ) -> list[StoredFile]:
-        """Add every regular file under directory (sorted; symlinks refused).
+        """Add every regular file under directory to an open package (sorted; symlinks refused).
 
         Paths are all checked before any blob is written. Files are committed in batches of
         COMMIT_BATCH, which keeps memory flat however many files there are; if the process
-        dies between batches the package stays open with the batches before, and a re-push
-        resumes it.
+        dies between batches the package stays open with the batches before.
         """
         found = tree.scan(directory, prefix)
         self._check_can_add(ref, [f.path for f in found], replace)
+        stored: list[StoredFile] = []
+        for ingested in self._store_blobs(found, progress):
+            stored.extend(self._commit_files(ref, ingested, replace))
+        return stored
+
+    def stage_directory(
+        self,
+        session: str,
+        found: list[tree.TreeFile],
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        """Store the blobs of scanned files and stage the files in an upload session."""
+        for ingested in self._store_blobs(found, progress):
+            staged = [_staged(path, result, executable) for path, result, executable in ingested]
+            with self._write(lock=False) as connection:
+                uploads.stage(connection, session, staged, self._now())
+
+    def _store_blobs(
+        self, found: list[tree.TreeFile], progress: Callable[[int], None] | None
+    ) -> Iterator[list[tuple[str, IngestResult, bool]]]:
+        """Hash and store the files' blobs, COMMIT_BATCH at a time, each batch durable."""
         large = [item.size for item in found if item.size > _READ_WHOLE_LIMIT]
         with self._read() as connection:
             seen_sizes = registry.stored_sizes(connection, large) if large else set()
-        stored: list[StoredFile] = []
         for start in range(0, len(found), COMMIT_BATCH):
             ingested = [
                 self._ingest_tree_file(item, seen_sizes, progress)
@@ -346,8 +391,7 @@ class ArtifactStore:
             # One sync pass for the batch instead of an fsync per file; blobs that were
             # already present are synced too, in case another process wrote them non-durably.
             self._dataplane.sync(result.content_address for _, result, _ in ingested)
-            stored.extend(self._commit_files(ref, ingested, replace))
-        return stored
+            yield ingested
 
     def _ingest_tree_file(
         self,
@@ -399,8 +443,8 @@ class ArtifactStore:
             # One commit, one moment: the batch's events share their timestamp.
             now = format_timestamp(self._now())
             new_events = [
-                self._event(FILE_INGESTED, package.id, _file_payload(path, result, executable), now)
-                for path, result, executable in ingested
+                self._event(FILE_INGESTED, package.id, _staged_payload(_staged(*item)), now)
+                for item in ingested
             ]
             self._record(connection, new_events)
         return [
@@ -422,41 +466,11 @@ class ArtifactStore:
         with self._write() as connection:
             package = registry.get_package(connection, ref)
             if package.is_finalized:
-                return _stored_manifest(connection, package)
-            manifest = self._build_manifest(connection, package)
+                return codec.decode(self._manifest(connection, package))
+            manifest = build_manifest(connection, package, format_timestamp(self._now()))
             payload = codec.encode(manifest)
             self._record(connection, [self._event(PACKAGE_FINALIZED, package.id, payload)])
             return manifest
-
-    def _build_manifest(self, connection: Connection, package: Package) -> Manifest:
-        files = registry.package_files(connection, package.id)
-        finalized_at = format_timestamp(self._now())
-        keep_days = registry.retention_class(connection, package.retention_class).keep_days
-        receipts: dict[tuple[str, str], ReceiptEntry] = {}
-        by_backend: dict[str, set[str]] = {}
-        for stored in files:
-            by_backend.setdefault(stored.backend_id, set()).add(str(stored.content_address))
-        for backend_id, addresses in by_backend.items():
-            for address, stored_at in registry.stored_at(connection, backend_id, addresses).items():
-                receipts[(address, backend_id)] = ReceiptEntry(
-                    ContentAddress.parse(address), backend_id, stored_at
-                )
-        return Manifest.build(
-            package=PackageInfo(
-                id=package.id,
-                name=package.name,
-                version=package.version,
-                created_at=package.created_at,
-                finalized_at=finalized_at,
-                metadata=package.metadata,
-            ),
-            files=[FileEntry(f.path, f.size, f.blake3, f.sha256, f.executable) for f in files],
-            storage_receipts=receipts.values(),
-            retention=RetentionSummary(
-                package.retention_class, retention.expires_at(finalized_at, keep_days)
-            ),
-            provenance=Provenance(producer=f"artifactstore {__version__}"),
-        )
 
     def push(
         self,
@@ -466,46 +480,215 @@ class ArtifactStore:
         retention_class: str = retention.DEFAULT_CLASS,
         metadata: Mapping[str, object] | None = None,
         progress: Callable[[int], None] | None = None,
-    ) -> Manifest:
-        """Ingest a directory as (name, version) and finalize it, idempotently.
+    ) -> PushResult:
+        """Store a directory's files and publish them as (name, version) in one step.
 
-        Pushing the same files again returns the existing manifest and appends nothing;
-        different files for a finalized version raise ConflictError with nothing changed. An
-        open package left by an interrupted push is resumed.
+        Pushing exactly the same files, class and metadata again succeeds with the same digest
+        and appends nothing; anything different raises ConflictError naming the first
+        difference, with nothing changed. Never joins an open package (see push.py).
         """
         return push_directory(self, name, version, directory, retention_class, metadata, progress)
 
+    @contextmanager
+    def upload_session(self) -> Iterator[str]:
+        """An upload session (its id) that holds the blobs staged in it until it ends."""
+        session = str(uuid.uuid4())
+        with self._write(lock=False) as connection:
+            uploads.open_session(connection, session, self._actor, self._now())
+        try:
+            yield session
+        finally:
+            with self._write(lock=False) as connection:
+                uploads.end_session(connection, session)
+
+    def publish(
+        self,
+        session: str,
+        name: str,
+        version: str,
+        retention_class: str = retention.DEFAULT_CLASS,
+        metadata: Mapping[str, object] | None = None,
+    ) -> PushResult:
+        """Publish the files staged in an upload session as (name, version), atomically.
+
+        In one transaction under the log lock: create and finalize the version (created=True),
+        or confirm that the version already holds exactly this (created=False), or raise
+        ConflictError (a difference) or PackageStateError (the version is open for assembly).
+        The session ends in the same transaction.
+        """
+        check_name(name)
+        check_version(version)
+        checked = validate_metadata(metadata or {})
+        with self._write() as connection:
+            registry.retention_class(connection, retention_class)
+            existing = registry.find_package(connection, name, version)
+            if existing is not None:
+                staged = (
+                    (f.path, f.size, f.blake3, f.sha256, f.executable)
+                    for page in uploads.staged_files(connection, session)
+                    for f in page
+                )
+                result = self._confirm(connection, existing, staged, retention_class, checked)
+            else:
+                result = self._create_from_session(
+                    connection, session, name, version, retention_class, dict(checked)
+                )
+            uploads.end_session(connection, session)
+            return result
+
+    def confirm_push(
+        self,
+        ref: PackageRef,
+        files: Iterable[FileFacts],
+        retention_class: str = retention.DEFAULT_CLASS,
+        metadata: Mapping[str, object] | None = None,
+    ) -> PushResult:
+        """Succeed (created=False) if the version holds exactly these files, class and metadata.
+
+        Otherwise raise ConflictError naming the first difference, or PackageStateError if the
+        version is open for assembly.
+        """
+        checked = validate_metadata(metadata or {})
+        with self._read() as connection:
+            package = registry.get_package(connection, ref)
+            return self._confirm(connection, package, files, retention_class, checked)
+
+    def _confirm(
+        self,
+        connection: Connection,
+        package: Package,
+        files: Iterable[FileFacts],
+        retention_class: str,
+        metadata: Metadata,
+    ) -> PushResult:
+        if not package.is_finalized:
+            raise PackageStateError(
+                f"package {package} is open for assembly; finalize or abandon it "
+                "(a push never adds to an open package)"
+            )
+        event = self._finalize_event(connection, package, None)
+        manifest = codec.decode(event.payload)
+        difference = first_difference(
+            manifest, package.retention_class, files, retention_class, metadata
+        )
+        if difference is not None:
+            raise ConflictError(
+                f"package {package} already exists with other content: {difference}; "
+                "versions are immutable, push a new version"
+            )
+        return PushResult(manifest, False, event.sequence, event.chain_digest)
+
+    def _create_from_session(
+        self,
+        connection: Connection,
+        session: str,
+        name: str,
+        version: str,
+        retention_class: str,
+        metadata: dict[str, object],
+    ) -> PushResult:
+        package_id = str(uuid.uuid4())
+        now = format_timestamp(self._now())
+        created = self._event(
+            PACKAGE_CREATED,
+            package_id,
+            codec.encode_value({"name": name, "version": version, "metadata": metadata}),
+            now,
+        )
+        assigned = self._event(
+            RETENTION_ASSIGNED, package_id, codec.encode_value({"class": retention_class}), now
+        )
+        self._record(connection, [created, assigned])
+        for page in uploads.staged_files(connection, session):
+            self._record(
+                connection,
+                [self._event(FILE_INGESTED, package_id, _staged_payload(f), now) for f in page],
+            )
+        package = registry.get_package(connection, package_id)
+        manifest = build_manifest(connection, package, now)
+        [finalized] = self._record(
+            connection, [self._event(PACKAGE_FINALIZED, package_id, codec.encode(manifest), now)]
+        )
+        return PushResult(manifest, True, finalized.sequence, finalized.chain_digest)
+
     # -- reading ---------------------------------------------------------------------------
 
-    def get_manifest(self, ref: PackageRef) -> Manifest:
-        """The manifest of a finalized package; PackageStateError while it is open."""
-        with self._read() as connection:
-            return _stored_manifest(connection, registry.get_package(connection, ref))
+    def _manifest(
+        self, connection: Connection, package: Package, expect_digest: str | None = None
+    ) -> bytes:
+        """The canonical CBOR manifest of a finalized package, as its finalize event holds it."""
+        return self._finalize_event(connection, package, expect_digest).payload
 
-    def get_manifest_bytes(self, ref: PackageRef, format: ManifestFormat = "cbor") -> bytes:
-        """The manifest as canonical CBOR ('cbor') or its RFC 8785 JSON projection ('jcs')."""
+    def _finalize_event(
+        self, connection: Connection, package: Package, expect_digest: str | None
+    ) -> Event:
+        if not package.is_finalized:
+            raise PackageStateError(f"package {package} is not finalized (it is open)")
+        event = log.finalize_event(connection, package.id)
+        if event is None:
+            raise IntegrityError(
+                f"package {package} is finalized in the views but the event log never "
+                "finalized it; run 'artifactstore verify --all'"
+            )
+        digest = codec.manifest_digest_of_bytes(event.payload)
+        if digest != package.manifest_digest:
+            raise IntegrityError(
+                f"package {package}: the views name manifest {package.manifest_digest}, the "
+                f"event log holds {digest}; run 'artifactstore verify --all'"
+            )
+        if expect_digest is not None and digest != expect_digest:
+            raise DigestMismatchError(
+                f"package {package} has manifest {digest}, not the expected {expect_digest}"
+            )
+        return event
+
+    def get_manifest(self, ref: PackageRef, expect_digest: str | None = None) -> Manifest:
+        """The manifest of a finalized package; PackageStateError while it is open."""
+        return codec.decode(self.get_manifest_bytes(ref, "cbor", expect_digest))
+
+    def get_manifest_bytes(
+        self,
+        ref: PackageRef,
+        format: ManifestFormat = "cbor",
+        expect_digest: str | None = None,
+    ) -> bytes:
+        """The manifest as canonical CBOR ('cbor') or its RFC 8785 JSON projection ('jcs').
+
+        DigestMismatchError if expect_digest (or the digest a 'NAME@blake3:...' ref pins) is
+        not the manifest's digest.
+        """
         if format not in _FORMATS:
             raise InvalidInputError(f"manifest format {format!r} is not one of {_FORMATS}")
         with self._read() as connection:
             package = registry.get_package(connection, ref)
-            data = _stored_manifest_bytes(connection, package)
+            data = self._manifest(connection, package, _expected(ref, expect_digest))
         return data if format == "cbor" else projection.jcs(codec.decode(data))
 
-    def get_file(self, ref: PackageRef, path: str) -> BinaryIO:
-        """A streaming reader of one file that raises IntegrityError if its bytes are wrong."""
+    def get_file(self, ref: PackageRef, path: str, expect_digest: str | None = None) -> BinaryIO:
+        """A streaming reader of one file of a finalized package, checked against its digest.
+
+        The reader raises IntegrityError at the end if the bytes are not the recorded ones.
+        """
+        files = self.finalized_files(ref, expect_digest)
+        found = [f for f in files if f.path == path]
+        if not found:
+            raise PackageFileNotFoundError(f"package {_label(ref)} has no file {path!r}")
+        return self.open_stored_file(_label(ref), found[0])
+
+    def finalized_files(
+        self, ref: PackageRef, expect_digest: str | None = None
+    ) -> list[StoredFile]:
+        """The files of a finalized package from its manifest; PackageStateError if it is open."""
         with self._read() as connection:
             package = registry.get_package(connection, ref)
-            stored = registry.package_file(connection, package.id, path)
-        if stored is None:
-            raise PackageFileNotFoundError(f"package {package} has no file {path!r}")
-        return self.open_stored_file(package, stored)
+            data = self._manifest(connection, package, _expected(ref, expect_digest))
+        return _manifest_files(data)
 
-    def open_stored_file(self, package: Package, stored: StoredFile) -> BinaryIO:
-        """Like get_file, for a file already looked up (from list_files): no database query."""
+    def open_stored_file(self, label: str, stored: StoredFile) -> BinaryIO:
+        """A verifying reader of one file already looked up (no database query)."""
         stream = self._dataplane.serve_object(stored.content_address)
-        label = f"{package} {stored.path}"
         return io.BufferedReader(
-            VerifyingReader(stream, stored.content_address, stored.size, label)
+            VerifyingReader(stream, stored.content_address, stored.size, f"{label} {stored.path}")
         )
 
     def pull(
@@ -513,35 +696,73 @@ class ArtifactStore:
         ref: PackageRef,
         destination: str | os.PathLike[str],
         progress: Callable[[int], None] | None = None,
+        expect_digest: str | None = None,
     ) -> list[StoredFile]:
-        """Write every file of a package under destination, each verified (see pull.pull)."""
-        return pull_package(self, self.package(ref), Path(destination), progress)
+        """Write every file of a finalized package under destination, each verified."""
+        files = self.finalized_files(ref, expect_digest)
+        return pull_package(self, _label(ref), files, Path(destination), progress)
 
     def verify_package(
-        self, ref: PackageRef, progress: Callable[[int], None] | None = None
+        self,
+        ref: PackageRef,
+        progress: Callable[[int], None] | None = None,
+        expect_digest: str | None = None,
     ) -> audit.VerifyReport:
-        """Re-read and re-hash every blob of a package; the report lists each problem."""
+        """Re-read and re-hash every blob of a finalized package; the report lists each problem.
+
+        An open package is a problem ("not finalized"), and so is a manifest whose digest is
+        not the expected one or not the one the log fixed.
+        """
         with self._read() as connection:
             package = registry.get_package(connection, ref)
-            files = registry.package_files(connection, package.id)
-            manifest = registry.manifest_bytes(connection, package.id)
-        count, total, problems = audit.check_package(
-            self._dataplane, package, files, manifest, progress
-        )
-        return audit.VerifyReport(1, count, total, tuple(problems))
+        return self._verify(package, progress, _expected(ref, expect_digest), open_is_ok=False)
 
-    def verify_all(self, progress: Callable[[int], None] | None = None) -> audit.VerifyReport:
-        """Verify every package and the event chain."""
+    def _verify(
+        self,
+        package: Package,
+        progress: Callable[[int], None] | None,
+        expect_digest: str | None,
+        open_is_ok: bool,
+    ) -> audit.VerifyReport:
+        problems: list[audit.Problem] = []
+        with self._read() as connection:
+            if package.is_finalized:
+                try:
+                    files = _manifest_files(self._manifest(connection, package, expect_digest))
+                except IntegrityError as exc:
+                    problems.append(audit.Problem(str(package), None, str(exc)))
+                    files = registry.package_files(connection, package.id)
+            else:
+                if not open_is_ok:
+                    problems.append(audit.Problem(str(package), None, "not finalized (open)"))
+                files = registry.package_files(connection, package.id)
+        count, total, found = audit.check_files(self._dataplane, str(package), files, progress)
+        return audit.VerifyReport(1, count, total, tuple(problems + found))
+
+    def verify_all(
+        self,
+        progress: Callable[[int], None] | None = None,
+        checkpoints: Mapping[int, str] | None = None,
+    ) -> audit.VerifyReport:
+        """Verify every package's blobs, the log (chain, rules, checkpoints) and the views.
+
+        An open package under assembly is not a problem. checkpoints maps sequences to the
+        chain digests (hex) the caller kept; a log rewritten before one of them fails.
+        """
         packages = files = total = 0
         problems: list[audit.Problem] = []
         for package in self.list_packages():
-            report = self.verify_package(package, progress)
+            report = self._verify(package, progress, None, open_is_ok=True)
             packages += 1
             files += report.files
             total += report.bytes
             problems.extend(report.problems)
-        chain = self.verify_chain()
+        chain = self.verify_chain(checkpoints)
         problems.extend(audit.chain_problems(chain))
+        if chain.ok:
+            # Only a sound log can say what the views should be.
+            replayed = self.replay(check=True)
+            problems.extend(audit.Problem("views", None, d) for d in replayed.differences)
         return audit.VerifyReport(packages, files, total, tuple(problems), chain)
 
     # -- the log ---------------------------------------------------------------------------
@@ -552,15 +773,24 @@ class ArtifactStore:
         """Events after sequence `since`; with follow, wait for new ones until timeout."""
         return log.tail(self._engine, since, follow, timeout)
 
-    def verify_chain(self) -> log.ChainReport:
-        """Recompute the event log's hash chain."""
+    def checkpoint(self) -> log.Head:
+        """The log head: the last sequence and its chain digest (hex)."""
         with self._read() as connection:
-            return log.verify_chain(connection)
+            return log.read_head(connection)
 
-    def replay(self, check: bool = False) -> views.ReplayReport:
-        """Rebuild every view from the log; with check, compare only and change nothing."""
+    def verify_chain(self, checkpoints: Mapping[int, str] | None = None) -> log.ChainReport:
+        """Check the event log: gapless, hash-chained, package rules kept, checkpoints held."""
+        with self._read() as connection:
+            return log.verify_chain(connection, checkpoints)
+
+    def replay(self, check: bool = False, force: bool = False) -> views.ReplayReport:
+        """Rebuild every view from the log; with check, compare only and change nothing.
+
+        Refuses (LogIntegrityError, nothing changed) a log with a gap, a broken chain or an
+        event the package rules forbid, unless force is set. Holds the log lock throughout.
+        """
         with self._write() as connection:
-            report = views.replay(connection)
+            report = views.replay(connection, check, force)
             if check:
                 connection.rollback()
             return report
@@ -611,27 +841,68 @@ def _require_new_paths(package: Package, paths: list[str], existing: set[str]) -
         seen.add(path)
 
 
-def _stored_manifest_bytes(connection: Connection, package: Package) -> bytes:
-    data = registry.manifest_bytes(connection, package.id)
-    if data is None:
-        raise PackageStateError(f"package {package} is open; finalize it to get a manifest")
-    return data
+def _pinned(ref: PackageRef) -> str | None:
+    """The digest a 'NAME@blake3:<hex>' reference pins, or None."""
+    if isinstance(ref, str) and "@" in ref:
+        return "blake3:" + ref.rpartition("@blake3:")[2]
+    return None
 
 
-def _stored_manifest(connection: Connection, package: Package) -> Manifest:
-    return codec.decode(_stored_manifest_bytes(connection, package))
+def _expected(ref: PackageRef, expect_digest: str | None) -> str | None:
+    pinned = _pinned(ref)
+    if pinned is not None and expect_digest is not None and pinned != expect_digest:
+        raise DigestMismatchError(f"{ref} pins {pinned}, but {expect_digest} is expected")
+    return expect_digest or pinned
 
 
-def _file_payload(path: str, result: IngestResult, executable: bool) -> bytes:
+def _label(ref: PackageRef) -> str:
+    if isinstance(ref, tuple):
+        return f"{ref[0]}:{ref[1]}"
+    if isinstance(ref, str) and not is_package_spec(ref):
+        return f"package {ref}"
+    return str(ref)
+
+
+def _manifest_files(data: bytes) -> list[StoredFile]:
+    """The files a canonical manifest lists, with the backend each blob's receipt names."""
+    manifest = codec.decode(data)
+    backends = {str(r.content_address): r.backend_id for r in manifest.storage_receipts}
+    return [
+        StoredFile(
+            path=f.path,
+            size=f.size,
+            blake3=Digest("blake3", f.blake3.hex),
+            sha256=f.sha256,
+            executable=f.executable,
+            backend_id=backends.get(str(f.content_address), ""),
+        )
+        for f in manifest.files
+    ]
+
+
+def _staged(path: str, result: IngestResult, executable: bool) -> uploads.StagedFile:
+    return uploads.StagedFile(
+        path=path,
+        size=result.size,
+        blake3=result.digests.blake3.hex,
+        sha256=result.digests.sha256.hex,
+        executable=executable,
+        backend_id=result.receipt.backend_id,
+        object_key=result.receipt.key,
+        stored_at=format_timestamp(result.receipt.stored_at),
+    )
+
+
+def _staged_payload(staged: uploads.StagedFile) -> bytes:
     return codec.encode_value(
         {
-            "path": path,
-            "size": result.size,
-            "blake3": result.digests.blake3.hex,
-            "sha256": result.digests.sha256.hex,
-            "executable": executable,
-            "backend_id": result.receipt.backend_id,
-            "object_key": result.receipt.key,
-            "stored_at": format_timestamp(result.receipt.stored_at),
+            "path": staged.path,
+            "size": staged.size,
+            "blake3": staged.blake3,
+            "sha256": staged.sha256,
+            "executable": staged.executable,
+            "backend_id": staged.backend_id,
+            "object_key": staged.object_key,
+            "stored_at": staged.stored_at,
         }
     )

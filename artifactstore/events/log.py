@@ -1,38 +1,76 @@
 """The append-only event log: append inside a transaction, read, follow and verify.
 
-Appends serialize on the single `event_log_head` row (SELECT ... FOR UPDATE on PostgreSQL; the
-write lock taken by BEGIN IMMEDIATE on SQLite). The next sequence number is only handed out
-after the previous holder commits, so sequences are gapless (a rollback also rolls back the
-head) and commit-ordered (a reader tailing `since N` can never miss a later-committed N+1).
+Every write transaction serializes on the single `event_log_head` row, and takes it first,
+before it reads the state it checks (`lock_head`: SELECT ... FOR UPDATE on PostgreSQL, where
+each later statement at READ COMMITTED then sees everything committed before the lock was
+granted; on SQLite the write lock that BEGIN IMMEDIATE already holds). The next sequence
+number is only handed out after the previous holder commits, so sequences are gapless (a
+rollback also rolls back the head) and commit-ordered (a reader tailing `since N` can never
+miss a later-committed N+1), and a state check and the events it leads to are one step.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select, text, update
 
 from artifactstore import schema
-from artifactstore.events.model import Event, NewEvent, canonical_bytes, chain_digest, seal
+from artifactstore.errors import PackageFinalizedError, PackageStateError
+from artifactstore.events.checker import FINALIZED, LogChecker, LogProblem, RuleError, next_state
+from artifactstore.events.model import (
+    PACKAGE_ABANDONED,
+    PACKAGE_CREATED,
+    PACKAGE_FINALIZED,
+    Event,
+    NewEvent,
+    seal,
+)
 
 NOTIFY_CHANNEL = "artifactstore_events"
 _PAGE = 1000
 _SQLITE_POLL_SECONDS = 0.05
 
 
+@dataclass(frozen=True, slots=True)
+class Head:
+    """The last event of the log: its sequence (0 when empty) and its chain digest."""
+
+    sequence: int
+    chain_digest: str
+
+
+def lock_head(connection: Connection) -> Head:
+    """Take the log's write lock for the caller's transaction and return the head.
+
+    Call it before reading any state a write depends on; it is held until commit or rollback.
+    """
+    return _head(connection, for_update=True)
+
+
+def read_head(connection: Connection) -> Head:
+    """The head as the caller's transaction sees it, without locking."""
+    return _head(connection, for_update=False)
+
+
+def _head(connection: Connection, for_update: bool) -> Head:
+    query = select(
+        schema.event_log_head.c.last_sequence, schema.event_log_head.c.chain_digest
+    ).where(schema.event_log_head.c.id == 1)
+    row = connection.execute(query.with_for_update() if for_update else query).one()
+    return Head(int(row.last_sequence), str(row.chain_digest))
+
+
 def write(connection: Connection, new_events: Sequence[NewEvent]) -> list[Event]:
     """Append events in the caller's transaction and return them sealed (sequence, chain)."""
     if not new_events:
         return []
-    head = connection.execute(
-        select(schema.event_log_head.c.last_sequence, schema.event_log_head.c.chain_digest)
-        .where(schema.event_log_head.c.id == 1)
-        .with_for_update()
-    ).one()
-    sequence, previous = int(head.last_sequence), str(head.chain_digest)
+    head = lock_head(connection)
+    _check_rules(connection, new_events)
+    sequence, previous = head.sequence, head.chain_digest
     sealed = []
     for new_event in new_events:
         sequence += 1
@@ -48,6 +86,42 @@ def write(connection: Connection, new_events: Sequence[NewEvent]) -> list[Event]
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
     return sealed
+
+
+def _check_rules(connection: Connection, new_events: Sequence[NewEvent]) -> None:
+    """Refuse events the package rules forbid, judging by the log rather than the views."""
+    states = package_states(connection, {e.package_id for e in new_events if e.package_id})
+    for new_event in new_events:
+        if new_event.package_id is None:
+            continue
+        state = states.get(new_event.package_id)
+        try:
+            states[new_event.package_id] = next_state(state, new_event.event_type)
+        except RuleError as exc:
+            error = PackageFinalizedError if state == FINALIZED else PackageStateError
+            raise error(
+                f"the event log refuses this change to package {new_event.package_id}: {exc}"
+            ) from None
+
+
+_LIFECYCLE = (PACKAGE_CREATED, PACKAGE_FINALIZED, PACKAGE_ABANDONED)
+
+
+def package_states(connection: Connection, package_ids: Iterable[str]) -> dict[str, str]:
+    """The state of each package as the log says ('open', 'finalized' or 'abandoned')."""
+    events = schema.events
+    ids = sorted(set(package_ids))
+    if not ids:
+        return {}
+    rows = connection.execute(
+        select(events.c.package_id, events.c.event_type)
+        .where(events.c.package_id.in_(ids), events.c.event_type.in_(_LIFECYCLE))
+        .order_by(events.c.sequence)
+    )
+    states: dict[str, str] = {}
+    for package_id, event_type in rows:
+        states[package_id] = next_state(states.get(package_id), event_type)
+    return states
 
 
 def _insert_events(_connection: Connection) -> Any:
@@ -92,6 +166,18 @@ def read(
         since = int(rows[-1][0])
 
 
+def finalize_event(connection: Connection, package_id: str) -> Event | None:
+    """The v1.package.finalized event of a package (its payload is the manifest), or None."""
+    events = schema.events
+    row = connection.execute(
+        select(events)
+        .where(events.c.package_id == package_id, events.c.event_type == PACKAGE_FINALIZED)
+        .order_by(events.c.sequence)
+        .limit(1)
+    ).first()
+    return None if row is None else Event(*row)
+
+
 def tail(
     engine: Engine, since: int = 0, follow: bool = False, timeout: float | None = None
 ) -> Iterator[Event]:
@@ -123,6 +209,9 @@ def _expired(deadline: float | None) -> bool:
 
 def _tail_postgresql(engine: Engine, since: int, deadline: float | None) -> Iterator[Event]:
     raw = engine.raw_connection()
+    # The listener leaves the pool for good: put back in autocommit with LISTEN on, it would
+    # hand the next writer a connection whose "transaction" commits statement by statement.
+    raw.detach()
     try:
         listener = raw.driver_connection
         assert listener is not None  # a pooled psycopg connection always has its driver
@@ -145,45 +234,41 @@ def _tail_postgresql(engine: Engine, since: int, deadline: float | None) -> Iter
 
 @dataclass(frozen=True, slots=True)
 class ChainReport:
-    """The result of re-computing the hash chain: how far it held and where it broke."""
+    """The result of checking the log: how many events were checked and what broke."""
 
     checked: int
-    first_bad_sequence: int | None
-    problem: str | None
+    problems: tuple[LogProblem, ...] = ()
 
     @property
     def ok(self) -> bool:
-        """True when every event chained correctly and the head agrees."""
-        return self.first_bad_sequence is None and self.problem is None
+        """True when every event chained correctly, kept the rules, and the head agrees."""
+        return not self.problems
+
+    @property
+    def first_bad_sequence(self) -> int | None:
+        """The sequence of the first problem, or None."""
+        return self.problems[0].sequence if self.problems else None
+
+    @property
+    def problem(self) -> str | None:
+        """The first problem as text, or None."""
+        return str(self.problems[0]) if self.problems else None
 
 
-def verify_chain(connection: Connection) -> ChainReport:
-    """Recompute every chain digest from genesis; report the first bad sequence, if any."""
-    previous = schema.GENESIS_CHAIN_DIGEST
-    expected_sequence = 0
-    for event in read(connection):
-        expected_sequence += 1
-        if event.sequence != expected_sequence:
-            return ChainReport(
-                expected_sequence - 1,
-                expected_sequence,
-                f"sequence {expected_sequence} is missing (next stored is {event.sequence})",
-            )
-        actual = chain_digest(previous, canonical_bytes(event.sequence, event))
-        if actual != event.chain_digest:
-            return ChainReport(
-                expected_sequence - 1,
-                event.sequence,
-                f"event {event.sequence} ({event.event_type}) does not match its chain digest",
-            )
-        previous = actual
-    head = connection.execute(
-        select(schema.event_log_head.c.last_sequence, schema.event_log_head.c.chain_digest)
-    ).one()
-    if (int(head.last_sequence), head.chain_digest) != (expected_sequence, previous):
-        return ChainReport(
-            expected_sequence,
-            None,
-            f"log head says sequence {head.last_sequence} but the log ends at {expected_sequence}",
-        )
-    return ChainReport(expected_sequence, None, None)
+def verify_chain(
+    connection: Connection, checkpoints: Mapping[int, str] | None = None
+) -> ChainReport:
+    """Check the log up to its head: gapless, chained from genesis, rules kept, checkpoints held.
+
+    The head is read first and the events up to it after, so a writer appending meanwhile
+    (whose events come after the head read) never looks like damage.
+    """
+    head = read_head(connection)
+    checker = LogChecker(checkpoints or {})
+    problems: list[LogProblem] = []
+    checked = 0
+    for event in read(connection, until=head.sequence):
+        problems.extend(checker.check(event))
+        checked += 1
+    problems.extend(checker.finish(head.sequence, head.chain_digest))
+    return ChainReport(checked, tuple(problems))

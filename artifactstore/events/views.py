@@ -25,8 +25,9 @@ import cbor2
 from sqlalchemy import Connection, delete, insert, select, update
 
 from artifactstore import schema
-from artifactstore.errors import ManifestError
+from artifactstore.errors import LogIntegrityError, ManifestError
 from artifactstore.events import log
+from artifactstore.events.checker import LogChecker, LogProblem
 from artifactstore.events.model import (
     FILE_INGESTED,
     PACKAGE_ABANDONED,
@@ -131,20 +132,8 @@ def _apply_files(connection: Connection, events: Sequence[Event]) -> None:
     schema.execute_many(connection, _insert_location, list(locations.values()))
 
 
-def _dialect_insert(connection: Connection) -> Any:
-    # Imported here: the postgresql package pulls in asyncio and its async drivers, which an
-    # embedded SQLite store never needs.
-    if connection.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-
-        return postgresql_insert
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert
-
-
 def _upsert_file(connection: Connection) -> Any:
-    statement = _dialect_insert(connection)(schema.artifact_files)
+    statement = schema.dialect_insert(connection)(schema.artifact_files)
     replaced = {
         column.name: statement.excluded[column.name]
         for column in schema.artifact_files.columns
@@ -158,7 +147,7 @@ def _upsert_file(connection: Connection) -> Any:
 
 def _insert_location(connection: Connection) -> Any:
     # The first receipt of a blob on a backend stands; later ingests of it change nothing.
-    return _dialect_insert(connection)(schema.storage_locations).on_conflict_do_nothing()
+    return schema.dialect_insert(connection)(schema.storage_locations).on_conflict_do_nothing()
 
 
 def _package_finalized(connection: Connection, event: Event) -> None:
@@ -258,11 +247,17 @@ def state_digest(connection: Connection) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ReplayReport:
-    """What a replay did: events applied, and the state digest before and after."""
+    """What a replay did: events applied, the state digest before and after, what differed.
+
+    `differences` names each table and package (or blob) whose rows differ from the log's, when
+    replay was only checking; `problems` lists what a forced replay skipped over.
+    """
 
     events: int
     digest_before: str
     digest_after: str
+    differences: tuple[str, ...] = ()
+    problems: tuple[LogProblem, ...] = ()
 
     @property
     def identical(self) -> bool:
@@ -270,19 +265,108 @@ class ReplayReport:
         return self.digest_before == self.digest_after
 
 
-def replay(connection: Connection) -> ReplayReport:
-    """Rebuild every view table from the log inside the caller's transaction."""
+def replay(connection: Connection, check: bool = False, force: bool = False) -> ReplayReport:
+    """Rebuild every view table from the log inside the caller's transaction.
+
+    The caller holds the log's write lock. A log with a gap, a broken chain or an event the
+    package rules forbid raises LogIntegrityError naming the first bad sequence (the caller's
+    transaction then rolls back, views untouched) unless force is set; then rule-breaking
+    events are skipped and listed. With check, the rebuild is undone before returning (the
+    caller rolls back too) and the differences are named.
+    """
+    head = log.read_head(connection)
     before = state_digest(connection)
+    rebuild = connection.begin_nested() if check else None
     for table in reversed(schema.VIEW_TABLES):
         connection.execute(delete(table))
+    checker = LogChecker()
+    problems: list[LogProblem] = []
     count = 0
     page: list[Event] = []
-    for event in log.read(connection, page=_REPLAY_PAGE):
+    for event in log.read(connection, until=head.sequence, page=_REPLAY_PAGE):
+        found = checker.check(event)
+        problems.extend(found)
+        if found and not force:
+            raise LogIntegrityError(_refusal(found[0]))
+        if any(problem.kind == "rule" for problem in found):
+            continue
         page.append(event)
+        count += 1
         if len(page) == _REPLAY_PAGE:
             apply(connection, page)
-            count += len(page)
             page = []
     apply(connection, page)
-    count += len(page)
-    return ReplayReport(count, before, state_digest(connection))
+    found = checker.finish(head.sequence, head.chain_digest)
+    problems.extend(found)
+    if found and not force:
+        raise LogIntegrityError(_refusal(found[0]))
+    after = state_digest(connection)
+    differences: tuple[str, ...] = ()
+    if rebuild is not None:
+        if after != before:
+            rebuilt, names = fingerprints(connection), package_names(connection)
+            rebuild.rollback()
+            differences = _differences(fingerprints(connection), rebuilt, names)
+        else:
+            rebuild.rollback()
+    return ReplayReport(count, before, after, differences, tuple(problems))
+
+
+def _refusal(problem: LogProblem) -> str:
+    return (
+        f"the event log is broken at sequence {problem.sequence} ({problem.message}); "
+        "refusing to rebuild the views from it (replay --force rebuilds anyway)"
+    )
+
+
+_GROUPED_BY = {
+    schema.artifact_packages.name: "id",
+    schema.artifact_files.name: "package_id",
+    schema.retention_state.name: "package_id",
+    schema.storage_locations.name: "content_address",
+}
+
+
+def fingerprints(connection: Connection) -> dict[tuple[str, str], str]:
+    """A digest of the view rows per (table, package id or content address)."""
+    hashers: dict[tuple[str, str], Any] = {}
+    for table in schema.VIEW_TABLES:
+        column = _GROUPED_BY[table.name]
+        key_index = [c.name for c in table.columns].index(column)
+        query = select(table).order_by(*table.primary_key.columns)
+        result = connection.exec_driver_sql(str(query.compile(dialect=connection.dialect)))
+        for rows in result.partitions(_DIGEST_PAGE):
+            for row in rows:
+                key = (table.name, str(row[key_index]))
+                hasher = hashers.get(key)
+                if hasher is None:
+                    hasher = hashers[key] = blake3.blake3()
+                hasher.update(cbor2.dumps(tuple(row), canonical=True))
+    return {key: str(hasher.hexdigest()) for key, hasher in hashers.items()}
+
+
+def package_names(connection: Connection) -> dict[str, str]:
+    """'name:version' of every package in the views, by id."""
+    packages = schema.artifact_packages
+    rows = connection.execute(select(packages.c.id, packages.c.name, packages.c.version))
+    return {row.id: f"{row.name}:{row.version}" for row in rows}
+
+
+def _differences(
+    original: dict[tuple[str, str], str], rebuilt: dict[tuple[str, str], str], names: dict[str, str]
+) -> tuple[str, ...]:
+    found = []
+    changed = (k for k in original.keys() | rebuilt.keys() if original.get(k) != rebuilt.get(k))
+    for table, key in sorted(changed):
+        if table == schema.storage_locations.name:
+            what = f"blob {key}"
+        else:
+            what = f"package {names[key]}" if key in names else f"package id {key}"
+        if (table, key) not in rebuilt:
+            change = "has rows the log does not have"
+        elif (table, key) not in original:
+            change = "lacks rows the log has"
+        else:
+            change = "differs from the log"
+        found.append(f"{table}: {what} {change}")
+    return tuple(found)

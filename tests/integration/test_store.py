@@ -125,6 +125,7 @@ def test_every_source_kind_is_accepted(store: ArtifactStore, tmp_path: Path) -> 
     store.ingest_file(package, "chunks", iter([b"from ", b"chunks"]))
     files = {f.path: f for f in store.list_files(package)}
     assert files["path"].executable and not files["bytes"].executable
+    store.finalize_package(package)
     for path, expected in [("bytes", b"from bytes"), ("chunks", b"from chunks")]:
         with store.get_file(package, path) as handle:
             assert handle.read() == expected
@@ -138,6 +139,7 @@ def test_a_path_twice_needs_replace(store: ArtifactStore) -> None:
         store.ingest_file(package, "a", b"two")
     assert event_count(store) == count
     store.ingest_file(package, "a", b"two", replace=True)
+    store.finalize_package(package)
     with store.get_file(package, "a") as handle:
         assert handle.read() == b"two"
 
@@ -221,26 +223,37 @@ def test_push_is_idempotent_and_conflicts_on_different_files(
 ) -> None:
     tree = make_tree(tmp_path / "dist")
     first = store.push("acme/app", "2.0", tree, metadata={"job": "1"})
+    assert first.created
     count = event_count(store)
-    assert store.push("acme/app", "2.0", tree) == first
+    again = store.push("acme/app", "2.0", tree, metadata={"job": "1"})
+    assert (again.digest, again.created) == (first.digest, False)
+    assert (again.sequence, again.chain_digest) == (first.sequence, first.chain_digest)
     assert event_count(store) == count
 
     (tree / "README.md").write_bytes(b"changed")
     with pytest.raises(ConflictError, match=r"README\.md"):
-        store.push("acme/app", "2.0", tree)
+        store.push("acme/app", "2.0", tree, metadata={"job": "1"})
     (tree / "README.md").write_bytes(FILES["README.md"])
     (tree / "bin/app").chmod(0o644)
     with pytest.raises(ConflictError, match="bin/app"):
+        store.push("acme/app", "2.0", tree, metadata={"job": "1"})
+    (tree / "bin/app").chmod(0o755)
+    with pytest.raises(ConflictError, match="metadata"):
         store.push("acme/app", "2.0", tree)
+    with pytest.raises(ConflictError, match="retention class 'ci'"):
+        store.push("acme/app", "2.0", tree, "ci", metadata={"job": "1"})
     assert event_count(store) == count
 
 
-def test_push_resumes_an_interrupted_package(store: ArtifactStore, tmp_path: Path) -> None:
+def test_push_never_joins_an_open_package(store: ArtifactStore, tmp_path: Path) -> None:
     tree = make_tree(tmp_path / "dist")
     package = store.create_package("acme/app", "3.0")
     store.ingest_file(package, "README.md", FILES["README.md"])
-    manifest = store.push("acme/app", "3.0", tree)
-    assert {f.path for f in manifest.files} == set(FILES)
+    count = event_count(store)
+    with pytest.raises(PackageStateError, match="open for assembly"):
+        store.push("acme/app", "3.0", tree)
+    assert event_count(store) == count
+    assert {f.path for f in store.list_files(package)} == {"README.md"}
 
 
 def test_abandoned_package_frees_its_name(store: ArtifactStore) -> None:
@@ -260,6 +273,7 @@ def test_open_package_has_no_manifest(store: ArtifactStore) -> None:
 
 def test_missing_file_in_package(store: ArtifactStore) -> None:
     package = store.create_package("acme/app", "1")
+    store.finalize_package(package)
     with pytest.raises(PackageFileNotFoundError, match="nope"):
         store.get_file(package, "nope")
 
@@ -309,7 +323,7 @@ def test_embedded_default_store_needs_no_server(
         "with ArtifactStore.open() as store:\n"
         "    m = store.push('acme/app', '1', 'dist')\n"
         "    assert store.verify_package(('acme/app', '1')).ok\n"
-        "    print(len(m.files))\n"
+        "    print(len(m.manifest.files))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, check=True
