@@ -209,12 +209,12 @@ def _expired(deadline: float | None) -> bool:
 
 def _tail_postgresql(engine: Engine, since: int, deadline: float | None) -> Iterator[Event]:
     raw = engine.raw_connection()
+    listener = raw.driver_connection
+    assert listener is not None  # a pooled psycopg connection always has its driver
     # The listener leaves the pool for good: put back in autocommit with LISTEN on, it would
     # hand the next writer a connection whose "transaction" commits statement by statement.
     raw.detach()
     try:
-        listener = raw.driver_connection
-        assert listener is not None  # a pooled psycopg connection always has its driver
         listener.autocommit = True
         # LISTEN before the first read, so an event committed in between still wakes us.
         listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
