@@ -48,13 +48,11 @@ CRASHER = textwrap.dedent(
         for i in range(1000):
             tree = work / f"crash-{run}-{i}"
             for n in range(40):
-                target = tree / f"f{n}"
+                target = tree / f"d{n % 4}" / f"f{n}"
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(os.urandom(20_000 + n))
-            package = store.create_package("crash/pkg", f"{run}-{i}")
-            store.ingest_file(package, "big", os.urandom(3_000_000))
-            store.ingest_directory(package, tree)
-            store.finalize_package(package)
+            (tree / "big").write_bytes(os.urandom(3_000_000))
+            store.push("crash/pkg", f"{run}-{i}", tree)
     """
 )
 
@@ -114,16 +112,31 @@ def test_a_process_killed_at_random_points_leaves_a_store_that_verifies(
             assert report.chain is not None and report.chain.ok
             assert store.replay(check=True).identical
             assert blobs_match_their_names(blob_root) == []
-            unfinished = [p for p in store.list_packages() if not p.is_finalized]
-            assert len(unfinished) <= 1
-            for package in unfinished:
-                # Alternate between the two ways out of an interrupted package.
-                if run % 2:
-                    store.abandon_package(package)
-                else:
-                    store.ingest_file(package, "resumed", b"resumed", replace=True)
-                    store.finalize_package(package)
-            assert all(p.is_finalized for p in store.list_packages())
+            # A push publishes all of a version or nothing: no package is open, and each
+            # one holds exactly the files of its tree.
+            packages = store.list_packages()
+            assert all(p.is_finalized for p in packages)
+            for package in packages:
+                tree = tmp_path / f"crash-{package.version}"
+                expected = {p.relative_to(tree).as_posix() for p in tree.rglob("*") if p.is_file()}
+                assert {f.path for f in store.list_files(package)} == expected
+            # Running the interrupted push again succeeds (the last tree may be half-written
+            # by the killed child: write it whole first).
+            interrupted = max(
+                (p for p in tmp_path.glob(f"crash-{run}-*")),
+                key=lambda p: int(p.name.rsplit("-", 1)[1]),
+            )
+            for n in range(40):
+                (interrupted / f"d{n % 4}").mkdir(parents=True, exist_ok=True)
+                target = interrupted / f"d{n % 4}" / f"f{n}"
+                if not target.exists() or target.stat().st_size != 20_000 + n:
+                    target.write_bytes(os.urandom(20_000 + n))
+            big = interrupted / "big"
+            if not big.exists() or big.stat().st_size != 3_000_000:
+                big.write_bytes(os.urandom(3_000_000))
+            version = interrupted.name.removeprefix("crash-")
+            store.push("crash/pkg", version, interrupted)
+            assert store.verify_package(("crash/pkg", version)).ok
             assert store.verify_all().ok
 
 

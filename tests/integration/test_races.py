@@ -27,12 +27,11 @@ from artifactstore.events.model import NewEvent
 NAME = "race/pkg"
 
 
-def write_tree(root: Path, files: dict[str, bytes], executable: set[str] = frozenset()) -> Path:  # type: ignore[assignment]
+def write_tree(root: Path, files: dict[str, bytes]) -> Path:
     for rel, data in files.items():
         target = root / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
-        target.chmod(0o755 if rel in executable else 0o644)
     return root
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from sqlalchemy import Engine, delete, insert, select, text, update
+from sqlalchemy import ColumnElement, Engine, delete, insert, select, text, update
 
 from artifactstore import (
     ArtifactStore,
@@ -65,7 +65,7 @@ def tamper(store: ArtifactStore, statement: object) -> None:
         connection.execute(statement)  # type: ignore[call-overload]
 
 
-def files_row(path: str) -> object:
+def files_row(path: str) -> ColumnElement[bool]:
     return schema.artifact_files.c.path == path
 
 

@@ -19,6 +19,7 @@ import io
 import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +45,23 @@ CREATE TABLE IF NOT EXISTS blobs (
 """
 
 
+_backends: weakref.WeakSet[SQLiteBlobBackend] = weakref.WeakSet()
+
+
+def _forget_connections_after_fork() -> None:
+    # SQLite forbids using a connection opened before fork() in the child; the child opens
+    # its own on first use. The parent's is dropped, not closed: closing it could touch the
+    # parent's database state from the child.
+    for backend in list(_backends):
+        backend._connection = None
+        backend._pending = {}
+        backend._pending_bytes = 0
+        backend._lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_forget_connections_after_fork)
+
+
 class SQLiteBlobBackend:
     """A StorageBackend keeping each object as a row of one SQLite database under root."""
 
@@ -55,6 +73,7 @@ class SQLiteBlobBackend:
         self._lock = threading.RLock()
         self._pending: dict[str, tuple[bytes, float]] = {}
         self._pending_bytes = 0
+        _backends.add(self)
 
     def __repr__(self) -> str:
         return f"SQLiteBlobBackend({str(self._root)!r}, backend_id={self._backend_id!r})"
