@@ -238,16 +238,6 @@ def retention_class(connection: Connection, name: str) -> RetentionClass:
     return classes[name]
 
 
-def manifest_bytes(connection: Connection, package_id: str) -> bytes | None:
-    """The stored canonical CBOR manifest of a finalized package, or None while it is open."""
-    value = connection.execute(
-        select(schema.artifact_packages.c.manifest).where(
-            schema.artifact_packages.c.id == package_id
-        )
-    ).scalar_one_or_none()
-    return None if value is None else bytes(value)
-
-
 def stored_sizes(connection: Connection, sizes: Iterable[int]) -> set[int]:
     """Which of the given sizes some stored blob has (a hint that a file may be a duplicate)."""
     locations = schema.storage_locations

@@ -673,7 +673,7 @@ class ArtifactStore:
         found = [f for f in files if f.path == path]
         if not found:
             raise PackageFileNotFoundError(f"package {_label(ref)} has no file {path!r}")
-        return self.open_stored_file(_label(ref), found[0])
+        return self._open_verified(_label(ref), found[0])
 
     def finalized_files(
         self, ref: PackageRef, expect_digest: str | None = None
@@ -684,8 +684,7 @@ class ArtifactStore:
             data = self._manifest(connection, package, _expected(ref, expect_digest))
         return _manifest_files(data)
 
-    def open_stored_file(self, label: str, stored: StoredFile) -> BinaryIO:
-        """A verifying reader of one file already looked up (no database query)."""
+    def _open_verified(self, label: str, stored: StoredFile) -> BinaryIO:
         stream = self._dataplane.serve_object(stored.content_address)
         return io.BufferedReader(
             VerifyingReader(stream, stored.content_address, stored.size, f"{label} {stored.path}")
