@@ -115,20 +115,19 @@ def replay(report: ReplayReport, check: bool, as_json: bool) -> None:
 
 def pushed(result: PushResult, as_json: bool) -> None:
     """`push`: the manifest digest alone (for `$(artifactstore push ...)`), or a summary."""
-    manifest = result.manifest
     digest = str(result.digest)
     if as_json:
         emit_json(
             {
-                "bytes": sum(f.size for f in manifest.files),
+                "bytes": result.bytes,
                 "chain_digest": f"blake3:{result.chain_digest}",
                 "created": result.created,
                 "digest": digest,
-                "files": len(manifest.files),
+                "files": result.files,
                 "manifest_digest": digest,
-                "name": manifest.package.name,
+                "name": result.name,
                 "sequence": result.sequence,
-                "version": manifest.package.version,
+                "version": result.version,
             }
         )
     else:

@@ -1,29 +1,36 @@
-"""Publishing a version: building its manifest, and telling an identical re-push from a conflict.
+"""Publishing a version: its manifest streamed from the views, and re-pushes told from conflicts.
 
 A version is immutable, so a push of (name, version) that already exists either carries exactly
 what the version holds (the same files with the same digests and executable bits, the same
 retention class and the same metadata: idempotent success) or is a conflict whose message names
 the first difference. The store calls these inside its write transaction, under the log lock.
+
+Both work a file at a time, so memory does not grow with the number of files: the manifest is
+encoded straight from the view rows in manifest order (`manifest.codec.manifest_map`, the one
+layout of a manifest), and a re-push is compared with the stored manifest by walking both file
+lists, each sorted by the UTF-8 bytes of the path, side by side.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
 from artifactstore import registry, retention
 from artifactstore._version import __version__
+from artifactstore.errors import ManifestError
 from artifactstore.identity import ContentAddress
+from artifactstore.manifest import codec, reader
 from artifactstore.manifest.model import (
     FileEntry,
-    Manifest,
     Metadata,
     PackageInfo,
     Provenance,
     ReceiptEntry,
     RetentionSummary,
+    validate_metadata,
 )
 from artifactstore.registry import Package
 
@@ -33,67 +40,78 @@ FileFacts = tuple[str, int, str, str, bool]
 
 @dataclass(frozen=True, slots=True)
 class PushResult:
-    """What a push did: the manifest, whether it created the version, and its finalize event.
+    """What a push did: the version, its manifest digest, whether the push created it, its size,
+    and its finalize event.
 
     `sequence` and `chain_digest` (hex) are those of the version's v1.package.finalized event:
     a checkpoint of the log that proves, later, that the version was not rewritten.
     """
 
-    manifest: Manifest
+    name: str
+    version: str
+    digest: ContentAddress
     created: bool
     sequence: int
     chain_digest: str
-
-    @property
-    def digest(self) -> ContentAddress:
-        """The manifest digest, 'blake3:<hex>'."""
-        return self.manifest.digest
+    files: int
+    bytes: int
 
 
-def first_difference(
-    manifest: Manifest,
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """A re-push compared with the stored version: the first difference, or None; and its size."""
+
+    difference: str | None
+    files: int
+    bytes: int
+
+
+def compare(
+    manifest: bytes,
     current_class: str,
-    files: Iterable[FileFacts],
+    pushed: Iterable[FileFacts],
     retention_class: str,
     metadata: Metadata,
-) -> str | None:
-    """What first differs between a finalized version and a push of it, or None if nothing."""
-    recorded = {f.path: (f.size, f.blake3.hex, f.sha256.hex, f.executable) for f in manifest.files}
-    differing: list[tuple[bytes, str]] = []
-    for path, size, blake3_hex, sha256_hex, executable in files:
-        kept = recorded.pop(path, None)
-        if kept is None:
-            differing.append((path.encode(), f"file {path!r} is not in the stored version"))
-        elif kept != (size, blake3_hex, sha256_hex, executable):
-            what = "executable bit" if kept[:3] == (size, blake3_hex, sha256_hex) else "content"
-            differing.append((path.encode(), f"file {path!r} has a different {what}"))
-    differing.extend(
-        (path.encode(), f"file {path!r} of the stored version is missing") for path in recorded
-    )
-    if differing:
-        return min(differing)[1]
-    if retention_class != current_class:
-        return f"retention class {retention_class!r} (the stored version has {current_class!r})"
-    if metadata != manifest.package.metadata:
-        return "different metadata"
-    return None
+) -> Comparison:
+    """Compare a finalized version's manifest with a push of it, both sorted by path bytes."""
+    count = total = 0
+    difference: str | None = None
+    stored = reader.files(manifest)
+    kept = next(stored, None)
+    for path, size, blake3_hex, sha256_hex, executable in pushed:
+        key = path.encode()
+        while kept is not None and kept.path.encode() < key:
+            difference = difference or f"file {kept.path!r} of the stored version is missing"
+            kept = next(stored, None)
+        if kept is None or kept.path.encode() != key:
+            difference = difference or f"file {path!r} is not in the stored version"
+            continue
+        if (kept.size, kept.blake3.hex, kept.sha256.hex) != (size, blake3_hex, sha256_hex):
+            difference = difference or f"file {path!r} has a different content"
+        elif kept.executable != executable:
+            difference = difference or f"file {path!r} has a different executable bit"
+        count += 1
+        total += size
+        kept = next(stored, None)
+    if kept is not None:
+        difference = difference or f"file {kept.path!r} of the stored version is missing"
+    if difference is None and retention_class != current_class:
+        difference = (
+            f"retention class {retention_class!r} (the stored version has {current_class!r})"
+        )
+    if difference is None:
+        stored_metadata = reader.small_maps(manifest)["package"]["metadata"]
+        if validate_metadata(stored_metadata) != metadata:
+            difference = "different metadata"
+    return Comparison(difference, count, total)
 
 
-def build_manifest(connection: Connection, package: Package, finalized_at: str) -> Manifest:
-    """The manifest of an open package from its view rows, as of finalized_at."""
-    files = registry.package_files(connection, package.id)
+def encode_manifest(connection: Connection, package: Package, finalized_at: str) -> bytes:
+    """The canonical CBOR manifest of an open package, streamed from its view rows."""
     keep_days = registry.retention_class(connection, package.retention_class).keep_days
-    receipts: dict[tuple[str, str], ReceiptEntry] = {}
-    by_backend: dict[str, set[str]] = {}
-    for stored in files:
-        by_backend.setdefault(stored.backend_id, set()).add(str(stored.content_address))
-    for backend_id, addresses in by_backend.items():
-        for address, stored_at in registry.stored_at(connection, backend_id, addresses).items():
-            receipts[(address, backend_id)] = ReceiptEntry(
-                ContentAddress.parse(address), backend_id, stored_at
-            )
-    return Manifest.build(
-        package=PackageInfo(
+    files, _, blobs = registry.package_totals(connection, package.id)
+    value = codec.manifest_map(
+        PackageInfo(
             id=package.id,
             name=package.name,
             version=package.version,
@@ -101,10 +119,29 @@ def build_manifest(connection: Connection, package: Package, finalized_at: str) 
             finalized_at=finalized_at,
             metadata=package.metadata,
         ),
-        files=[FileEntry(f.path, f.size, f.blake3, f.sha256, f.executable) for f in files],
-        storage_receipts=receipts.values(),
-        retention=RetentionSummary(
-            package.retention_class, retention.expires_at(finalized_at, keep_days)
-        ),
-        provenance=Provenance(producer=f"artifactstore {__version__}"),
+        codec.LazyArray(files, map(codec.file_value, _entries(connection, package.id))),
+        codec.LazyArray(blobs, map(codec.receipt_value, _receipts(connection, package.id))),
+        RetentionSummary(package.retention_class, retention.expires_at(finalized_at, keep_days)),
+        Provenance(producer=f"artifactstore {__version__}"),
     )
+    return codec.encode_value(value)
+
+
+def _entries(connection: Connection, package_id: str) -> Iterator[FileEntry]:
+    previous = b""
+    for stored in registry.iter_package_files(connection, package_id):
+        entry = FileEntry(stored.path, stored.size, stored.blake3, stored.sha256, stored.executable)
+        key = entry.path.encode()
+        if key <= previous:
+            raise ManifestError(f"files out of order from the database at {entry.path!r}")
+        previous = key
+        yield entry
+
+
+def _receipts(connection: Connection, package_id: str) -> Iterator[ReceiptEntry]:
+    previous = ("", "")
+    for address, backend_id, stored_at in registry.iter_receipts(connection, package_id):
+        if (address, backend_id) <= previous:
+            raise ManifestError(f"storage receipts out of order from the database at {address}")
+        previous = (address, backend_id)
+        yield ReceiptEntry(ContentAddress.parse(address), backend_id, stored_at)

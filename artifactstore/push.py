@@ -15,7 +15,7 @@ public ArtifactStore methods.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from artifactstore import tree
@@ -57,14 +57,13 @@ def push(
         return store.publish(session, name, version, retention_class, metadata)
 
 
-def _hashed(found: list[tree.TreeFile], progress: Callable[[int], None] | None) -> list[FileFacts]:
-    facts: list[FileFacts] = []
+def _hashed(
+    found: list[tree.TreeFile], progress: Callable[[int], None] | None
+) -> Iterator[FileFacts]:
+    """What each file is, hashed as the comparison reaches it (in path order, like the scan)."""
     for item in found:
         with tree.open_file(item.source) as handle:
             digests = digest_stream(handle)
-        facts.append(
-            (item.path, digests.size, digests.blake3.hex, digests.sha256.hex, item.executable)
-        )
         if progress is not None:
             progress(digests.size)
-    return facts
+        yield item.path, digests.size, digests.blake3.hex, digests.sha256.hex, item.executable

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Row, select
+from sqlalchemy import Connection, Row, func, select
 
 from artifactstore import schema
 from artifactstore.errors import InvalidRetentionClassError, PackageNotFoundError
@@ -185,6 +185,70 @@ def package_files(connection: Connection, package_id: str) -> list[StoredFile]:
     return sorted(map(_stored_file, rows), key=lambda f: f.path.encode("utf-8"))
 
 
+def iter_package_files(connection: Connection, package_id: str) -> Iterator[StoredFile]:
+    """The files of a package in manifest order (UTF-8 bytes of the path), a page at a time."""
+    files = schema.artifact_files
+    after: str | None = None
+    while True:
+        query = (
+            select(files)
+            .where(files.c.package_id == package_id)
+            .order_by(schema.byte_order(files.c.path, connection))
+            .limit(_PAGE)
+        )
+        if after is not None:
+            query = query.where(schema.byte_order(files.c.path, connection) > after)
+        page = [_stored_file(row) for row in connection.execute(query)]
+        yield from page
+        if len(page) < _PAGE:
+            return
+        after = page[-1].path
+
+
+def package_totals(connection: Connection, package_id: str) -> tuple[int, int, int]:
+    """(files, bytes, distinct blobs by backend) of a package."""
+    files = schema.artifact_files
+    count, total = connection.execute(
+        select(func.count(), func.coalesce(func.sum(files.c.size), 0)).where(
+            files.c.package_id == package_id
+        )
+    ).one()
+    blobs = connection.execute(
+        select(func.count()).select_from(
+            select(files.c.content_address, files.c.backend_id)
+            .where(files.c.package_id == package_id)
+            .distinct()
+            .subquery()
+        )
+    ).scalar_one()
+    return int(count), int(total), int(blobs)
+
+
+def iter_receipts(connection: Connection, package_id: str) -> Iterator[tuple[str, str, str]]:
+    """(content address, backend id, stored at) of each distinct blob of a package, in order."""
+    files, locations = schema.artifact_files, schema.storage_locations
+    # Driven by the package's own rows; ordered outside the DISTINCT, because PostgreSQL
+    # cannot order a DISTINCT by an expression (the collation) that it does not select.
+    blobs = (
+        select(locations.c.content_address, locations.c.backend_id, locations.c.stored_at)
+        .join(
+            files,
+            (files.c.content_address == locations.c.content_address)
+            & (files.c.backend_id == locations.c.backend_id),
+        )
+        .where(files.c.package_id == package_id)
+        .distinct()
+        .subquery()
+    )
+    query = select(blobs).order_by(
+        schema.byte_order(blobs.c.content_address, connection),
+        schema.byte_order(blobs.c.backend_id, connection),
+    )
+    for rows in connection.execute(query.execution_options(yield_per=_PAGE)).partitions():
+        for row in rows:
+            yield str(row.content_address), str(row.backend_id), str(row.stored_at)
+
+
 def package_file(connection: Connection, package_id: str, path: str) -> StoredFile | None:
     """One file of a package by path, or None."""
     files = schema.artifact_files
@@ -251,6 +315,7 @@ def stored_sizes(connection: Connection, sizes: Iterable[int]) -> set[int]:
 
 
 _IN_CHUNK = 500
+_PAGE = 2000
 _V = TypeVar("_V", str, int)
 
 

@@ -111,7 +111,6 @@ artifact_packages = Table(
     Column("created_at", _TIMESTAMP, nullable=False),
     Column("finalized_at", _TIMESTAMP, nullable=True),
     Column("manifest_digest", _ADDRESS, nullable=True),
-    Column("manifest", LargeBinary, nullable=True),
     UniqueConstraint("name", "version"),
     CheckConstraint("state IN ('open', 'finalized')", name="state"),
 )
@@ -288,6 +287,15 @@ def _begin_sqlite_transaction(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
     else:
         connection.exec_driver_sql("BEGIN")
+
+
+def byte_order(column: Any, connection: Connection) -> Any:
+    """column for ORDER BY and comparisons in the bytewise order of its UTF-8 text.
+
+    That is the manifest's order. SQLite compares text with memcmp (BINARY); PostgreSQL's
+    default collation follows the locale, and "C" compares bytes.
+    """
+    return column.collate("C") if connection.dialect.name == "postgresql" else column
 
 
 def dialect_insert(connection: Connection) -> Any:

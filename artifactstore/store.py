@@ -69,7 +69,7 @@ from artifactstore.identity import Digest
 from artifactstore.manifest import codec, projection
 from artifactstore.manifest.model import Manifest, Metadata, format_timestamp, validate_metadata
 from artifactstore.naming import check_name, check_path, check_version, is_package_spec
-from artifactstore.publish import FileFacts, PushResult, build_manifest, first_difference
+from artifactstore.publish import FileFacts, PushResult, compare, encode_manifest
 from artifactstore.pull import pull as pull_package
 from artifactstore.push import push as push_directory
 from artifactstore.registry import Package, PackageRef, RetentionClass, StoredFile
@@ -465,12 +465,11 @@ class ArtifactStore:
         """Make a package immutable and return its manifest; finalizing again returns the same."""
         with self._write() as connection:
             package = registry.get_package(connection, ref)
-            if package.is_finalized:
-                return codec.decode(self._manifest(connection, package))
-            manifest = build_manifest(connection, package, format_timestamp(self._now()))
-            payload = codec.encode(manifest)
-            self._record(connection, [self._event(PACKAGE_FINALIZED, package.id, payload)])
-            return manifest
+            if not package.is_finalized:
+                payload = encode_manifest(connection, package, format_timestamp(self._now()))
+                self._record(connection, [self._event(PACKAGE_FINALIZED, package.id, payload)])
+                return codec.decode(payload)
+            return codec.decode(self._manifest(connection, package))
 
     def push(
         self,
@@ -567,16 +566,22 @@ class ArtifactStore:
                 "(a push never adds to an open package)"
             )
         event = self._finalize_event(connection, package, None)
-        manifest = codec.decode(event.payload)
-        difference = first_difference(
-            manifest, package.retention_class, files, retention_class, metadata
-        )
-        if difference is not None:
+        found = compare(event.payload, package.retention_class, files, retention_class, metadata)
+        if found.difference is not None:
             raise ConflictError(
-                f"package {package} already exists with other content: {difference}; "
+                f"package {package} already exists with other content: {found.difference}; "
                 "versions are immutable, push a new version"
             )
-        return PushResult(manifest, False, event.sequence, event.chain_digest)
+        return PushResult(
+            name=package.name,
+            version=package.version,
+            digest=codec.manifest_digest_of_bytes(event.payload),
+            created=False,
+            sequence=event.sequence,
+            chain_digest=event.chain_digest,
+            files=found.files,
+            bytes=found.bytes,
+        )
 
     def _create_from_session(
         self,
@@ -605,11 +610,21 @@ class ArtifactStore:
                 [self._event(FILE_INGESTED, package_id, _staged_payload(f), now) for f in page],
             )
         package = registry.get_package(connection, package_id)
-        manifest = build_manifest(connection, package, now)
+        payload = encode_manifest(connection, package, now)
         [finalized] = self._record(
-            connection, [self._event(PACKAGE_FINALIZED, package_id, codec.encode(manifest), now)]
+            connection, [self._event(PACKAGE_FINALIZED, package_id, payload, now)]
         )
-        return PushResult(manifest, True, finalized.sequence, finalized.chain_digest)
+        files, total, _ = registry.package_totals(connection, package_id)
+        return PushResult(
+            name=name,
+            version=version,
+            digest=codec.manifest_digest_of_bytes(payload),
+            created=True,
+            sequence=finalized.sequence,
+            chain_digest=finalized.chain_digest,
+            files=files,
+            bytes=total,
+        )
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -80,18 +80,14 @@ def stage(
 
 
 def staged_files(connection: Connection, session_id: str) -> Iterator[list[StagedFile]]:
-    """The session's staged files in pages, ordered by path as the database orders text."""
+    """The session's staged files in pages, by the UTF-8 bytes of the path (manifest order)."""
     files = schema.upload_session_files
+    path = schema.byte_order(files.c.path, connection)
     after: str | None = None
     while True:
-        query = (
-            select(files)
-            .where(files.c.session_id == session_id)
-            .order_by(files.c.path)
-            .limit(_PAGE)
-        )
+        query = select(files).where(files.c.session_id == session_id).order_by(path).limit(_PAGE)
         if after is not None:
-            query = query.where(files.c.path > after)
+            query = query.where(path > after)
         page = [_staged(row) for row in connection.execute(query)]
         if page:
             yield page

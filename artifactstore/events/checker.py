@@ -23,8 +23,7 @@ from artifactstore.events.model import (
     PACKAGE_FINALIZED,
     RETENTION_ASSIGNED,
     Event,
-    canonical_bytes,
-    chain_digest,
+    digest_event,
 )
 
 OPEN, FINALIZED, ABANDONED = "open", "finalized", "abandoned"
@@ -99,7 +98,7 @@ class LogChecker:
                     f"missing from the log (the next stored event is {event.sequence})",
                 )
             )
-        expected = chain_digest(self.chain_digest, canonical_bytes(event.sequence, event))
+        expected = digest_event(self.chain_digest, event.sequence, event)
         if expected != event.chain_digest:
             problems.append(
                 LogProblem(

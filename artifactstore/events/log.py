@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, text, update
+from sqlalchemy import Connection, Engine, func, insert, select, text, update
 
 from artifactstore import schema
 from artifactstore.errors import PackageFinalizedError, PackageStateError
@@ -169,12 +169,14 @@ def read(
 def finalize_event(connection: Connection, package_id: str) -> Event | None:
     """The v1.package.finalized event of a package (its payload is the manifest), or None."""
     events = schema.events
-    row = connection.execute(
-        select(events)
+    # The sequence first, from the index alone, then the row by its key: ordering whole rows
+    # made SQLite sort a copy of the payload (the manifest, 43 MB for 100,000 files).
+    first = (
+        select(func.min(events.c.sequence))
         .where(events.c.package_id == package_id, events.c.event_type == PACKAGE_FINALIZED)
-        .order_by(events.c.sequence)
-        .limit(1)
-    ).first()
+        .scalar_subquery()
+    )
+    row = connection.execute(select(events).where(events.c.sequence == first)).first()
     return None if row is None else Event(*row)
 
 

@@ -8,11 +8,12 @@ digest in `artifactstore.schema`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import blake3
 
-from artifactstore.manifest.codec import encode_value
+from artifactstore.manifest.codec import encode_map_chunks
 
 PACKAGE_CREATED = "v1.package.created"
 RETENTION_ASSIGNED = "v1.retention.assigned"
@@ -47,26 +48,39 @@ class Event:
     chain_digest: str
 
 
+def _fields(sequence: int, event: NewEvent | Event) -> dict[str, object]:
+    return {
+        "sequence": sequence,
+        "event_id": event.event_id,
+        "event_type": event.event_type,
+        "occurred_at": event.occurred_at,
+        "actor": event.actor,
+        "package_id": event.package_id,
+        "payload": event.payload,
+    }
+
+
 def canonical_bytes(sequence: int, event: NewEvent | Event) -> bytes:
     """The canonical CBOR of the whole event; what the chain digest covers."""
-    return encode_value(
-        {
-            "sequence": sequence,
-            "event_id": event.event_id,
-            "event_type": event.event_type,
-            "occurred_at": event.occurred_at,
-            "actor": event.actor,
-            "package_id": event.package_id,
-            "payload": event.payload,
-        }
-    )
+    return b"".join(encode_map_chunks(_fields(sequence, event)))
 
 
 def chain_digest(previous: str, canonical: bytes) -> str:
     """BLAKE3 over the previous chain digest's bytes followed by this event's canonical bytes."""
+    return event_chain_digest(previous, [canonical])
+
+
+def event_chain_digest(previous: str, canonical: Iterable[bytes]) -> str:
+    """chain_digest over canonical bytes given in pieces."""
     hasher = blake3.blake3(bytes.fromhex(previous))
-    hasher.update(canonical)
+    for piece in canonical:
+        hasher.update(piece)
     return str(hasher.hexdigest())
+
+
+def digest_event(previous: str, sequence: int, event: NewEvent | Event) -> str:
+    """The chain digest of event at sequence after previous, without copying its payload."""
+    return event_chain_digest(previous, encode_map_chunks(_fields(sequence, event)))
 
 
 def seal(sequence: int, previous: str, event: NewEvent) -> Event:
@@ -79,5 +93,5 @@ def seal(sequence: int, previous: str, event: NewEvent) -> Event:
         actor=event.actor,
         package_id=event.package_id,
         payload=event.payload,
-        chain_digest=chain_digest(previous, canonical_bytes(sequence, event)),
+        chain_digest=digest_event(previous, sequence, event),
     )

@@ -10,7 +10,7 @@ accepted `b`, and a manifest's digest (BLAKE3 over its bytes) is a function of i
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from operator import itemgetter
 from typing import Any, TypeVar, cast
 
@@ -110,7 +110,7 @@ def _encode(value: object, out: bytearray) -> None:
         for encoded_key, key in _key_order(value):
             out += encoded_key
             _encode(value[key], out)
-    elif isinstance(value, list | tuple | _LazyArray):
+    elif isinstance(value, list | tuple | LazyArray):
         out += _head(4, len(value))
         for item in value:
             _encode(item, out)
@@ -135,6 +135,23 @@ def encode_value(value: object) -> bytes:
     except RecursionError as exc:
         raise ManifestError("value is nested too deeply (or contains itself)") from exc
     return bytes(out)
+
+
+def encode_map_chunks(mapping: dict[str, object]) -> Iterator[bytes]:
+    """The canonical CBOR of a map, in pieces; a bytes value comes through as itself (no copy).
+
+    b"".join() of the pieces is encode_value(mapping); hashing them one by one digests a map
+    holding a large payload without building a second copy of it.
+    """
+    yield _head(5, len(mapping))
+    for encoded_key, key in _key_order(mapping):
+        yield encoded_key
+        value = mapping[key]
+        if isinstance(value, bytes):
+            yield _head(2, len(value))
+            yield value
+        else:
+            yield encode_value(value)
 
 
 def _truncated(pos: int) -> ManifestError:
@@ -370,26 +387,33 @@ def manifest_from_value(value: object) -> Manifest:
         raise ManifestError(f"invalid manifest: {exc}") from exc
 
 
-class _LazyArray:
-    """An array whose elements are built one at a time as the encoder reaches them.
+class LazyArray:
+    """An array of known length whose elements are made one at a time as the encoder reaches
+    them, from a sequence or straight from database rows; it can be encoded once.
 
     A 10,000-file manifest as a list of maps is ~8 MiB of dicts; encode needs only one at once.
     """
 
-    __slots__ = ("_items", "_make")
+    __slots__ = ("_items", "_length")
 
-    def __init__(self, items: Sequence[_T], make: Callable[[_T], object]) -> None:
-        self._items: Sequence[Any] = items
-        self._make: Callable[[Any], object] = make
+    def __init__(self, length: int, items: Iterable[object]) -> None:
+        self._length = length
+        self._items = items
 
     def __len__(self) -> int:
-        return len(self._items)
+        return self._length
 
     def __iter__(self) -> Iterator[object]:
-        return map(self._make, self._items)
+        count = 0
+        for item in self._items:
+            count += 1
+            yield item
+        if count != self._length:
+            raise ManifestError(f"an array announced {self._length} items but had {count}")
 
 
-def _file_value(f: FileEntry) -> dict[str, object]:
+def file_value(f: FileEntry) -> dict[str, object]:
+    """One entry of the manifest's files array, as a plain map."""
     return {
         "path": f.path,
         "size": f.size,
@@ -399,7 +423,8 @@ def _file_value(f: FileEntry) -> dict[str, object]:
     }
 
 
-def _receipt_value(r: ReceiptEntry) -> dict[str, object]:
+def receipt_value(r: ReceiptEntry) -> dict[str, object]:
+    """One entry of the manifest's storage_receipts array, as a plain map."""
     return {
         "content_address": str(r.content_address),
         "backend_id": r.backend_id,
@@ -410,31 +435,52 @@ def _receipt_value(r: ReceiptEntry) -> dict[str, object]:
 def manifest_to_value(m: Manifest) -> dict[str, object]:
     """The manifest as the plain map that both the CBOR and the JCS encodings serialize."""
     value = _manifest_map(m)
-    value["files"] = [_file_value(f) for f in m.files]
-    value["storage_receipts"] = [_receipt_value(r) for r in m.storage_receipts]
+    value["files"] = [file_value(f) for f in m.files]
+    value["storage_receipts"] = [receipt_value(r) for r in m.storage_receipts]
     return value
 
 
 def _manifest_map(m: Manifest) -> dict[str, object]:
     """The manifest's map with its two long arrays built lazily (for the CBOR encoder)."""
-    p = m.package
+    return manifest_map(
+        m.package,
+        LazyArray(len(m.files), map(file_value, m.files)),
+        LazyArray(len(m.storage_receipts), map(receipt_value, m.storage_receipts)),
+        m.retention,
+        m.provenance,
+    )
+
+
+def manifest_map(
+    package: PackageInfo,
+    files: LazyArray,
+    storage_receipts: LazyArray,
+    retention: RetentionSummary,
+    provenance: Provenance,
+) -> dict[str, object]:
+    """The v1 manifest map around two arrays of file and receipt maps (`file_value`,
+    `receipt_value`), which the caller gives in manifest order; `encode_value` encodes it.
+
+    The one layout of a manifest: `encode` uses it for a Manifest, the store for a manifest
+    streamed from database rows.
+    """
     return {
-        "manifest_version": m.manifest_version,
+        "manifest_version": MANIFEST_VERSION,
         "package": {
-            "id": p.id,
-            "name": p.name,
-            "version": p.version,
-            "created_at": p.created_at,
-            "finalized_at": p.finalized_at,
-            "metadata": dict(p.metadata),
+            "id": package.id,
+            "name": package.name,
+            "version": package.version,
+            "created_at": package.created_at,
+            "finalized_at": package.finalized_at,
+            "metadata": dict(package.metadata),
         },
-        "files": _LazyArray(m.files, _file_value),
-        "storage_receipts": _LazyArray(m.storage_receipts, _receipt_value),
+        "files": files,
+        "storage_receipts": storage_receipts,
         "retention_summary": {
-            "class": m.retention.retention_class,
-            "expires_at": m.retention.expires_at,
+            "class": retention.retention_class,
+            "expires_at": retention.expires_at,
         },
-        "provenance": {**dict(m.provenance.fields), "producer": m.provenance.producer},
+        "provenance": {**dict(provenance.fields), "producer": provenance.producer},
     }
 
 

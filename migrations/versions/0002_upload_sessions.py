@@ -1,5 +1,6 @@
-"""Upload sessions (the blobs an ingest in flight holds, the files a push has staged), and an
-index for reading a package's lifecycle from the log.
+"""Upload sessions (the blobs an ingest in flight holds, the files a push has staged); an
+index for reading a package's lifecycle from the log; the packages view no longer keeps a copy
+of each manifest (reads take it from the finalize event, which holds it anyway).
 
 Revision ID: 0002
 Revises: 0001
@@ -23,6 +24,8 @@ ADDRESS = sa.String(80)
 
 def upgrade() -> None:
     op.create_index("ix_events_package_id_event_type", "events", ["package_id", "event_type"])
+    with op.batch_alter_table("artifact_packages") as batch:
+        batch.drop_column("manifest")
     op.create_table(
         "upload_sessions",
         sa.Column("id", sa.String(36), nullable=False),
@@ -69,6 +72,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # The copies come back empty; 'artifactstore replay' fills them from the log.
+    with op.batch_alter_table("artifact_packages") as batch:
+        batch.add_column(sa.Column("manifest", sa.LargeBinary, nullable=True))
     op.drop_index("ix_events_package_id_event_type", table_name="events")
     op.drop_table("upload_session_files")
     op.drop_index("ix_upload_session_blobs_content_address", table_name="upload_session_blobs")

@@ -323,7 +323,7 @@ def test_embedded_default_store_needs_no_server(
         "with ArtifactStore.open() as store:\n"
         "    m = store.push('acme/app', '1', 'dist')\n"
         "    assert store.verify_package(('acme/app', '1')).ok\n"
-        "    print(len(m.manifest.files))\n"
+        "    print(m.files)\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, check=True
@@ -352,3 +352,25 @@ def test_pull_writes_every_file_verified_with_its_mode(
     with pytest.raises(IntegrityError, match="libacme"):
         store.pull(("acme/app", "1"), tmp_path / "again")
     assert [p for p in (tmp_path / "again").rglob("*") if p.is_file()] == []
+
+
+def test_a_manifest_streamed_from_the_views_is_the_canonical_encoding(
+    store: ArtifactStore, tmp_path: Path
+) -> None:
+    # Paths whose UTF-8 byte order differs from case-insensitive, locale and UTF-16 orders.
+    files = {
+        name: name.encode() * 3
+        for name in ["b", "a/\u00fc", "Z", "a/z", "\uff01", "\U0001f600", "a-b", "a.b", "_x"]
+    }
+    tree = make_tree(tmp_path / "dist", {**files, "bin/app": b"tool"})
+    pushed = store.push("acme/order", "1", tree)
+    data = store.get_manifest_bytes(("acme/order", "1"))
+    manifest = codec.decode(data)  # strict: canonical bytes, files sorted by UTF-8 bytes
+    assert codec.encode(manifest) == data
+    assert manifest.digest == pushed.digest
+    assert [f.path for f in manifest.files] == sorted([*files, "bin/app"], key=lambda p: p.encode())
+    assembled = store.create_package("acme/order", "2")
+    store.ingest_directory(assembled, tree)
+    finalized = store.finalize_package(assembled)
+    assert codec.encode(finalized) == store.get_manifest_bytes(assembled)
+    assert [f.path for f in finalized.files] == [f.path for f in manifest.files]

@@ -147,7 +147,7 @@ def test_a_package_row_flipped_back_to_open_cannot_be_written_to(
         store,
         update(schema.artifact_packages)
         .where(schema.artifact_packages.c.name == NAME)
-        .values(state="open", manifest_digest=None, manifest=None, finalized_at=None),
+        .values(state="open", manifest_digest=None, finalized_at=None),
     )
     before = len(list(store.tail_events()))
     package = store.get_package(NAME, VERSION)

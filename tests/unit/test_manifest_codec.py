@@ -37,6 +37,7 @@ from artifactstore.manifest import (
     parse_timestamp,
     validate_metadata,
 )
+from artifactstore.manifest.codec import encode_map_chunks
 
 DATA = Path(__file__).parent.parent / "data"
 
@@ -125,6 +126,17 @@ def test_map_bytes_do_not_depend_on_insertion_order(
     items = list(mapping.items())
     rng.shuffle(items)
     assert encode_value(dict(items)) == encode_value(mapping)
+
+
+@given(
+    st.dictionaries(
+        st.text(max_size=12),
+        st.one_of(st.binary(max_size=40), st.text(max_size=20), st.integers(0, 2**40), st.none()),
+        max_size=8,
+    )
+)
+def test_map_chunks_join_to_the_canonical_encoding(mapping: dict[str, object]) -> None:
+    assert b"".join(encode_map_chunks(mapping)) == encode_value(mapping)
 
 
 @pytest.mark.parametrize(

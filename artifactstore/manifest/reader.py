@@ -1,0 +1,93 @@
+"""Reading a stored manifest in parts: its files one at a time, or its small maps alone.
+
+A 100,000-file manifest is ~43 MB of CBOR and, decoded whole into values, several hundred MB
+of objects; comparing a re-push with it, or reading its finalize and expiry times, needs one
+file at a time or none. These readers walk the top-level map with cbor2's C decoder and step
+over what they do not need. They read manifests the store itself wrote and whose digest it
+checked against the log (use `codec.decode` at a parse boundary); malformed bytes still raise
+ManifestError, never a crash.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from typing import Any
+
+import cbor2
+
+from artifactstore.errors import ManifestError
+from artifactstore.identity import Digest
+from artifactstore.manifest.model import FileEntry
+
+_MAP, _ARRAY = 5, 4
+_ARGUMENT_BYTES = {24: 1, 25: 2, 26: 4, 27: 8}
+_ARRAYS = ("files", "storage_receipts")
+
+
+def files(data: bytes) -> Iterator[FileEntry]:
+    """The manifest's files in its order (by the UTF-8 bytes of the path), one at a time."""
+    stream = io.BytesIO(data)
+    decoder = cbor2.CBORDecoder(stream)
+    try:
+        for _ in range(_length(stream, _MAP)):
+            key = decoder.decode()
+            if key != "files":
+                _skip(stream, decoder, key)
+                continue
+            for _ in range(_length(stream, _ARRAY)):
+                value = decoder.decode()
+                yield FileEntry(
+                    value["path"],
+                    value["size"],
+                    Digest("blake3", value["digests"]["blake3"]),
+                    Digest("sha256", value["digests"]["sha256"]),
+                    value["executable"],
+                )
+            return
+    except ManifestError:
+        raise
+    except Exception as exc:  # cbor2 and malformed maps raise several unrelated types
+        raise ManifestError(f"not a v1 manifest: {exc}") from exc
+    raise ManifestError("not a v1 manifest: it has no files")
+
+
+def small_maps(data: bytes) -> dict[str, Any]:
+    """Every top-level entry of the manifest except the files and storage receipts arrays."""
+    stream = io.BytesIO(data)
+    decoder = cbor2.CBORDecoder(stream)
+    found: dict[str, Any] = {}
+    try:
+        for _ in range(_length(stream, _MAP)):
+            key = decoder.decode()
+            if key in _ARRAYS:
+                _skip(stream, decoder, key)
+            else:
+                found[key] = decoder.decode()
+    except ManifestError:
+        raise
+    except Exception as exc:  # cbor2 raises several unrelated types on bad input
+        raise ManifestError(f"not a v1 manifest: {exc}") from exc
+    return found
+
+
+def _skip(stream: io.BytesIO, decoder: cbor2.CBORDecoder, key: object) -> None:
+    if key in _ARRAYS:
+        for _ in range(_length(stream, _ARRAY)):
+            decoder.decode()
+    else:
+        decoder.decode()
+
+
+def _length(stream: io.BytesIO, major: int) -> int:
+    """Read the head of a definite-length CBOR array or map; return its length."""
+    initial = stream.read(1)
+    if not initial or initial[0] >> 5 != major:
+        raise ManifestError(f"expected CBOR major type {major} at byte {stream.tell() - 1}")
+    info = initial[0] & 0x1F
+    if info < 24:
+        return info
+    size = _ARGUMENT_BYTES.get(info)
+    if size is None:
+        raise ManifestError(f"unsupported CBOR length encoding {info}")
+    return int.from_bytes(stream.read(size), "big")
