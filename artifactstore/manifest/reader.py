@@ -52,6 +52,27 @@ def files(data: bytes) -> Iterator[FileEntry]:
     raise ManifestError("not a v1 manifest: it has no files")
 
 
+def receipts(data: bytes) -> Iterator[tuple[str, str]]:
+    """(content address, backend id) of each storage receipt of the manifest, one at a time."""
+    stream = io.BytesIO(data)
+    decoder = cbor2.CBORDecoder(stream)
+    try:
+        for _ in range(_length(stream, _MAP)):
+            key = decoder.decode()
+            if key != "storage_receipts":
+                _skip(stream, decoder, key)
+                continue
+            for _ in range(_length(stream, _ARRAY)):
+                value = decoder.decode()
+                yield str(value["content_address"]), str(value["backend_id"])
+            return
+    except ManifestError:
+        raise
+    except Exception as exc:  # cbor2 and malformed maps raise several unrelated types
+        raise ManifestError(f"not a v1 manifest: {exc}") from exc
+    raise ManifestError("not a v1 manifest: it has no storage receipts")
+
+
 def small_maps(data: bytes) -> dict[str, Any]:
     """Every top-level entry of the manifest except the files and storage receipts arrays."""
     stream = io.BytesIO(data)
