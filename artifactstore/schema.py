@@ -5,8 +5,8 @@ sequence and chain digest, and every write transaction locks that one row before
 state it checks (`events.log.lock_head`). `upload_sessions`, with the blobs each holds and the
 files a push has staged, is operational state like the head: not a view, never replayed.
 `artifact_packages`, `artifact_files`, `storage_locations` and `retention_state` are views that
-replay rebuilds from the log. `retention_classes` (seeded by the first migration) and
-`metadata_schemas` are reference data. Timestamps are RFC 3339 UTC text with microseconds:
+replay rebuilds from the log. `retention_classes` (seeded by the first migration) is
+reference data. Timestamps are RFC 3339 UTC text with microseconds:
 identical on SQLite and PostgreSQL, so canonical dumps of the views compare byte for byte.
 """
 
@@ -146,8 +146,6 @@ storage_locations = Table(
     Column("digest_primary", _HEX_DIGEST, nullable=False),
     Column("digest_sha256", _HEX_DIGEST, nullable=False),
     Column("size", BigInteger, nullable=False),
-    Column("retrieval_tier", String(16), nullable=False),
-    Column("restore_status", String(16), nullable=False),
     Column("stored_at", _TIMESTAMP, nullable=False),
     # Ingest asks "is any blob this size stored?" before hashing a large file twice.
     Index(None, "size"),
@@ -214,16 +212,6 @@ upload_session_files = Table(
     Column("backend_id", String(64), nullable=False),
     Column("object_key", String(300), nullable=False),
     Column("stored_at", _TIMESTAMP, nullable=False),
-)
-
-metadata_schemas = Table(
-    "metadata_schemas",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("name", String(255), nullable=False, unique=True),
-    Column("schema_version", Integer, nullable=False),
-    Column("schema", LargeBinary, nullable=False),
-    Column("created_at", _TIMESTAMP, nullable=False),
 )
 
 VIEW_TABLES = (artifact_packages, artifact_files, storage_locations, retention_state)

@@ -346,7 +346,6 @@ class ArtifactStore:
         self,
         ref: PackageRef,
         directory: str | os.PathLike[str],
-        prefix: str = "",
         replace: bool = False,
         progress: Callable[[int], None] | None = None,
     ) -> list[StoredFile]:
@@ -356,7 +355,7 @@ class ArtifactStore:
         COMMIT_BATCH, which keeps memory flat however many files there are; if the process
         dies between batches the package stays open with the batches before.
         """
-        found = tree.scan(directory, prefix)
+        found = tree.scan(directory)
         self._check_can_add(ref, [f.path for f in found], replace)
         stored: list[StoredFile] = []
         for ingested in self._store_blobs(found, progress):

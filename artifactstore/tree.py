@@ -36,7 +36,7 @@ def is_executable(mode: int) -> bool:
     return bool(mode & (stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH))
 
 
-def scan(root: str | os.PathLike[str], prefix: str = "") -> list[TreeFile]:
+def scan(root: str | os.PathLike[str]) -> list[TreeFile]:
     """Every regular file under root, sorted by the UTF-8 bytes of its package path."""
     base = Path(root)
     try:
@@ -46,7 +46,7 @@ def scan(root: str | os.PathLike[str], prefix: str = "") -> list[TreeFile]:
     if not stat.S_ISDIR(mode):
         raise InvalidPathError(f"{str(base)!r} is not a directory")
     found: list[TreeFile] = []
-    _walk(base, prefix.strip("/"), found)
+    _walk(base, "", found)
     found.sort(key=lambda f: f.path.encode("utf-8"))
     return found
 

@@ -22,7 +22,7 @@ from artifactstore.identity import (
     digest_stream,
     iter_chunks,
 )
-from artifactstore.storage.registry import open_backend
+from artifactstore.storage.catalog import open_backend
 from artifactstore.storage.spi import (
     BackendHealth,
     ObjectInfo,

@@ -121,8 +121,6 @@ def _apply_files(connection: Connection, events: Sequence[Event]) -> None:
             {
                 "backend_id": payload["backend_id"],
                 "object_key": payload["object_key"],
-                "retrieval_tier": "hot",
-                "restore_status": "available",
                 "stored_at": payload["stored_at"],
                 **digests,
             },

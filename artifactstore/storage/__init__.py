@@ -1,5 +1,5 @@
 """Blob storage: the backend SPI (`spi`), the backends (`backends`) and lookup by id (`registry`).
 
 Code above the data plane depends on `storage.spi` only; `storage.backends` is imported by
-`storage.registry` and `dataplane` alone, which a test enforces.
+`storage.catalog` and `dataplane` alone, which a test enforces.
 """

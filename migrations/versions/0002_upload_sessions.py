@@ -1,6 +1,8 @@
 """Upload sessions (the blobs an ingest in flight holds, the files a push has staged); an
 index for reading a package's lifecycle from the log; the packages view no longer keeps a copy
-of each manifest (reads take it from the finalize event, which holds it anyway).
+of each manifest (reads take it from the finalize event, which holds it anyway); and what
+nothing ever used goes: the metadata_schemas table and the storage_locations columns
+retrieval_tier and restore_status (always 'hot' and 'available').
 
 Revision ID: 0002
 Revises: 0001
@@ -26,6 +28,10 @@ def upgrade() -> None:
     op.create_index("ix_events_package_id_event_type", "events", ["package_id", "event_type"])
     with op.batch_alter_table("artifact_packages") as batch:
         batch.drop_column("manifest")
+    with op.batch_alter_table("storage_locations") as batch:
+        batch.drop_column("retrieval_tier")
+        batch.drop_column("restore_status")
+    op.drop_table("metadata_schemas")
     op.create_table(
         "upload_sessions",
         sa.Column("id", sa.String(36), nullable=False),
@@ -72,6 +78,23 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.create_table(
+        "metadata_schemas",
+        sa.Column("id", sa.Integer, nullable=False),
+        sa.Column("name", sa.String(255), nullable=False),
+        sa.Column("schema_version", sa.Integer, nullable=False),
+        sa.Column("schema", sa.LargeBinary, nullable=False),
+        sa.Column("created_at", TIMESTAMP, nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_metadata_schemas"),
+        sa.UniqueConstraint("name", name="uq_metadata_schemas_name"),
+    )
+    with op.batch_alter_table("storage_locations") as batch:
+        batch.add_column(
+            sa.Column("retrieval_tier", sa.String(16), nullable=False, server_default="hot")
+        )
+        batch.add_column(
+            sa.Column("restore_status", sa.String(16), nullable=False, server_default="available")
+        )
     # The copies come back empty; 'artifactstore replay' fills them from the log.
     with op.batch_alter_table("artifact_packages") as batch:
         batch.add_column(sa.Column("manifest", sa.LargeBinary, nullable=True))

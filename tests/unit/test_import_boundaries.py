@@ -1,4 +1,4 @@
-"""Guard: only `dataplane` and `storage.registry` import `artifactstore.storage.backends`.
+"""Guard: only `dataplane` and `storage.catalog` import `artifactstore.storage.backends`.
 
 Everything else reaches blobs through `dataplane.spi`, so a new backend never touches the store.
 The check parses every module under artifactstore/ with ast; nothing is imported or run.
@@ -16,12 +16,12 @@ FORBIDDEN = "artifactstore.storage.backends"
 
 
 def may_import_backends(relative: Path) -> bool:
-    """The dataplane, the registry and the backends themselves are allowed."""
+    """The dataplane, the storage catalog and the backends themselves are allowed."""
     parts = relative.parts
     return (
         parts[0] == "dataplane"
         or parts[:2] == ("storage", "backends")
-        or parts == ("storage", "registry.py")
+        or parts == ("storage", "catalog.py")
     )
 
 
@@ -55,7 +55,7 @@ def imports_backends(path: Path, package: str) -> bool:
 
 def test_only_dataplane_and_storage_import_backends() -> None:
     modules = sorted(PACKAGE_ROOT.rglob("*.py"))
-    assert PACKAGE_ROOT / "storage" / "registry.py" in modules
+    assert PACKAGE_ROOT / "storage" / "catalog.py" in modules
     offenders = [
         str(path.relative_to(PACKAGE_ROOT))
         for path in modules

@@ -21,7 +21,7 @@ from artifactstore.errors import BlobNotFoundError, ConfigError, InvalidAddressE
 from artifactstore.identity import digest_bytes
 from artifactstore.storage.backends import local
 from artifactstore.storage.backends.local import LocalBackend
-from artifactstore.storage.registry import open_backend
+from artifactstore.storage.catalog import open_backend
 from artifactstore.storage.spi import check_key, object_key
 
 DATA = b"local backend bytes " * 100

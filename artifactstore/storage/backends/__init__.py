@@ -1,1 +1,1 @@
-"""StorageBackend implementations, one module each; reach them through `storage.registry`."""
+"""StorageBackend implementations, one module each; reach them through `storage.catalog`."""

@@ -1,6 +1,6 @@
 """Backends by id: turns a `backend_id` and its configuration into a StorageBackend.
 
-Stored receipts name the backend that holds a blob by id; this registry is the one place that
+Stored receipts name the backend that holds a blob by id; this catalog is the one place that
 maps an id back to an implementation, so nothing else imports `storage.backends`.
 """
 
