@@ -9,6 +9,10 @@ runs exactly those. Tests that use `postgres_server` directly are skipped on the
 
 When that server cannot start, the tests that need it are skipped, except under ``CI=true``
 (or ``1``), where they fail: a CI leg that silently skips proves nothing (restic's rule).
+
+Tests marked ``slow`` (racing processes, crash kills, memory of large pushes) are deselected
+unless ``CI`` is set or the ``-m`` expression names ``slow``: a developer's default run stays
+short, and `.ci/run` (which sets ``CI=true``) runs everything with the same command.
 """
 
 from __future__ import annotations
@@ -38,7 +42,16 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_KIND_KEY] = kind
 
 
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"true", "1"}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not _in_ci() and "slow" not in (config.option.markexpr or ""):
+        slow = [item for item in items if item.get_closest_marker("slow")]
+        if slow:
+            config.hook.pytest_deselected(items=slow)
+            items[:] = [item for item in items if not item.get_closest_marker("slow")]
     on_postgres = config.stash[_KIND_KEY] == "postgresql"
     for item in items:
         fixtures = getattr(item, "fixturenames", ())
@@ -71,7 +84,7 @@ def postgres_server() -> Iterator[PostgresServer]:
         server = PostgresServer.start(bin_dir_from(os.environ))
     except PostgresUnavailableError as exc:
         reason = f"PostgreSQL test server unavailable: {exc}"
-        if os.environ.get("CI", "").lower() in {"true", "1"}:
+        if _in_ci():
             pytest.fail(f"{reason} (CI is set, so this is a failure, not a skip)")
         pytest.skip(reason)
     try:

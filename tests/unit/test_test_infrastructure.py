@@ -88,3 +88,27 @@ def test_unknown_database_kind_is_a_usage_error(
     monkeypatch.setenv("ARTIFACTSTORE_TEST_DATABASE", "mysql")
     result = inner.runpytest(*_INNER_ARGS)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
+
+
+_SLOW_TESTS = """
+import pytest
+
+@pytest.mark.slow
+def test_slow():
+    pass
+
+def test_quick():
+    pass
+"""
+
+
+def test_slow_tests_are_left_out_of_a_local_run(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makeconftest(_CONFTEST.read_text())
+    pytester.makepyfile(test_inner=_SLOW_TESTS)
+    monkeypatch.delenv("CI", raising=False)
+    pytester.runpytest(*_INNER_ARGS).assert_outcomes(passed=1, deselected=1)
+    pytester.runpytest(*_INNER_ARGS, "-m", "slow").assert_outcomes(passed=1, deselected=1)
+    monkeypatch.setenv("CI", "true")
+    pytester.runpytest(*_INNER_ARGS).assert_outcomes(passed=2)
