@@ -1,12 +1,12 @@
 """Pull: write a package's files into a directory, each verified before it appears.
 
-Every file streams from the data plane into a temp file beside its final name while its
-BLAKE3 digest (the content address) is computed over the bytes written; a file whose size or
-digest differs from the record stops the pull, and every temp file is removed. Only when all
-files are written and verified is the destination filesystem synced once, the temp files
-renamed into place (with their executable bits), and the filesystem synced again for the new
-directory entries: two syncs however many files, and never a half-written or unverified file
-under a package path.
+Every file streams from the data plane into a temp file beside its final name through a
+`VerifyingReader` (BLAKE3, the content address, and the size, over the bytes written); a file
+whose size or digest differs from the record stops the pull, and every temp file is removed.
+Only when all files are written and verified is the destination filesystem synced once, the
+temp files renamed into place (with their executable bits), and the filesystem synced again
+for the new directory entries: two syncs however many files, and never a half-written or
+unverified file under a package path.
 """
 
 from __future__ import annotations
@@ -17,12 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import blake3
-
 from artifactstore.durability import sync_filesystem
-from artifactstore.errors import IntegrityError, InvalidPathError, StorageError
+from artifactstore.errors import InvalidPathError, StorageError
 from artifactstore.naming import check_path
 from artifactstore.registry import StoredFile
+from artifactstore.verifying import VerifyingReader
 
 if TYPE_CHECKING:
     from artifactstore.store import ArtifactStore
@@ -88,20 +87,14 @@ def _write_verified(store: ArtifactStore, label: str, stored: StoredFile, target
     try:
         # BLAKE3 is the content address: bytes that match it are the bytes that were pushed.
         # SHA-256 (the slower digest) was checked on ingest and `verify` re-checks both.
-        hasher = blake3.blake3()
-        size = 0
+        buffer = memoryview(bytearray(_CHUNK))
         with os.fdopen(fd, "wb") as out:
-            with store.dataplane.serve_object(stored.content_address) as reader:
-                while chunk := reader.read(_CHUNK):
-                    out.write(chunk)
-                    hasher.update(chunk)
-                    size += len(chunk)
-            actual = hasher.hexdigest()
-            if (size, actual) != (stored.size, stored.blake3.hex):
-                raise IntegrityError(
-                    f"{label} {stored.path}: expected {stored.size} bytes with "
-                    f"{stored.blake3}, read {size} bytes with blake3:{actual}"
-                )
+            stream = store.dataplane.serve_object(stored.content_address)
+            label_path = f"{label} {stored.path}"
+            with VerifyingReader(stream, stored.content_address, stored.size, label_path) as reader:
+                # readinto returns 0 only after the size and digest were checked.
+                while count := reader.readinto(buffer):
+                    out.write(buffer[:count])
             os.fchmod(out.fileno(), 0o755 if stored.executable else 0o644)
     except BaseException:
         temp.unlink(missing_ok=True)

@@ -13,6 +13,7 @@ identical on SQLite and PostgreSQL, so canonical dumps of the views compare byte
 from __future__ import annotations
 
 import sqlite3
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -35,7 +36,7 @@ from sqlalchemy import (
     create_engine,
     event,
 )
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -306,15 +307,17 @@ def execute_many(
 
     For bulk writes of events and view rows: SQLAlchemy's per-row parameter handling and
     per-call compilation were most of the time of replay and of large pushes. The statement is
-    compiled once per dialect; rows must hold only text, integers, booleans, NULL and bytes,
+    compiled once per engine dialect; rows must hold only text, integers, booleans, NULL and bytes,
     which every driver binds as they are.
     """
-    key = (build, connection.dialect.name)
-    compiled = _COMPILED.get(key)
+    # Keyed on the dialect object, not its name: two engines of one dialect name can still
+    # compile differently (paramstyle, server version).
+    per_dialect = _COMPILED.setdefault(connection.dialect, {})
+    compiled = per_dialect.get(build)
     if compiled is None:
         statement = build(connection).compile(dialect=connection.dialect)
         names = statement.positiontup if statement.positional else None
-        compiled = _COMPILED[key] = (str(statement), names)
+        compiled = per_dialect[build] = (str(statement), names)
     sql, names = compiled
     if names is None:
         connection.exec_driver_sql(sql, rows)
@@ -322,4 +325,6 @@ def execute_many(
         connection.exec_driver_sql(sql, [tuple(row[name] for name in names) for row in rows])
 
 
-_COMPILED: dict[tuple[Callable[[Connection], Any], str], tuple[str, list[str] | None]] = {}
+_COMPILED: weakref.WeakKeyDictionary[
+    Dialect, dict[Callable[[Connection], Any], tuple[str, list[str] | None]]
+] = weakref.WeakKeyDictionary()

@@ -11,6 +11,7 @@ import textwrap
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import cast
 
 import blake3
 import pytest
@@ -167,11 +168,12 @@ def test_blobs_are_synced_before_the_commit_that_names_them(
     for n in range(20):
         (tree / f"d{n % 2}").mkdir(parents=True, exist_ok=True)
         (tree / f"d{n % 2}" / f"f{n}").write_bytes(os.urandom(1000 + n))
-    with ArtifactStore.open(migrated_url, blob_root) as store:
+    with ArtifactStore.open(migrated_url, blob_root) as opened:
+        recorder = SyncRecorder(opened.dataplane, migrated_url, blob_root)
+        # SyncRecorder passes every other DataPlane method through __getattr__.
+        store = ArtifactStore(opened.engine, cast(DataPlane, recorder))
         package = store.create_package("acme/durable", "1")
         before = len(list(store.tail_events()))
-        recorder = SyncRecorder(store.dataplane, migrated_url, blob_root)
-        store._dataplane = recorder  # type: ignore[assignment]
         stored = store.ingest_directory(package, tree)
         [(addresses, committed_at_sync)] = recorder.synced
         assert committed_at_sync == before

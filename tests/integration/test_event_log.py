@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import textwrap
@@ -10,11 +11,11 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine, text, update
+from sqlalchemy import Engine, insert, text, update
 
 from artifactstore import schema
 from artifactstore.events import log, views
-from artifactstore.events.model import NewEvent
+from artifactstore.events.model import Event, NewEvent
 from artifactstore.manifest.codec import encode_value
 
 WRITER = textwrap.dedent(
@@ -166,6 +167,27 @@ def test_follow_stops_at_the_timeout(engine: Engine) -> None:
 
 def test_replay_of_an_empty_log_empties_the_views(engine: Engine) -> None:
     with schema.writer(engine).begin() as connection:
+        # A package row the log never mentioned (written straight into the view).
+        connection.execute(
+            insert(schema.artifact_packages).values(
+                id="p-1",
+                name="acme/ghost",
+                version="1",
+                state="open",
+                metadata=encode_value({}),
+                created_at="2026-11-30T00:00:00.000000Z",
+            )
+        )
+    with schema.writer(engine).begin() as connection:
         report = views.replay(connection)
+        rows = connection.execute(text("SELECT count(*) FROM artifact_packages")).scalar()
     assert report.events == 0
-    assert report.identical
+    assert not report.identical
+    assert rows == 0
+
+
+def test_events_columns_are_the_event_fields_in_order() -> None:
+    # log.read builds Event(*row) from the table's columns: the two orders must not drift.
+    assert [column.name for column in schema.events.columns] == [
+        field.name for field in dataclasses.fields(Event)
+    ]
