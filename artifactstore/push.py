@@ -37,6 +37,7 @@ def push(
     retention_class: str,
     metadata: Mapping[str, object] | None,
     progress: Callable[[int], None] | None,
+    actor: str | None = None,
 ) -> PushResult:
     """Store directory's files and publish them as (name, version); see the module docstring."""
     check_name(name)
@@ -52,9 +53,9 @@ def push(
                 "(a push never adds to an open package)"
             )
         return store.confirm_push(existing, _hashed(found, progress), retention_class, metadata)
-    with store.upload_session() as session:
+    with store.upload_session(actor=actor) as session:
         store.stage_directory(session, found, progress)
-        return store.publish(session, name, version, retention_class, metadata)
+        return store.publish(session, name, version, retention_class, metadata, actor=actor)
 
 
 def _hashed(

@@ -237,13 +237,14 @@ class ArtifactStore:
         event_type: str,
         package_id: str | None,
         payload: bytes,
+        actor: str | None,
         occurred_at: str | None = None,
     ) -> NewEvent:
         return NewEvent(
             event_id=str(uuid.uuid4()),
             event_type=event_type,
             occurred_at=occurred_at or format_timestamp(self._now()),
-            actor=self._actor,
+            actor=actor or self._actor,
             package_id=package_id,
             payload=payload,
         )
@@ -256,8 +257,13 @@ class ArtifactStore:
         version: str,
         retention_class: str = retention.DEFAULT_CLASS,
         metadata: Mapping[str, object] | None = None,
+        *,
+        actor: str | None = None,
     ) -> Package:
-        """Create an open package; AlreadyExistsError if (name, version) is taken."""
+        """Create an open package; AlreadyExistsError if (name, version) is taken.
+
+        Writing calls record `actor` (default: the store's) as who made each event.
+        """
         check_name(name)
         check_version(version)
         checked = dict(validate_metadata(metadata or {}))
@@ -266,9 +272,10 @@ class ArtifactStore:
             PACKAGE_CREATED,
             package_id,
             codec.encode_value({"name": name, "version": version, "metadata": checked}),
+            actor,
         )
         assigned = self._event(
-            RETENTION_ASSIGNED, package_id, codec.encode_value({"class": retention_class})
+            RETENTION_ASSIGNED, package_id, codec.encode_value({"class": retention_class}), actor
         )
         try:
             with self._write() as connection:
@@ -315,13 +322,14 @@ class ArtifactStore:
         with self._read() as connection:
             return registry.retention_class(connection, name)
 
-    def abandon_package(self, ref: PackageRef) -> None:
+    def abandon_package(self, ref: PackageRef, *, actor: str | None = None) -> None:
         """Drop an open package (for example one a killed job left behind); its blobs stay."""
         with self._write() as connection:
             package = registry.get_package(connection, ref)
             _require_open(package)
             self._record(
-                connection, [self._event(PACKAGE_ABANDONED, package.id, codec.encode_value({}))]
+                connection,
+                [self._event(PACKAGE_ABANDONED, package.id, codec.encode_value({}), actor)],
             )
 
     # -- ingest ----------------------------------------------------------------------------
@@ -333,13 +341,15 @@ class ArtifactStore:
         source: Source,
         replace: bool = False,
         executable: bool | None = None,
+        *,
+        actor: str | None = None,
     ) -> StoredFile:
         """Stream one file into an open package; a path already there needs replace=True."""
         check_path(path)
         self._check_can_add(ref, [path], replace)
         result, inferred = self._ingest_source(source)
         is_executable = inferred if executable is None else executable
-        [stored] = self._commit_files(ref, [(path, result, is_executable)], replace)
+        [stored] = self._commit_files(ref, [(path, result, is_executable)], replace, actor)
         return stored
 
     def ingest_directory(
@@ -348,6 +358,8 @@ class ArtifactStore:
         directory: str | os.PathLike[str],
         replace: bool = False,
         progress: Callable[[int], None] | None = None,
+        *,
+        actor: str | None = None,
     ) -> list[StoredFile]:
         """Add every regular file under directory to an open package (sorted; symlinks refused).
 
@@ -359,7 +371,7 @@ class ArtifactStore:
         self._check_can_add(ref, [f.path for f in found], replace)
         stored: list[StoredFile] = []
         for ingested in self._store_blobs(found, progress):
-            stored.extend(self._commit_files(ref, ingested, replace))
+            stored.extend(self._commit_files(ref, ingested, replace, actor))
         return stored
 
     def stage_directory(
@@ -431,6 +443,7 @@ class ArtifactStore:
         ref: PackageRef,
         ingested: list[tuple[str, IngestResult, bool]],
         replace: bool,
+        actor: str | None,
     ) -> list[StoredFile]:
         with self._write() as connection:
             package = registry.get_package(connection, ref)
@@ -441,7 +454,7 @@ class ArtifactStore:
             # One commit, one moment: the batch's events share their timestamp.
             now = format_timestamp(self._now())
             new_events = [
-                self._event(FILE_INGESTED, package.id, _staged_payload(_staged(*item)), now)
+                self._event(FILE_INGESTED, package.id, _staged_payload(_staged(*item)), actor, now)
                 for item in ingested
             ]
             self._record(connection, new_events)
@@ -459,13 +472,14 @@ class ArtifactStore:
 
     # -- finalize and push -----------------------------------------------------------------
 
-    def finalize_package(self, ref: PackageRef) -> Manifest:
+    def finalize_package(self, ref: PackageRef, *, actor: str | None = None) -> Manifest:
         """Make a package immutable and return its manifest; finalizing again returns the same."""
         with self._write() as connection:
             package = registry.get_package(connection, ref)
             if not package.is_finalized:
                 payload = encode_manifest(connection, package, format_timestamp(self._now()))
-                self._record(connection, [self._event(PACKAGE_FINALIZED, package.id, payload)])
+                finalized = self._event(PACKAGE_FINALIZED, package.id, payload, actor)
+                self._record(connection, [finalized])
                 return codec.decode(payload)
             return codec.decode(self._manifest(connection, package))
 
@@ -477,6 +491,8 @@ class ArtifactStore:
         retention_class: str = retention.DEFAULT_CLASS,
         metadata: Mapping[str, object] | None = None,
         progress: Callable[[int], None] | None = None,
+        *,
+        actor: str | None = None,
     ) -> PushResult:
         """Store a directory's files and publish them as (name, version) in one step.
 
@@ -484,14 +500,16 @@ class ArtifactStore:
         and appends nothing; anything different raises ConflictError naming the first
         difference, with nothing changed. Never joins an open package (see push.py).
         """
-        return push_directory(self, name, version, directory, retention_class, metadata, progress)
+        return push_directory(
+            self, name, version, directory, retention_class, metadata, progress, actor
+        )
 
     @contextmanager
-    def upload_session(self) -> Iterator[str]:
+    def upload_session(self, *, actor: str | None = None) -> Iterator[str]:
         """An upload session (its id) that holds the blobs staged in it until it ends."""
         session = str(uuid.uuid4())
         with self._write(lock=False) as connection:
-            uploads.open_session(connection, session, self._actor, self._now())
+            uploads.open_session(connection, session, actor or self._actor, self._now())
         try:
             yield session
         finally:
@@ -505,6 +523,8 @@ class ArtifactStore:
         version: str,
         retention_class: str = retention.DEFAULT_CLASS,
         metadata: Mapping[str, object] | None = None,
+        *,
+        actor: str | None = None,
     ) -> PushResult:
         """Publish the files staged in an upload session as (name, version), atomically.
 
@@ -528,7 +548,7 @@ class ArtifactStore:
                 result = self._confirm(connection, existing, staged, retention_class, checked)
             else:
                 result = self._create_from_session(
-                    connection, session, name, version, retention_class, dict(checked)
+                    connection, session, name, version, retention_class, dict(checked), actor
                 )
             uploads.end_session(connection, session)
             return result
@@ -589,6 +609,7 @@ class ArtifactStore:
         version: str,
         retention_class: str,
         metadata: dict[str, object],
+        actor: str | None,
     ) -> PushResult:
         package_id = str(uuid.uuid4())
         now = format_timestamp(self._now())
@@ -596,21 +617,29 @@ class ArtifactStore:
             PACKAGE_CREATED,
             package_id,
             codec.encode_value({"name": name, "version": version, "metadata": metadata}),
+            actor,
             now,
         )
         assigned = self._event(
-            RETENTION_ASSIGNED, package_id, codec.encode_value({"class": retention_class}), now
+            RETENTION_ASSIGNED,
+            package_id,
+            codec.encode_value({"class": retention_class}),
+            actor,
+            now,
         )
         self._record(connection, [created, assigned])
         for page in uploads.staged_files(connection, session):
             self._record(
                 connection,
-                [self._event(FILE_INGESTED, package_id, _staged_payload(f), now) for f in page],
+                [
+                    self._event(FILE_INGESTED, package_id, _staged_payload(f), actor, now)
+                    for f in page
+                ],
             )
         package = registry.get_package(connection, package_id)
         payload = encode_manifest(connection, package, now)
         [finalized] = self._record(
-            connection, [self._event(PACKAGE_FINALIZED, package_id, payload, now)]
+            connection, [self._event(PACKAGE_FINALIZED, package_id, payload, actor, now)]
         )
         files, total, _ = registry.package_totals(connection, package_id)
         return PushResult(

@@ -374,3 +374,24 @@ def test_a_manifest_streamed_from_the_views_is_the_canonical_encoding(
     finalized = store.finalize_package(assembled)
     assert codec.encode(finalized) == store.get_manifest_bytes(assembled)
     assert [f.path for f in finalized.files] == [f.path for f in manifest.files]
+
+
+def test_writing_calls_record_the_actor_they_are_given(
+    store: ArtifactStore, tmp_path: Path
+) -> None:
+    tree = make_tree(tmp_path / "dist")
+    store.push("acme/app", "1", tree, actor="token:ci-push")
+    package = store.create_package("acme/app", "2", actor="token:assembler")
+    store.ingest_file(package, "a", b"a", actor="token:job-1")
+    store.ingest_file(package, "b", b"b")
+    store.finalize_package(package, actor="token:assembler")
+    actors = [(e.event_type, e.actor) for e in store.tail_events()]
+    pushed = actors[: 2 + len(FILES) + 1]
+    assert {actor for _, actor in pushed} == {"token:ci-push"}
+    assert actors[len(pushed) :] == [
+        ("v1.package.created", "token:assembler"),
+        ("v1.retention.assigned", "token:assembler"),
+        ("v1.file.ingested", "token:job-1"),
+        ("v1.file.ingested", "tests@localhost"),
+        ("v1.package.finalized", "token:assembler"),
+    ]
