@@ -173,8 +173,11 @@ class ArtifactStore:
         return cls(engine, dataplane, redacted_url=redacted, actor=actor)
 
     def close(self) -> None:
-        """Release database connections."""
-        self._engine.dispose()
+        """Close the data plane (pending blob writes are written) and the database connections."""
+        try:
+            self._dataplane.close()
+        finally:
+            self._engine.dispose()
 
     def __enter__(self) -> Self:
         return self

@@ -221,6 +221,12 @@ class InProcessDataPlane:
         for backend, keys in by_backend.values():
             backend.sync(keys)
 
+    def close(self) -> None:
+        """Close the large backend and the small tier."""
+        self._backend.close()
+        if self._small is not None:
+            self._small.close()
+
     def health(self) -> BackendHealth:
         """The large backend's health, unless the small tier is the one failing."""
         health = self._backend.health()

@@ -98,3 +98,6 @@ class DataPlane(Protocol):
 
     def health(self) -> BackendHealth:
         """Report whether the backend is usable now."""
+
+    def close(self) -> None:
+        """Close the backends: pending writes are written, connections released; idempotent."""

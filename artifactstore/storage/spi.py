@@ -164,3 +164,6 @@ class StorageBackend(Protocol):
 
     def health(self) -> BackendHealth:
         """Report whether the backend is usable now; never raises for an unreachable medium."""
+
+    def close(self) -> None:
+        """Write what is pending and release connections and handles; idempotent."""

@@ -87,6 +87,9 @@ class MemoryBackend:
         """Always reachable; no byte counts."""
         return BackendHealth(self.backend_id, True, "in memory", None, None)
 
+    def close(self) -> None:
+        """Nothing to release."""
+
     def _publish(self, key: str, data: bytes) -> tuple[StorageReceipt, bool]:
         existed = key in self.objects
         if not existed:
@@ -194,6 +197,10 @@ class FailingBackend:
     def health(self) -> BackendHealth:
         """The inner backend's health."""
         return self._call("health", self.inner.health)
+
+    def close(self) -> None:
+        """Close the inner backend."""
+        self.inner.close()
 
     def _call(self, operation: str, call: Callable[[], _T]) -> _T:
         self.tick(operation)

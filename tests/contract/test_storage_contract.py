@@ -175,6 +175,25 @@ def test_sync_makes_non_durable_commits_durable(backend: StorageBackend) -> None
     assert list(backend.iter_keys()) == sorted(keys)
 
 
+def test_close_keeps_what_was_put_and_may_be_called_twice(
+    backend: StorageBackend, tmp_path: Path
+) -> None:
+    keys = [key_for(p) for p in (b"a", b"b")]
+    for key, payload in zip(keys, (b"a", b"b"), strict=True):
+        backend.put(key, [payload], durable=False)
+    backend.close()
+    backend.close()
+    if isinstance(backend, MemoryBackend):
+        return
+    # A fresh backend over the same root (another process, later) sees both objects.
+    root = tmp_path / "blobs"
+    reopened: StorageBackend = (
+        LocalBackend(root) if isinstance(backend, LocalBackend) else SQLiteBlobBackend(root)
+    )
+    assert sorted(reopened.iter_keys()) == sorted(keys)
+    reopened.close()
+
+
 def test_sync_of_missing_key_raises(backend: StorageBackend) -> None:
     with pytest.raises(BlobNotFoundError):
         backend.sync([key_for(b"absent")])

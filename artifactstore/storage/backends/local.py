@@ -182,6 +182,9 @@ class LocalBackend:
                 raise StorageError(f"cannot fsync {path}: {exc}") from exc
         self._sync_directories({path.parent for path in paths})
 
+    def close(self) -> None:
+        """Nothing to release: every object is opened and closed by its own call."""
+
     def health(self) -> BackendHealth:
         """Reachable if the root is a writable directory; free and total bytes from statvfs."""
         root = self._root
