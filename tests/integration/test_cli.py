@@ -1,11 +1,14 @@
-"""The `artifactstore` CLI, run for real in subprocesses against this leg's database.
+"""The `artifactstore` CLI against this leg's database.
 
-Every test drives `python -m artifactstore` with the database URL and blob root in the
-environment, and checks exit codes, stdout and stderr the way a CI job would see them.
+Every test drives the CLI's entry point with the database URL and blob root in the
+environment, and checks exit codes, stdout and stderr the way a CI job would see them:
+in-process (Click's CliRunner isolation), and in a real process where only a process shows
+it (exit codes end to end, a terminal for progress and prompts).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -18,8 +21,10 @@ from pathlib import Path
 
 import blake3
 import pytest
+from click.testing import CliRunner
 
 from artifactstore import ArtifactStore
+from artifactstore.cli import main
 from artifactstore.pull import TEMP_PREFIX
 
 PASSWORD = "hunter2-secret"
@@ -46,16 +51,34 @@ class Result:
 
 
 class Cli:
-    """Runs `python -m artifactstore` with a fixed environment and working directory."""
+    """Runs the `artifactstore` entry point with a fixed environment and working directory.
+
+    In-process by default (Click's test isolation: ~3 ms a run instead of ~0.4 s for a
+    process); `process()` runs `python -m artifactstore` for what only a real process shows.
+    """
 
     def __init__(self, env: dict[str, str], cwd: Path) -> None:
         self.env = env
         self.cwd = cwd
 
     def __call__(self, *args: str | Path, env: dict[str, str] | None = None) -> Result:
+        environ = {**self.env, **(env or {})}
+        # Variables the run should not see are removed, as a process given environ would not.
+        hidden: dict[str, str | None] = {name: None for name in os.environ if name not in environ}
+        with CliRunner().isolation(env={**hidden, **environ}) as (out, err, _):
+            code = 0
+            with contextlib.chdir(self.cwd):
+                try:
+                    main([str(arg) for arg in args])
+                except SystemExit as exc:
+                    code = exc.code if isinstance(exc.code, int) else 1
+            return Result(code, out.getvalue(), err.getvalue().decode())
+
+    def process(self, *args: str | Path) -> Result:
+        """Run in a real process, as a CI step does."""
         done = subprocess.run(
             [sys.executable, "-m", "artifactstore", *map(str, args)],
-            env={**self.env, **(env or {})},
+            env=self.env,
             cwd=self.cwd,
             stdin=subprocess.DEVNULL,
             capture_output=True,
@@ -266,6 +289,17 @@ def test_bad_input_exits_2_with_one_line_and_changes_nothing(
     assert mentions in line
     assert cli.events() == []
     assert stored_blobs(Path(cli.env["ARTIFACTSTORE_STORAGE_LOCAL_ROOT"])) == 0
+
+
+def test_exit_codes_end_to_end_in_a_real_process(cli: Cli, tree: Path) -> None:
+    pushed = cli.process("push", NAME, VERSION, tree)
+    assert (pushed.code, pushed.err) == (0, "")
+    assert pushed.text.startswith("blake3:")
+    assert "package name" in one_error_line(cli.process("push", "Bad Name", "1", tree), 2)
+    assert "no package" in one_error_line(cli.process("verify", NAME, "9"), 2)
+    assert "not the expected" in one_error_line(
+        cli.process("show", NAME, VERSION, "--expect-digest", "blake3:" + "0" * 64), 1
+    )
 
 
 def test_verbose_shows_the_traceback(cli: Cli) -> None:
