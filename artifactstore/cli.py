@@ -1,9 +1,9 @@
 """The `artifactstore` command line: parse, call the store, render.
 
-Settings are read once, in the group callback (`--db`, `--root`, else ARTIFACTSTORE_* variables,
-else `./.artifactstore/`), and held in `ctx.obj`; commands open the store only when they need
-it, and import the heavy modules (SQLAlchemy, alembic) inside the command, so `version` and
-`--help` start fast.
+Settings are read once, in the group callback (`--db`, `--root` or `--storage`, else
+ARTIFACTSTORE_* variables, else `./.artifactstore/`), and held in `ctx.obj`; commands open the
+store only when they need it, and import the heavy modules (SQLAlchemy, alembic) inside the
+command, so `version` and `--help` start fast.
 
 Exit codes (SPEC "CLI"): 0 ok; 1 a check failed (verify, health, replay --check, integrity of
 bytes read back); 2 bad usage or input, including a database or storage that cannot be used as
@@ -126,8 +126,14 @@ class _Group(click.Group):
     "--root",
     "storage_root",
     metavar="DIR",
-    help=f"Blob storage directory [env {ENV_PREFIX}STORAGE_LOCAL_ROOT; "
-    f"default ./{DEFAULT_STORAGE_ROOT}].",
+    help=f"Blob storage directory, the short form of --storage file://DIR "
+    f"[env {ENV_PREFIX}STORAGE_LOCAL_ROOT; default ./{DEFAULT_STORAGE_ROOT}].",
+)
+@click.option(
+    "--storage",
+    "storage_url",
+    metavar="URL",
+    help=f"Where the blobs live, file:///abs/path [env {ENV_PREFIX}STORAGE_URL].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 @click.option(
@@ -142,6 +148,7 @@ def cli(
     ctx: click.Context,
     database_url: str | None,
     storage_root: str | None,
+    storage_url: str | None,
     as_json: bool,
     verbose: bool,
 ) -> None:
@@ -153,7 +160,9 @@ def cli(
     Example:
       artifactstore push acme/app 1.4.2 dist/ && artifactstore pull acme/app 1.4.2 out/
     """
-    settings = load_settings(os.environ, database_url, storage_root)
+    if storage_root and storage_url:
+        raise click.UsageError("give --root DIR or --storage URL, not both")
+    settings = load_settings(os.environ, database_url, storage_root, storage_url)
     configure_logging(settings)
     ctx.obj = CliState(settings, as_json)
 
@@ -308,7 +317,7 @@ def checkpoint(ctx: click.Context, state: CliState) -> None:
 def _serve_environment(settings: Settings) -> dict[str, str]:
     environ = dict(os.environ)
     environ[f"{ENV_PREFIX}DATABASE_URL"] = settings.database_url
-    environ[f"{ENV_PREFIX}STORAGE_LOCAL_ROOT"] = str(settings.storage_root)
+    environ[f"{ENV_PREFIX}STORAGE_URL"] = settings.storage_url
     environ[f"{ENV_PREFIX}LOG_LEVEL"] = settings.log_level
     return environ
 

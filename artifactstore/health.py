@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from artifactstore._version import __version__
 from artifactstore.config import Settings
-from artifactstore.dataplane.inproc import InProcessDataPlane
-from artifactstore.errors import DatabaseError, SchemaVersionError
+from artifactstore.dataplane.factory import dataplane_from_settings
+from artifactstore.errors import ArtifactStoreError, DatabaseError, SchemaVersionError
 from artifactstore.schema import SCHEMA_REVISION
 from artifactstore.storage.spi import BackendHealth
 from artifactstore.store import ArtifactStore
@@ -98,7 +98,14 @@ def check_unopened(settings: Settings, error: Exception) -> HealthReport:
     # A schema that is behind or ahead means the database did answer.
     reachable = isinstance(error, SchemaVersionError)
     database = DatabaseHealth(dialect, url, reachable, None, str(error))
-    storage = InProcessDataPlane.local(settings.storage_root).health()
+    try:
+        dataplane = dataplane_from_settings(settings)
+    except ArtifactStoreError as exc:
+        return HealthReport(database, BackendHealth("-", False, str(exc), None, None))
+    try:
+        storage = dataplane.health()
+    finally:
+        dataplane.close()
     return HealthReport(database, storage)
 
 

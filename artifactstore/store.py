@@ -40,7 +40,7 @@ from sqlalchemy import Connection, Engine
 
 from artifactstore import audit, migration, registry, retention, schema, tree, uploads
 from artifactstore.config import Settings, load_settings, redact_url
-from artifactstore.dataplane.inproc import InProcessDataPlane
+from artifactstore.dataplane.factory import dataplane_from_settings
 from artifactstore.dataplane.spi import DataPlane, IngestResult
 from artifactstore.errors import (
     AlreadyExistsError,
@@ -164,12 +164,16 @@ class ArtifactStore:
         except ArtifactStoreError:
             engine.dispose()
             raise
-        if created:
+        if created and settings.storage_root is not None:
             # A new embedded store gets its blob folder now, so it is healthy from the start.
             # An existing store's missing root stays missing (and unhealthy): it may be an
             # unmounted volume, and blobs written in its place would be lost.
             _create_storage_root(settings.storage_root)
-        dataplane = InProcessDataPlane.local(settings.storage_root)
+        try:
+            dataplane = dataplane_from_settings(settings)
+        except ArtifactStoreError:
+            engine.dispose()
+            raise
         return cls(engine, dataplane, redacted_url=redacted, actor=actor)
 
     def close(self) -> None:

@@ -502,3 +502,16 @@ def test_migrate_fresh_asks_on_a_terminal(cli: Cli, tree: Path) -> None:
     code, _, _ = on_terminal(cli, "migrate", "--fresh", typed=b"y\n")
     assert code == 0
     assert cli.events() == []
+
+
+def test_storage_is_one_url_and_root_is_its_short_form(
+    cli: Cli, tree: Path, tmp_path: Path
+) -> None:
+    url = (tmp_path / "blobs").as_uri()
+    pushed = cli.ok("--storage", url, "push", NAME, VERSION, tree).text
+    assert cli.ok("--root", tmp_path / "blobs", "verify", NAME, VERSION).text.endswith(": ok\n")
+    assert cli.ok("push", NAME, VERSION, tree).text == pushed  # the environment's root
+    assert "not both" in one_error_line(
+        cli("--root", tmp_path / "blobs", "--storage", url, "ls"), 2
+    )
+    assert "'s3' is not supported" in one_error_line(cli("--storage", "s3://bucket/p", "ls"), 2)

@@ -1,0 +1,29 @@
+"""The one place a data plane is built from Settings: the storage URL says which backends.
+
+The store, `health`, the web app and the CLI all get their data plane here. `file:///path` is
+the local backend with its small-blob tier under that directory; any other scheme is a
+ConfigError naming the ones this version knows.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from artifactstore.config import Settings, local_root
+from artifactstore.dataplane.inproc import InProcessDataPlane
+from artifactstore.dataplane.spi import DataPlane
+from artifactstore.errors import ConfigError
+
+SCHEMES = ("file",)
+"""Storage URL schemes this version can open."""
+
+
+def dataplane_from_settings(settings: Settings) -> DataPlane:
+    """The data plane over the blob storage the settings name; ConfigError if it cannot be."""
+    root = local_root(settings.storage_url)
+    if root is None:
+        scheme = urlsplit(settings.storage_url).scheme or "(none)"
+        raise ConfigError(
+            f"storage URL scheme {scheme!r} is not supported (known: {', '.join(SCHEMES)})"
+        )
+    return InProcessDataPlane.local(root)
