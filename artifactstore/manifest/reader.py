@@ -16,7 +16,7 @@ from typing import Any
 
 import cbor2
 
-from artifactstore.errors import ManifestError
+from artifactstore.errors import InvalidInputError, ManifestError
 from artifactstore.identity import Digest
 from artifactstore.manifest.model import FileEntry
 
@@ -27,50 +27,46 @@ _ARRAYS = ("files", "storage_receipts")
 
 def files(data: bytes) -> Iterator[FileEntry]:
     """The manifest's files in its order (by the UTF-8 bytes of the path), one at a time."""
-    stream = io.BytesIO(data)
-    decoder = cbor2.CBORDecoder(stream)
-    try:
-        for _ in range(_length(stream, _MAP)):
-            key = decoder.decode()
-            if key != "files":
-                _skip(stream, decoder, key)
-                continue
-            for _ in range(_length(stream, _ARRAY)):
-                value = decoder.decode()
-                yield FileEntry(
-                    value["path"],
-                    value["size"],
-                    Digest("blake3", value["digests"]["blake3"]),
-                    Digest("sha256", value["digests"]["sha256"]),
-                    value["executable"],
-                )
-            return
-    except ManifestError:
-        raise
-    except Exception as exc:  # cbor2 and malformed maps raise several unrelated types
-        raise ManifestError(f"not a v1 manifest: {exc}") from exc
-    raise ManifestError("not a v1 manifest: it has no files")
+    for value in _array(data, "files"):
+        try:
+            yield FileEntry(
+                value["path"],
+                value["size"],
+                Digest("blake3", value["digests"]["blake3"]),
+                Digest("sha256", value["digests"]["sha256"]),
+                value["executable"],
+            )
+        except (KeyError, TypeError, InvalidInputError) as exc:
+            raise ManifestError(f"not a v1 manifest file entry: {exc}") from exc
 
 
 def receipts(data: bytes) -> Iterator[tuple[str, str]]:
     """(content address, backend id) of each storage receipt of the manifest, one at a time."""
+    for value in _array(data, "storage_receipts"):
+        try:
+            yield str(value["content_address"]), str(value["backend_id"])
+        except (KeyError, TypeError) as exc:
+            raise ManifestError(f"not a v1 manifest storage receipt: {exc}") from exc
+
+
+def _array(data: bytes, wanted: str) -> Iterator[Any]:
+    """The elements of one of the manifest's top-level arrays, decoded one at a time."""
     stream = io.BytesIO(data)
     decoder = cbor2.CBORDecoder(stream)
     try:
         for _ in range(_length(stream, _MAP)):
             key = decoder.decode()
-            if key != "storage_receipts":
+            if key != wanted:
                 _skip(stream, decoder, key)
                 continue
             for _ in range(_length(stream, _ARRAY)):
-                value = decoder.decode()
-                yield str(value["content_address"]), str(value["backend_id"])
+                yield decoder.decode()
             return
     except ManifestError:
         raise
     except Exception as exc:  # cbor2 and malformed maps raise several unrelated types
         raise ManifestError(f"not a v1 manifest: {exc}") from exc
-    raise ManifestError("not a v1 manifest: it has no storage receipts")
+    raise ManifestError(f"not a v1 manifest: it has no {wanted}")
 
 
 def small_maps(data: bytes) -> dict[str, Any]:

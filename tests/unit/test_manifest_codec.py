@@ -35,6 +35,7 @@ from artifactstore.manifest import (
     manifest_digest_of_bytes,
     manifest_to_value,
     parse_timestamp,
+    reader,
     validate_metadata,
 )
 from artifactstore.manifest.codec import encode_map_chunks
@@ -395,6 +396,24 @@ def manifests(draw: st.DrawFn) -> Manifest:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(manifests())
+def test_the_reader_yields_what_the_strict_decoder_does(m: Manifest) -> None:
+    data = encode(m)
+    assert tuple(reader.files(data)) == m.files
+    assert list(reader.receipts(data)) == [
+        (str(r.content_address), r.backend_id) for r in m.storage_receipts
+    ]
+    parts = reader.small_maps(data)
+    assert parts["package"]["finalized_at"] == m.package.finalized_at
+    assert "files" not in parts and "storage_receipts" not in parts
+
+
+@pytest.mark.parametrize("data", [b"", b"\xa0", cbor2.dumps({"files": [{"path": 1}]})])
+def test_the_reader_turns_malformed_bytes_into_manifest_errors(data: bytes) -> None:
+    with pytest.raises(ManifestError):
+        list(reader.files(data))
+
+
 @given(manifests())
 def test_manifest_round_trips_through_cbor_and_jcs(m: Manifest) -> None:
     data = encode(m)
