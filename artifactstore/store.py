@@ -38,7 +38,7 @@ from typing import BinaryIO, Self
 import sqlalchemy.exc
 from sqlalchemy import Connection, Engine
 
-from artifactstore import audit, migration, registry, retention, schema, tree, uploads
+from artifactstore import audit, migration, registry, retention, schema, tree, trust, uploads
 from artifactstore.config import Settings, load_settings, redact_url
 from artifactstore.dataplane.factory import dataplane_from_settings
 from artifactstore.dataplane.spi import DataPlane, IngestResult
@@ -47,7 +47,6 @@ from artifactstore.errors import (
     ArtifactStoreError,
     ConflictError,
     DatabaseError,
-    DigestMismatchError,
     IntegrityError,
     InvalidInputError,
     PackageFileNotFoundError,
@@ -65,9 +64,9 @@ from artifactstore.events.model import (
     Event,
     NewEvent,
 )
-from artifactstore.manifest import codec, projection, reader
+from artifactstore.manifest import codec, projection
 from artifactstore.manifest.model import Manifest, Metadata, format_timestamp, validate_metadata
-from artifactstore.naming import check_name, check_path, check_version, is_package_spec
+from artifactstore.naming import check_name, check_path, check_version
 from artifactstore.publish import FileFacts, PushResult, compare, encode_manifest
 from artifactstore.pull import pull as pull_package
 from artifactstore.push import push as push_directory
@@ -322,7 +321,7 @@ class ArtifactStore:
             package = registry.get_package(connection, ref)
             if not package.is_finalized:
                 return registry.package_files(connection, package.id)
-            return _manifest_files(self._manifest(connection, package, _pinned(ref)))
+            return trust.manifest_files(self._manifest(connection, package, trust.pinned(ref)))
 
     def retention_class(self, name: str) -> RetentionClass:
         """One retention class; InvalidRetentionClassError lists the known ones if it is unknown."""
@@ -590,7 +589,7 @@ class ArtifactStore:
                 f"package {package} is open for assembly; finalize or abandon it "
                 "(a push never adds to an open package)"
             )
-        event = self._finalize_event(connection, package, None)
+        event = trust.finalize_event(connection, package, None)
         found = compare(event.payload, package.retention_class, files, retention_class, metadata)
         if found.difference is not None:
             raise ConflictError(
@@ -666,30 +665,7 @@ class ArtifactStore:
         self, connection: Connection, package: Package, expect_digest: str | None = None
     ) -> bytes:
         """The canonical CBOR manifest of a finalized package, as its finalize event holds it."""
-        return self._finalize_event(connection, package, expect_digest).payload
-
-    def _finalize_event(
-        self, connection: Connection, package: Package, expect_digest: str | None
-    ) -> Event:
-        if not package.is_finalized:
-            raise PackageStateError(f"package {package} is not finalized (it is open)")
-        event = log.finalize_event(connection, package.id)
-        if event is None:
-            raise IntegrityError(
-                f"package {package} is finalized in the views but the event log never "
-                "finalized it; run 'artifactstore verify --all'"
-            )
-        digest = codec.manifest_digest_of_bytes(event.payload)
-        if digest != package.manifest_digest:
-            raise IntegrityError(
-                f"package {package}: the views name manifest {package.manifest_digest}, the "
-                f"event log holds {digest}; run 'artifactstore verify --all'"
-            )
-        if expect_digest is not None and digest != expect_digest:
-            raise DigestMismatchError(
-                f"package {package} has manifest {digest}, not the expected {expect_digest}"
-            )
-        return event
+        return trust.finalize_event(connection, package, expect_digest).payload
 
     def get_manifest(self, ref: PackageRef, expect_digest: str | None = None) -> Manifest:
         """The manifest of a finalized package; PackageStateError while it is open."""
@@ -710,7 +686,7 @@ class ArtifactStore:
             raise InvalidInputError(f"manifest format {format!r} is not one of {_FORMATS}")
         with self._read() as connection:
             package = registry.get_package(connection, ref)
-            data = self._manifest(connection, package, _expected(ref, expect_digest))
+            data = self._manifest(connection, package, trust.expected(ref, expect_digest))
         return data if format == "cbor" else projection.jcs(codec.decode(data))
 
     def get_file(self, ref: PackageRef, path: str, expect_digest: str | None = None) -> BinaryIO:
@@ -721,8 +697,8 @@ class ArtifactStore:
         files = self.finalized_files(ref, expect_digest)
         found = [f for f in files if f.path == path]
         if not found:
-            raise PackageFileNotFoundError(f"package {_label(ref)} has no file {path!r}")
-        return self._open_verified(_label(ref), found[0])
+            raise PackageFileNotFoundError(f"package {trust.label(ref)} has no file {path!r}")
+        return self._open_verified(trust.label(ref), found[0])
 
     def finalized_files(
         self, ref: PackageRef, expect_digest: str | None = None
@@ -730,8 +706,8 @@ class ArtifactStore:
         """The files of a finalized package from its manifest; PackageStateError if it is open."""
         with self._read() as connection:
             package = registry.get_package(connection, ref)
-            data = self._manifest(connection, package, _expected(ref, expect_digest))
-        return _manifest_files(data)
+            data = self._manifest(connection, package, trust.expected(ref, expect_digest))
+        return trust.manifest_files(data)
 
     def _open_verified(self, label: str, stored: StoredFile) -> BinaryIO:
         stream = self._dataplane.serve_object(stored.content_address)
@@ -748,7 +724,7 @@ class ArtifactStore:
     ) -> list[StoredFile]:
         """Write every file of a finalized package under destination, each verified."""
         files = self.finalized_files(ref, expect_digest)
-        return pull_package(self, _label(ref), files, Path(destination), progress)
+        return pull_package(self, trust.label(ref), files, Path(destination), progress)
 
     def verify_package(
         self,
@@ -763,7 +739,7 @@ class ArtifactStore:
         """
         with self._read() as connection:
             package = registry.get_package(connection, ref)
-        return self._verify(package, progress, _expected(ref, expect_digest), open_is_ok=False)
+        return self._verify(package, progress, trust.expected(ref, expect_digest), open_is_ok=False)
 
     def _verify(
         self,
@@ -776,7 +752,7 @@ class ArtifactStore:
         with self._read() as connection:
             if package.is_finalized:
                 try:
-                    files = _manifest_files(self._manifest(connection, package, expect_digest))
+                    files = trust.manifest_files(self._manifest(connection, package, expect_digest))
                 except IntegrityError as exc:
                     problems.append(audit.Problem(str(package), None, str(exc)))
                     files = registry.package_files(connection, package.id)
@@ -887,49 +863,6 @@ def _require_new_paths(package: Package, paths: list[str], existing: set[str]) -
                 f"package {package} already has {path!r}; pass replace=True to overwrite it"
             )
         seen.add(path)
-
-
-def _pinned(ref: PackageRef) -> str | None:
-    """The digest a 'NAME@blake3:<hex>' reference pins, or None."""
-    if isinstance(ref, str) and "@" in ref:
-        return "blake3:" + ref.rpartition("@blake3:")[2]
-    return None
-
-
-def _expected(ref: PackageRef, expect_digest: str | None) -> str | None:
-    pinned = _pinned(ref)
-    if pinned is not None and expect_digest is not None and pinned != expect_digest:
-        raise DigestMismatchError(f"{ref} pins {pinned}, but {expect_digest} is expected")
-    return expect_digest or pinned
-
-
-def _label(ref: PackageRef) -> str:
-    if isinstance(ref, tuple):
-        return f"{ref[0]}:{ref[1]}"
-    if isinstance(ref, str) and not is_package_spec(ref):
-        return f"package {ref}"
-    return str(ref)
-
-
-def _manifest_files(data: bytes) -> list[StoredFile]:
-    """The files a manifest lists, with the backend each blob's receipt names.
-
-    The manifest was checked against the digest the log fixed, so it is read in parts
-    (manifest.reader), not parsed whole: a strict decode of 10,000 files cost verify a
-    quarter of its time.
-    """
-    backends = dict(reader.receipts(data))
-    return [
-        StoredFile(
-            path=f.path,
-            size=f.size,
-            blake3=f.blake3,
-            sha256=f.sha256,
-            executable=f.executable,
-            backend_id=backends.get(str(f.content_address), ""),
-        )
-        for f in reader.files(data)
-    ]
 
 
 def _staged(path: str, result: IngestResult, executable: bool) -> uploads.StagedFile:
