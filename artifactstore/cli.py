@@ -37,13 +37,10 @@ from artifactstore.config import (
 from artifactstore.errors import (
     ArtifactStoreError,
     BlobNotFoundError,
-    DatabaseError,
     IntegrityError,
-    SchemaVersionError,
 )
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
 
     from artifactstore.store import ArtifactStore
 
@@ -212,46 +209,10 @@ def migrate(state: CliState, fresh: bool, yes: bool) -> None:
             raise click.UsageError("--fresh deletes every package and event; add --yes")
         if not click.confirm(f"Delete every package and event in {url}?", err=True):
             raise click.UsageError("not confirmed; nothing was changed")
-    before, after = _migrate(state.settings, fresh)
+    from artifactstore.migration import migrate_database
+
+    before, after = migrate_database(state.settings, fresh)
     output.migrated(url, fresh, before, after, state.as_json)
-
-
-def _migrate(settings: Settings, fresh: bool) -> tuple[str | None, str | None]:
-    """Run the migrations on an engine of our own: ArtifactStore refuses a database behind."""
-    import sqlalchemy.exc
-    from alembic.util.exc import CommandError
-
-    from artifactstore import migration
-
-    url = settings.redacted_database_url
-    engine = _make_engine(settings)
-    try:
-        with engine.connect() as connection:
-            before = migration.current_revision(connection)
-        if fresh:
-            migration.downgrade(engine)
-        migration.upgrade(engine)
-        with engine.connect() as connection:
-            return before, migration.current_revision(connection)
-    except sqlalchemy.exc.SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise DatabaseError(f"cannot migrate database {url}: {redact_url(reason)}") from exc
-    except CommandError as exc:
-        # alembic's way of saying the database is at a revision this code does not know.
-        raise SchemaVersionError(f"cannot migrate database {url}: {exc}") from exc
-    finally:
-        engine.dispose()
-
-
-def _make_engine(settings: Settings) -> Engine:
-    from artifactstore import schema
-
-    engine = schema.make_engine(settings.database_url)
-    database = engine.url.database
-    if engine.dialect.name == "sqlite" and database not in (None, "", ":memory:"):
-        # SQLite creates the file but not its folder; the default lives in ./.artifactstore/.
-        Path(str(database)).parent.mkdir(parents=True, exist_ok=True)
-    return engine
 
 
 @cli.command()

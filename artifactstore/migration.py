@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, inspect, text
 
-from artifactstore import schema
+from artifactstore import database, schema
+from artifactstore.config import Settings
 from artifactstore.errors import SchemaVersionError
 
 if TYPE_CHECKING:
@@ -85,6 +86,40 @@ def check_revision(connection: Connection, redacted_url: str) -> None:
         f"{schema.SCHEMA_REVISION}; run 'artifactstore migrate' "
         "(or upgrade artifactstore if the database is newer)"
     )
+
+
+def migrate_database(settings: Settings, fresh: bool = False) -> tuple[str | None, str | None]:
+    """Upgrade the settings' database to head (fresh: drop everything first).
+
+    Returns the revisions before and after. Runs on an engine of its own, because
+    ArtifactStore refuses a database that is behind. DatabaseError if the database cannot be
+    used; SchemaVersionError if it is at a revision this code does not know.
+    """
+    from alembic.util.exc import CommandError
+
+    url = settings.redacted_database_url
+    engine = schema.make_engine(settings.database_url)
+    try:
+        with database.errors(url, "migrate"):
+            _create_sqlite_folder(engine)
+            with engine.connect() as connection:
+                before = current_revision(connection)
+            if fresh:
+                downgrade(engine)
+            upgrade(engine)
+            with engine.connect() as connection:
+                return before, current_revision(connection)
+    except CommandError as exc:
+        # alembic's way of saying the database is at a revision this code does not know.
+        raise SchemaVersionError(f"cannot migrate database {url}: {exc}") from exc
+    finally:
+        engine.dispose()
+
+
+def _create_sqlite_folder(engine: Engine) -> None:
+    # SQLite creates the file but not its folder; the default lives in ./.artifactstore/.
+    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        Path(str(engine.url.database)).parent.mkdir(parents=True, exist_ok=True)
 
 
 def prepare(engine: Engine, redacted_url: str) -> bool:

@@ -35,10 +35,19 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Self
 
-import sqlalchemy.exc
 from sqlalchemy import Connection, Engine
 
-from artifactstore import audit, migration, registry, retention, schema, tree, trust, uploads
+from artifactstore import (
+    audit,
+    database,
+    migration,
+    registry,
+    retention,
+    schema,
+    tree,
+    trust,
+    uploads,
+)
 from artifactstore.config import Settings, load_settings, redact_url
 from artifactstore.dataplane.factory import dataplane_from_settings
 from artifactstore.dataplane.spi import DataPlane, IngestResult
@@ -46,7 +55,6 @@ from artifactstore.errors import (
     AlreadyExistsError,
     ArtifactStoreError,
     ConflictError,
-    DatabaseError,
     IntegrityError,
     InvalidInputError,
     PackageFileNotFoundError,
@@ -156,10 +164,8 @@ class ArtifactStore:
         engine = schema.make_engine(settings.database_url)
         redacted = settings.redacted_database_url
         try:
-            created = migration.prepare(engine, redacted)
-        except sqlalchemy.exc.SQLAlchemyError as exc:
-            engine.dispose()
-            raise DatabaseError(f"cannot open database {redacted}: {_reason(exc)}") from exc
+            with database.errors(redacted, "open"):
+                created = migration.prepare(engine, redacted)
         except ArtifactStoreError:
             engine.dispose()
             raise
@@ -212,26 +218,16 @@ class ArtifactStore:
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        try:
-            with self._engine.connect() as connection:
-                yield connection
-        except sqlalchemy.exc.SQLAlchemyError as exc:
-            raise DatabaseError(f"database {self._url}: {_reason(exc)}") from exc
+        with database.errors(self._url), self._engine.connect() as connection:
+            yield connection
 
     @contextmanager
     def _write(self, lock: bool = True) -> Iterator[Connection]:
         """A write transaction; with lock (the default) it holds the log lock from the start."""
-        try:
-            with self._writer.begin() as connection:
-                if lock:
-                    log.lock_head(connection)
-                yield connection
-        except sqlalchemy.exc.IntegrityError as exc:
-            raise ConflictError(
-                f"a concurrent change conflicted with this one: {_reason(exc)}"
-            ) from exc
-        except sqlalchemy.exc.SQLAlchemyError as exc:
-            raise DatabaseError(f"database {self._url}: {_reason(exc)}") from exc
+        with database.errors(self._url), self._writer.begin() as connection:
+            if lock:
+                log.lock_head(connection)
+            yield connection
 
     def _record(self, connection: Connection, new_events: list[NewEvent]) -> list[Event]:
         sealed = log.write(connection, new_events)
@@ -795,7 +791,9 @@ class ArtifactStore:
         self, since: int = 0, follow: bool = False, timeout: float | None = None
     ) -> Iterator[Event]:
         """Events after sequence `since`; with follow, wait for new ones until timeout."""
-        return log.tail(self._engine, since, follow, timeout)
+        # A generator: the boundary has to be inside it, around each step of the tail.
+        with database.errors(self._url):
+            yield from log.tail(self._engine, since, follow, timeout)
 
     def checkpoint(self) -> log.Head:
         """The log head: the last sequence and its chain digest (hex)."""
@@ -841,13 +839,6 @@ def _create_storage_root(root: Path) -> None:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StorageError(f"cannot create the blob folder {root}: {exc.strerror}") from exc
-
-
-def _reason(exc: sqlalchemy.exc.SQLAlchemyError) -> str:
-    """The driver's message without SQL text or parameters (which may hold secrets)."""
-    original = getattr(exc, "orig", None)
-    text = str(original if original is not None else exc).strip().splitlines()
-    return redact_url(text[0]) if text else type(exc).__name__
 
 
 def _require_open(package: Package) -> None:

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import blake3
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from artifactstore import (
     AlreadyExistsError,
     ArtifactStore,
     ConflictError,
+    DatabaseError,
     IntegrityError,
     InvalidMetadataError,
     InvalidNameError,
@@ -395,3 +396,15 @@ def test_writing_calls_record_the_actor_they_are_given(
         ("v1.file.ingested", "tests@localhost"),
         ("v1.package.finalized", "token:assembler"),
     ]
+
+
+def test_database_errors_reach_callers_as_ours_even_from_a_generator(
+    store: ArtifactStore,
+) -> None:
+    store.create_package("acme/app", "1")
+    with store.engine.begin() as connection:
+        connection.execute(text("DROP TABLE events"))
+    with pytest.raises(DatabaseError, match="database"):
+        list(store.tail_events())
+    with pytest.raises(DatabaseError):
+        store.create_package("acme/app", "2")
