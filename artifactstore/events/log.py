@@ -11,6 +11,7 @@ miss a later-committed N+1), and a state check and the events it leads to are on
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -128,17 +129,12 @@ def _insert_events(_connection: Connection) -> Any:
     return insert(schema.events)
 
 
+_EVENT_FIELDS = tuple(field.name for field in dataclasses.fields(Event))
+"""The columns of `events`, in order (a test pins them to the table)."""
+
+
 def _row(event: Event) -> dict[str, Any]:
-    return {
-        "sequence": event.sequence,
-        "event_id": event.event_id,
-        "event_type": event.event_type,
-        "occurred_at": event.occurred_at,
-        "actor": event.actor,
-        "package_id": event.package_id,
-        "payload": event.payload,
-        "chain_digest": event.chain_digest,
-    }
+    return {name: getattr(event, name) for name in _EVENT_FIELDS}
 
 
 def read(
