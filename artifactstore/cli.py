@@ -41,7 +41,6 @@ from artifactstore.errors import (
 )
 
 if TYPE_CHECKING:
-
     from artifactstore.store import ArtifactStore
 
 PROG = "artifactstore"
