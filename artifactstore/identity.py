@@ -200,7 +200,7 @@ class DualHasher:
                 self._sha256.update(chunk)
                 return
             # A backlog, not a wait per chunk: waking in lockstep cost a third of the
-            # throughput on a busy machine (scripts/bench_digest.py).
+            # throughput on a busy machine (the digest micro-benchmarks in benchmarks/micro.py).
             while len(self._backlog) >= _MAX_BACKLOG and self._error is None:
                 self._ready.wait()
             self._backlog.append(chunk)

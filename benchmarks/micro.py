@@ -1,27 +1,31 @@
 """Micro-benchmarks of the parts: the dual digest, the event log on SQLite, CLI start-up.
 
-The digest and event figures reuse the hand-run scripts (`scripts/bench_digest.py`,
-`scripts/bench_events.py`): their buffer builders, rate helper and realistic event batches
-are loaded from the files, so the suite and the scripts measure the same things.
+The digest figures compare SHA-256 and BLAKE3 alone with `digest_stream` (both, on two cores)
+over one buffer; the event figures append realistic package-sized batches (created, classed,
+98 files) in one transaction each, then replay them all.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import hashlib
+import os
 import statistics
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
+
+import blake3
 
 from artifactstore import migration, schema
 from artifactstore.events import log, views
-from artifactstore.events.model import NewEvent
+from artifactstore.events.model import FILE_INGESTED, PACKAGE_CREATED, RETENTION_ASSIGNED, NewEvent
 from artifactstore.identity import digest_stream
+from artifactstore.manifest.codec import encode_value
 from benchmarks import measure
-from benchmarks.tools import REPO_ROOT
 from benchmarks.workloads import MIB
 
 APPEND = "event append, one transaction per package"
@@ -39,23 +43,33 @@ class Figure:
     note: str = ""
 
 
-def _script(name: str) -> ModuleType:
-    """Load scripts/<name>.py as a module (scripts/ is not a package)."""
-    path = REPO_ROOT / "scripts" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"_bench_script_{name}", path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+_BLOCK = 64 * MIB
+_FILES_PER_PACKAGE = 98
+_STAMP = "2026-11-29T16:17:26.123456Z"
+
+
+def _buffer(size: int) -> bytes:
+    """size bytes: one random block (at most 64 MiB) repeated, so building 1 GiB stays quick."""
+    block = os.urandom(min(size, _BLOCK))
+    return (block * (size // len(block) + 1))[:size]
+
+
+def _median_rate(size: int, run: Callable[[], object], repeats: int = 3) -> float:
+    """Median MB/s (10^6 bytes per second) over `repeats` runs of run()."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return size / statistics.median(times) / 1e6
 
 
 def digest(mib: int) -> list[Figure]:
     """MB/s of SHA-256 alone, BLAKE3 alone and digest_stream (both), in memory and from a file."""
-    script = _script("bench_digest")
     size = mib * MIB
-    data: bytes = script.make_buffer(size)
-    pieces: list[bytes] = script.chunks(memoryview(data))
+    data = _buffer(size)
+    # 1 MiB chunks made before timing, so copying is not measured.
+    pieces = [data[i : i + MIB] for i in range(0, size, MIB)]
     note = f"{mib} MiB, median of 3"
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "blob"
@@ -66,24 +80,55 @@ def digest(mib: int) -> list[Figure]:
                 digest_stream(handle)
 
         cases = [
-            ("SHA-256 alone (hashlib, in memory)", lambda: script.sha256_alone(data)),
-            ("BLAKE3 alone (1 thread, in memory)", lambda: script.blake3_alone(data)),
+            ("SHA-256 alone (hashlib, in memory)", lambda: hashlib.sha256(data).hexdigest()),
+            (
+                "BLAKE3 alone (1 thread, in memory)",
+                lambda: blake3.blake3(data, max_threads=1).hexdigest(),
+            ),
             ("digest_stream, both digests, 1 MiB chunks", lambda: digest_stream(pieces)),
             ("digest_stream, both digests, from a file", from_file),
         ]
-        return [Figure(label, script.median_rate(size, run), "MB/s", note) for label, run in cases]
+        return [Figure(label, _median_rate(size, run), "MB/s", note) for label, run in cases]
+
+
+def _package_events(n: int) -> list[NewEvent]:
+    """A realistic unit of work: one package created, classed, and 98 files ingested."""
+    package_id = str(uuid.UUID(int=n))
+
+    def event(event_type: str, payload: object) -> NewEvent:
+        return NewEvent(
+            str(uuid.uuid4()), event_type, _STAMP, "bench", package_id, encode_value(payload)
+        )
+
+    batch = [
+        event(PACKAGE_CREATED, {"name": "bench/pkg", "version": str(n), "metadata": {}}),
+        event(RETENTION_ASSIGNED, {"class": "ci"}),
+    ]
+    for f in range(_FILES_PER_PACKAGE):
+        hex_digest = f"{n:032x}{f:032x}"
+        file = {
+            "path": f"dir/file-{f}.bin",
+            "size": 4096,
+            "blake3": hex_digest,
+            "sha256": hex_digest,
+            "executable": False,
+            "backend_id": "local",
+            "object_key": f"blake3/{hex_digest[:2]}/{hex_digest[2:4]}/{hex_digest}",
+            "stored_at": _STAMP,
+        }
+        batch.append(event(FILE_INGESTED, file))
+    return batch
 
 
 def events(total: int) -> list[Figure]:
     """Events/s appending in package-sized transactions on SQLite, and replaying them all."""
-    script = _script("bench_events")
-    per_package = script.FILES_PER_PACKAGE + 2
+    per_package = _FILES_PER_PACKAGE + 2
     with tempfile.TemporaryDirectory() as tmp:
         engine = schema.make_engine(f"sqlite:///{Path(tmp) / 'events.db'}")
         migration.upgrade(engine)
         writer = schema.writer(engine)
         batches: list[list[NewEvent]] = [
-            script.package_events(n) for n in range(max(1, total // per_package))
+            _package_events(n) for n in range(max(1, total // per_package))
         ]
         count = sum(len(batch) for batch in batches)
         started = time.perf_counter()
