@@ -28,11 +28,15 @@ _T = TypeVar("_T")
 
 
 class MemoryBackend:
-    """A StorageBackend keeping objects in a dict; durability is trivially immediate."""
+    """A StorageBackend keeping objects in a dict.
+
+    `durable` models stable storage: the keys committed with durable=True or synced since.
+    """
 
     def __init__(self, backend_id: str = "memory") -> None:
         self.backend_id = backend_id
         self.objects: dict[str, tuple[bytes, datetime]] = {}
+        self.durable: set[str] = set()
 
     def stage(self) -> _MemoryStaged:
         """Start a write buffered in memory."""
@@ -77,11 +81,12 @@ class MemoryBackend:
         yield from sorted(self.objects)
 
     def sync(self, keys: Iterable[str]) -> None:
-        """Check that each key exists; memory needs no flushing."""
+        """Make each key durable; BlobNotFoundError if one does not exist."""
         for key in keys:
             check_key(key)
             if key not in self.objects:
                 raise BlobNotFoundError(f"no object {key!r} in memory to sync")
+            self.durable.add(key)
 
     def health(self) -> BackendHealth:
         """Always reachable; no byte counts."""
@@ -90,10 +95,12 @@ class MemoryBackend:
     def close(self) -> None:
         """Nothing to release."""
 
-    def _publish(self, key: str, data: bytes) -> tuple[StorageReceipt, bool]:
+    def _publish(self, key: str, data: bytes, durable: bool) -> tuple[StorageReceipt, bool]:
         existed = key in self.objects
         if not existed:
             self.objects[key] = (data, datetime.now(UTC))
+        if durable:
+            self.durable.add(key)
         stored, stored_at = self.objects[key]
         return StorageReceipt(self.backend_id, key, len(stored), stored_at), existed
 
@@ -121,7 +128,7 @@ class _MemoryStaged:
         buffer = self._open_buffer()
         try:
             check_key(key)
-            return self._backend._publish(key, buffer.getvalue())
+            return self._backend._publish(key, buffer.getvalue(), durable)
         finally:
             self.abort()
 

@@ -6,13 +6,14 @@ real directory under tmp_path), SQLiteBlobBackend (a real database file) and Mem
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC
 from pathlib import Path
 
 import pytest
 from memory_backend import FailingBackend, MemoryBackend
 
+from artifactstore import durability
 from artifactstore.errors import (
     BlobNotFoundError,
     InvalidAddressError,
@@ -166,13 +167,70 @@ def test_bad_keys_are_rejected(backend: StorageBackend, key: str) -> None:
     assert list(backend.iter_keys()) == []
 
 
-def test_sync_makes_non_durable_commits_durable(backend: StorageBackend) -> None:
+@pytest.fixture
+def is_durable(
+    backend: StorageBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[str], bool]:
+    """Whether a key's object is on stable storage, observed the way each backend allows.
+
+    Memory: its model of stable storage. SQLite blobs: another connection (a later process)
+    sees the committed row. Local files: the object and its directory were fsynced, or the
+    whole filesystem was synced, since the fixture started recording.
+    """
+    if isinstance(backend, MemoryBackend):
+        return lambda key: key in backend.durable
+    if isinstance(backend, SQLiteBlobBackend):
+
+        def committed(key: str) -> bool:
+            other = SQLiteBlobBackend(tmp_path / "blobs")
+            try:
+                return other.head(key) is not None
+            finally:
+                other.close()
+
+        return committed
+    fsynced: set[tuple[int, int]] = set()  # (device, inode): a temp file becomes the object
+    filesystems: list[Path] = []
+
+    def fsync(path: Path) -> None:
+        durability.fsync_path(path)
+        info = Path(path).stat()
+        fsynced.add((info.st_dev, info.st_ino))
+
+    def syncfs(path: Path) -> None:
+        durability.sync_filesystem(path)
+        filesystems.append(Path(path))
+
+    monkeypatch.setattr("artifactstore.storage.backends.local.fsync_path", fsync)
+    monkeypatch.setattr("artifactstore.storage.backends.local.sync_filesystem", syncfs)
+
+    def on_disk(key: str) -> bool:
+        path = tmp_path / "blobs" / key
+        inodes = {(i.st_dev, i.st_ino) for i in (path.stat(), path.parent.stat())}
+        return bool(filesystems) or inodes <= fsynced
+
+    return on_disk
+
+
+def test_sync_makes_non_durable_commits_durable(
+    backend: StorageBackend, is_durable: Callable[[str], bool]
+) -> None:
     keys = [key_for(p) for p in (b"a", b"b")]
     for key, payload in zip(keys, (b"a", b"b"), strict=True):
         backend.put(key, [payload], durable=False)
+    assert [is_durable(key) for key in keys] == [False, False]
     backend.sync(keys)
+    assert [is_durable(key) for key in keys] == [True, True]
     backend.sync(keys)
     assert list(backend.iter_keys()) == sorted(keys)
+
+
+def test_a_durable_put_is_durable_on_return(
+    backend: StorageBackend, is_durable: Callable[[str], bool]
+) -> None:
+    key = key_for(DATA)
+    backend.put(key, [DATA])
+    assert is_durable(key)
 
 
 def test_close_keeps_what_was_put_and_may_be_called_twice(
