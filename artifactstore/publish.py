@@ -78,23 +78,25 @@ def compare(
     difference: str | None = None
     stored = reader.files(manifest)
     kept = next(stored, None)
+    # Both lists are in path order, so the first difference found is the first in that order;
+    # the walk stops there (the pushed files may be hashed lazily: no more hashing after it).
     for path, size, blake3_hex, sha256_hex, executable in pushed:
         key = path.encode()
-        while kept is not None and kept.path.encode() < key:
-            difference = difference or f"file {kept.path!r} of the stored version is missing"
-            kept = next(stored, None)
-        if kept is None or kept.path.encode() != key:
-            difference = difference or f"file {path!r} is not in the stored version"
-            continue
-        if (kept.size, kept.blake3.hex, kept.sha256.hex) != (size, blake3_hex, sha256_hex):
-            difference = difference or f"file {path!r} has a different content"
+        if kept is not None and kept.path.encode() < key:
+            difference = f"file {kept.path!r} of the stored version is missing"
+        elif kept is None or kept.path.encode() != key:
+            difference = f"file {path!r} is not in the stored version"
+        elif (kept.size, kept.blake3.hex, kept.sha256.hex) != (size, blake3_hex, sha256_hex):
+            difference = f"file {path!r} has a different content"
         elif kept.executable != executable:
-            difference = difference or f"file {path!r} has a different executable bit"
+            difference = f"file {path!r} has a different executable bit"
+        if difference is not None:
+            return Comparison(difference, count, total)
         count += 1
         total += size
         kept = next(stored, None)
     if kept is not None:
-        difference = difference or f"file {kept.path!r} of the stored version is missing"
+        difference = f"file {kept.path!r} of the stored version is missing"
     if difference is None and retention_class != current_class:
         difference = (
             f"retention class {retention_class!r} (the stored version has {current_class!r})"

@@ -179,10 +179,7 @@ def _stored_file(row: Row[Any]) -> StoredFile:
 
 def package_files(connection: Connection, package_id: str) -> list[StoredFile]:
     """The files of a package, sorted by the UTF-8 bytes of their paths."""
-    files = schema.artifact_files
-    rows = connection.execute(select(files).where(files.c.package_id == package_id))
-    # Database collations differ; the manifest order is the bytewise order of UTF-8.
-    return sorted(map(_stored_file, rows), key=lambda f: f.path.encode("utf-8"))
+    return list(iter_package_files(connection, package_id))
 
 
 def iter_package_files(connection: Connection, package_id: str) -> Iterator[StoredFile]:
