@@ -218,7 +218,7 @@ def packages(found: Sequence[Package], as_json: bool) -> None:
 
 def event(found: Event, as_json: bool) -> None:
     """`events`: one line per event (JSON Lines with --json), flushed at once for followers."""
-    from artifactstore.manifest import codec
+    from artifactstore import cbor
 
     if as_json:
         emit_json(
@@ -229,7 +229,7 @@ def event(found: Event, as_json: bool) -> None:
                 "event_type": found.event_type,
                 "occurred_at": found.occurred_at,
                 "package_id": found.package_id,
-                "payload": codec.decode_value(found.payload),
+                "payload": cbor.decode_strict(found.payload),
                 "sequence": found.sequence,
             }
         )

@@ -3,26 +3,36 @@
 A version is immutable, so a push of (name, version) that already exists either carries exactly
 what the version holds (the same files with the same digests and executable bits, the same
 retention class and the same metadata: idempotent success) or is a conflict whose message names
-the first difference. The store calls these inside its write transaction, under the log lock.
+the first difference. `publish` does either in one write transaction, under the log lock.
 
 Both work a file at a time, so memory does not grow with the number of files: the manifest is
-encoded straight from the view rows in manifest order (`manifest.codec.manifest_map`, the one
+encoded straight from the view rows in manifest order (`manifest.model.manifest_map`, the one
 layout of a manifest), and a re-push is compared with the stored manifest by walking both file
 lists, each sorted by the UTF-8 bytes of the path, side by side.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
-from artifactstore import registry, retention
+from artifactstore import cbor, registry, retention, trust, uploads
 from artifactstore._version import __version__
-from artifactstore.errors import ManifestError
+from artifactstore.database import Database
+from artifactstore.errors import ConflictError, ManifestError, PackageStateError
+from artifactstore.events.model import (
+    FILE_INGESTED,
+    PACKAGE_CREATED,
+    PACKAGE_FINALIZED,
+    RETENTION_ASSIGNED,
+    NewEvent,
+)
 from artifactstore.identity import ContentAddress
-from artifactstore.manifest import codec, reader
+from artifactstore.ingest import staged_payload
+from artifactstore.manifest import reader
 from artifactstore.manifest.model import (
     FileEntry,
     Metadata,
@@ -30,8 +40,14 @@ from artifactstore.manifest.model import (
     Provenance,
     ReceiptEntry,
     RetentionSummary,
+    file_value,
+    format_timestamp,
+    manifest_digest_of_bytes,
+    manifest_map,
+    receipt_value,
     validate_metadata,
 )
+from artifactstore.naming import check_name, check_version
 from artifactstore.registry import Package
 
 FileFacts = tuple[str, int, str, str, bool]
@@ -112,7 +128,7 @@ def encode_manifest(connection: Connection, package: Package, finalized_at: str)
     """The canonical CBOR manifest of an open package, streamed from its view rows."""
     keep_days = registry.retention_class(connection, package.retention_class).keep_days
     files, _, blobs = registry.package_totals(connection, package.id)
-    value = codec.manifest_map(
+    value = manifest_map(
         PackageInfo(
             id=package.id,
             name=package.name,
@@ -121,12 +137,12 @@ def encode_manifest(connection: Connection, package: Package, finalized_at: str)
             finalized_at=finalized_at,
             metadata=package.metadata,
         ),
-        codec.LazyArray(files, map(codec.file_value, _entries(connection, package.id))),
-        codec.LazyArray(blobs, map(codec.receipt_value, _receipts(connection, package.id))),
+        cbor.Array(files, map(file_value, _entries(connection, package.id))),
+        cbor.Array(blobs, map(receipt_value, _receipts(connection, package.id))),
         RetentionSummary(package.retention_class, retention.expires_at(finalized_at, keep_days)),
         Provenance(producer=f"artifactstore {__version__}"),
     )
-    return codec.encode_value(value)
+    return cbor.encode(value)
 
 
 def _entries(connection: Connection, package_id: str) -> Iterator[FileEntry]:
@@ -147,3 +163,125 @@ def _receipts(connection: Connection, package_id: str) -> Iterator[ReceiptEntry]
             raise ManifestError(f"storage receipts out of order from the database at {address}")
         previous = (address, backend_id)
         yield ReceiptEntry(ContentAddress.parse(address), backend_id, stored_at)
+
+
+def opening_events(
+    db: Database,
+    package_id: str,
+    name: str,
+    version: str,
+    retention_class: str,
+    metadata: Metadata,
+    actor: str | None,
+    now: str | None = None,
+) -> list[NewEvent]:
+    """The v1.package.created and v1.retention.assigned events that open a package."""
+    created = cbor.encode({"name": name, "version": version, "metadata": dict(metadata)})
+    assigned = cbor.encode({"class": retention_class})
+    return [
+        db.event(PACKAGE_CREATED, package_id, created, actor, now),
+        db.event(RETENTION_ASSIGNED, package_id, assigned, actor, now),
+    ]
+
+
+def publish(
+    db: Database,
+    session: str,
+    name: str,
+    version: str,
+    retention_class: str,
+    metadata: Mapping[str, object] | None,
+    actor: str | None,
+) -> PushResult:
+    """Publish an upload session's staged files as (name, version) in one transaction under
+    the log lock (see ArtifactStore.publish); the session ends in the same transaction."""
+    check_name(name)
+    check_version(version)
+    checked = validate_metadata(metadata or {})
+    with db.write() as connection:
+        registry.retention_class(connection, retention_class)
+        existing = registry.find_package(connection, name, version)
+        if existing is not None:
+            staged = (
+                (f.path, f.size, f.blake3, f.sha256, f.executable)
+                for page in uploads.staged_files(connection, session)
+                for f in page
+            )
+            result = confirm(connection, existing, staged, retention_class, checked)
+        else:
+            result = _create(
+                db, connection, session, name, version, retention_class, checked, actor
+            )
+        uploads.end_session(connection, session)
+        return result
+
+
+def confirm(
+    connection: Connection,
+    package: Package,
+    files: Iterable[FileFacts],
+    retention_class: str,
+    metadata: Metadata,
+) -> PushResult:
+    """Succeed (created=False) if the finalized package holds exactly these files, class and
+    metadata; else ConflictError naming the first difference (PackageStateError if open)."""
+    if not package.is_finalized:
+        raise PackageStateError(
+            f"package {package} is open for assembly; finalize or abandon it "
+            "(a push never adds to an open package)"
+        )
+    event = trust.finalize_event(connection, package, None)
+    found = compare(event.payload, package.retention_class, files, retention_class, metadata)
+    if found.difference is not None:
+        raise ConflictError(
+            f"package {package} already exists with other content: {found.difference}; "
+            "versions are immutable, push a new version"
+        )
+    return PushResult(
+        name=package.name,
+        version=package.version,
+        digest=manifest_digest_of_bytes(event.payload),
+        created=False,
+        sequence=event.sequence,
+        chain_digest=event.chain_digest,
+        files=found.files,
+        bytes=found.bytes,
+    )
+
+
+def _create(
+    db: Database,
+    connection: Connection,
+    session: str,
+    name: str,
+    version: str,
+    retention_class: str,
+    metadata: Metadata,
+    actor: str | None,
+) -> PushResult:
+    package_id = str(uuid.uuid4())
+    now = format_timestamp(db.now())
+    db.record(
+        connection,
+        opening_events(db, package_id, name, version, retention_class, metadata, actor, now),
+    )
+    for page in uploads.staged_files(connection, session):
+        db.record(
+            connection,
+            [db.event(FILE_INGESTED, package_id, staged_payload(f), actor, now) for f in page],
+        )
+    payload = encode_manifest(connection, registry.get_package(connection, package_id), now)
+    [finalized] = db.record(
+        connection, [db.event(PACKAGE_FINALIZED, package_id, payload, actor, now)]
+    )
+    files, total, _ = registry.package_totals(connection, package_id)
+    return PushResult(
+        name=name,
+        version=version,
+        digest=manifest_digest_of_bytes(payload),
+        created=True,
+        sequence=finalized.sequence,
+        chain_digest=finalized.chain_digest,
+        files=files,
+        bytes=total,
+    )

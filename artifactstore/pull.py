@@ -15,16 +15,13 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from artifactstore.dataplane.spi import DataPlane
 from artifactstore.durability import sync_filesystem
 from artifactstore.errors import InvalidPathError, StorageError
 from artifactstore.naming import check_path
 from artifactstore.registry import StoredFile
 from artifactstore.verifying import VerifyingReader
-
-if TYPE_CHECKING:
-    from artifactstore.store import ArtifactStore
 
 TEMP_PREFIX = ".artifactstore-pull-"
 _CHUNK = 1 << 20
@@ -38,7 +35,7 @@ def is_empty_directory(path: Path) -> bool:
 
 
 def pull(
-    store: ArtifactStore,
+    dataplane: DataPlane,
     label: str,
     files: list[StoredFile],
     destination: Path,
@@ -52,7 +49,7 @@ def pull(
     try:
         for stored in files:
             target = _target(root, stored.path, checked_dirs)
-            staged.append((_write_verified(store, label, stored, target), target))
+            staged.append((_write_verified(dataplane, label, stored, target), target))
             if progress is not None:
                 progress(stored.size)
         _sync(root)
@@ -80,7 +77,7 @@ def _target(root: Path, path: str, checked_dirs: set[Path]) -> Path:
     return target
 
 
-def _write_verified(store: ArtifactStore, label: str, stored: StoredFile, target: Path) -> Path:
+def _write_verified(dataplane: DataPlane, label: str, stored: StoredFile, target: Path) -> Path:
     """Write one file to a temp name beside target and check it; returns the temp path."""
     fd, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=target.parent)
     temp = Path(temp_name)
@@ -89,7 +86,7 @@ def _write_verified(store: ArtifactStore, label: str, stored: StoredFile, target
         # SHA-256 (the slower digest) was checked on ingest and `verify` re-checks both.
         buffer = memoryview(bytearray(_CHUNK))
         with os.fdopen(fd, "wb") as out:
-            stream = store.dataplane.serve_object(stored.content_address)
+            stream = dataplane.serve_object(stored.content_address)
             label_path = f"{label} {stored.path}"
             with VerifyingReader(stream, stored.content_address, stored.size, label_path) as reader:
                 # readinto returns 0 only after the size and digest were checked.

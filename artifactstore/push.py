@@ -8,29 +8,26 @@ pushes of one version cannot mix their files, and an interrupted push leaves no 
 blobs its session holds until it expires.
 
 A version that is already finalized when the push starts is compared by hashing the tree,
-without storing anything: a retried CI job costs one read of its files. Built only on the
-public ArtifactStore methods.
+without storing anything: a retried CI job costs one read of its files.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING
 
-from artifactstore import tree
-from artifactstore.errors import PackageStateError
+from artifactstore import ingest, publish, registry, tree, uploads
+from artifactstore.database import Database
+from artifactstore.dataplane.spi import DataPlane
 from artifactstore.identity import digest_stream
 from artifactstore.manifest.model import validate_metadata
 from artifactstore.naming import check_name, check_version
 from artifactstore.publish import FileFacts, PushResult
 
-if TYPE_CHECKING:
-    from artifactstore.store import ArtifactStore
-
 
 def push(
-    store: ArtifactStore,
+    db: Database,
+    dataplane: DataPlane,
     name: str,
     version: str,
     directory: str | os.PathLike[str],
@@ -38,24 +35,25 @@ def push(
     metadata: Mapping[str, object] | None,
     progress: Callable[[int], None] | None,
     actor: str | None = None,
+    on_scanned: Callable[[int, int], None] | None = None,
 ) -> PushResult:
     """Store directory's files and publish them as (name, version); see the module docstring."""
     check_name(name)
     check_version(version)
-    validate_metadata(metadata or {})
-    store.retention_class(retention_class)
+    checked = validate_metadata(metadata or {})
+    with db.read() as connection:
+        registry.retention_class(connection, retention_class)
     found = tree.scan(directory)
-    existing = store.find_package(name, version)
-    if existing is not None:
-        if not existing.is_finalized:
-            raise PackageStateError(
-                f"package {existing} is open for assembly; finalize or abandon it "
-                "(a push never adds to an open package)"
-            )
-        return store.confirm_push(existing, _hashed(found, progress), retention_class, metadata)
-    with store.upload_session(actor=actor) as session:
-        store.stage_directory(session, found, progress)
-        return store.publish(session, name, version, retention_class, metadata, actor=actor)
+    if on_scanned is not None:
+        on_scanned(len(found), sum(item.size for item in found))
+    with db.read() as connection:
+        existing = registry.find_package(connection, name, version)
+        if existing is not None:
+            hashed = _hashed(found, progress)
+            return publish.confirm(connection, existing, hashed, retention_class, checked)
+    with uploads.held(db, actor) as session:
+        ingest.stage_directory(db, dataplane, session, found, progress)
+        return publish.publish(db, session, name, version, retention_class, metadata, actor)
 
 
 def _hashed(

@@ -12,10 +12,9 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Row, func, select
 
-from artifactstore import schema
+from artifactstore import cbor, schema
 from artifactstore.errors import InvalidRetentionClassError, PackageNotFoundError
 from artifactstore.identity import ContentAddress, Digest
-from artifactstore.manifest import codec
 from artifactstore.manifest.model import Metadata, validate_metadata
 from artifactstore.naming import check_name, check_version, is_package_spec, parse_package_spec
 
@@ -96,7 +95,7 @@ def _package_query() -> Any:
 
 
 def _package(row: Row[Any]) -> Package:
-    metadata = codec.decode_value(bytes(row.metadata))
+    metadata = cbor.decode_strict(bytes(row.metadata))
     assert isinstance(metadata, dict)  # written by views._package_created from a map
     return Package(
         id=row.id,

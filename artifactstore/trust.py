@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from sqlalchemy import Connection
 
+from artifactstore import registry
+from artifactstore.database import Database
 from artifactstore.errors import DigestMismatchError, IntegrityError, PackageStateError
 from artifactstore.events import log
 from artifactstore.events.model import Event
-from artifactstore.manifest import codec, reader
+from artifactstore.manifest import reader
+from artifactstore.manifest.model import manifest_digest_of_bytes
 from artifactstore.naming import is_package_spec
 from artifactstore.registry import Package, PackageRef, StoredFile
 
@@ -34,7 +37,7 @@ def finalize_event(connection: Connection, package: Package, expect_digest: str 
             f"package {package} is finalized in the views but the event log never "
             "finalized it; run 'artifactstore verify --all'"
         )
-    digest = codec.manifest_digest_of_bytes(event.payload)
+    digest = manifest_digest_of_bytes(event.payload)
     if digest != package.manifest_digest:
         raise IntegrityError(
             f"package {package}: the views name manifest {package.manifest_digest}, the "
@@ -85,3 +88,10 @@ def manifest_files(data: bytes) -> list[StoredFile]:
         )
         for f in reader.files(data)
     ]
+
+
+def read_manifest(db: Database, ref: PackageRef, expect_digest: str | None = None) -> bytes:
+    """The checked manifest (canonical CBOR) of the finalized package ref names."""
+    with db.read() as connection:
+        package = registry.get_package(connection, ref)
+        return finalize_event(connection, package, expected(ref, expect_digest)).payload

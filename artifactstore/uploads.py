@@ -14,7 +14,9 @@ held without staged files) hang off the same record.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,6 +24,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, select, update
 
 from artifactstore import schema
+from artifactstore.database import Database
 from artifactstore.manifest.model import format_timestamp
 
 SESSION_LIFETIME = timedelta(hours=24)
@@ -141,3 +144,16 @@ def _staged(row: Any) -> StagedFile:
         object_key=row.object_key,
         stored_at=row.stored_at,
     )
+
+
+@contextmanager
+def held(db: Database, actor: str | None = None) -> Iterator[str]:
+    """A new upload session (its id) that holds the blobs staged in it until the block ends."""
+    session = str(uuid.uuid4())
+    with db.write(lock=False) as connection:
+        open_session(connection, session, actor or db.actor, db.now())
+    try:
+        yield session
+    finally:
+        with db.write(lock=False) as connection:
+            end_session(connection, session)

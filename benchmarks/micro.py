@@ -20,11 +20,10 @@ from pathlib import Path
 
 import blake3
 
-from artifactstore import migration, schema
+from artifactstore import cbor, migration, schema
 from artifactstore.events import log, views
 from artifactstore.events.model import FILE_INGESTED, PACKAGE_CREATED, RETENTION_ASSIGNED, NewEvent
 from artifactstore.identity import digest_stream
-from artifactstore.manifest.codec import encode_value
 from benchmarks import measure
 from benchmarks.workloads import MIB
 
@@ -97,7 +96,7 @@ def _package_events(n: int) -> list[NewEvent]:
 
     def event(event_type: str, payload: object) -> NewEvent:
         return NewEvent(
-            str(uuid.uuid4()), event_type, _STAMP, "bench", package_id, encode_value(payload)
+            str(uuid.uuid4()), event_type, _STAMP, "bench", package_id, cbor.encode(payload)
         )
 
     batch = [

@@ -12,18 +12,26 @@ from urllib.parse import urlsplit
 from artifactstore.config import Settings, local_root
 from artifactstore.dataplane.inproc import InProcessDataPlane
 from artifactstore.dataplane.spi import DataPlane
-from artifactstore.errors import ConfigError
+from artifactstore.errors import ConfigError, StorageError
 
 SCHEMES = ("file",)
 """Storage URL schemes this version can open."""
 
 
-def dataplane_from_settings(settings: Settings) -> DataPlane:
-    """The data plane over the blob storage the settings name; ConfigError if it cannot be."""
+def dataplane_from_settings(settings: Settings, create: bool = False) -> DataPlane:
+    """The data plane over the blob storage the settings name; ConfigError if it cannot be.
+
+    With create, a local blob folder that does not exist yet is made first (for a new store).
+    """
     root = local_root(settings.storage_url)
     if root is None:
         scheme = urlsplit(settings.storage_url).scheme or "(none)"
         raise ConfigError(
             f"storage URL scheme {scheme!r} is not supported (known: {', '.join(SCHEMES)})"
         )
+    if create:
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create the blob folder {root}: {exc.strerror}") from exc
     return InProcessDataPlane.local(root)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import blake3
 
-from artifactstore.manifest.codec import encode_map_chunks
+from artifactstore.cbor import encode_map_chunks
 
 PACKAGE_CREATED = "v1.package.created"
 RETENTION_ASSIGNED = "v1.retention.assigned"

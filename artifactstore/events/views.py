@@ -20,10 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import blake3
-import cbor2
 from sqlalchemy import Connection, delete, insert, select, update
 
-from artifactstore import schema
+from artifactstore import cbor, schema
 from artifactstore.errors import LogIntegrityError, ManifestError
 from artifactstore.events import log
 from artifactstore.events.checker import LogChecker, LogProblem
@@ -35,7 +34,8 @@ from artifactstore.events.model import (
     RETENTION_ASSIGNED,
     Event,
 )
-from artifactstore.manifest import codec, reader
+from artifactstore.manifest import reader
+from artifactstore.manifest.model import manifest_digest_of_bytes
 
 _REPLAY_PAGE = 5000
 _DIGEST_PAGE = 2000
@@ -58,11 +58,11 @@ def apply(connection: Connection, events: Sequence[Event]) -> None:
 
 def _payload(event: Event) -> dict[str, Any]:
     # Payloads were encoded canonically by the store and are covered by the hash chain
-    # (verify_chain proves them), so the views read them with cbor2's C decoder; the strict
-    # decoder in manifest.codec costs ~10x more and would dominate replay.
+    # (verify_chain proves them), so the views decode them trusted (cbor2's C decoder); the
+    # strict decoder costs ~10x more and would dominate replay.
     try:
-        value = cbor2.loads(event.payload)
-    except Exception as exc:  # cbor2 raises several unrelated types on corrupt input
+        value = cbor.decode_trusted(event.payload)
+    except ManifestError as exc:
         raise ManifestError(f"event {event.sequence} payload is not CBOR: {exc}") from exc
     if not isinstance(value, dict):
         raise ManifestError(f"event {event.sequence} payload is not a map")
@@ -77,7 +77,7 @@ def _package_created(connection: Connection, event: Event) -> None:
             name=payload["name"],
             version=payload["version"],
             state="open",
-            metadata=codec.encode_value(payload["metadata"]),
+            metadata=cbor.encode(payload["metadata"]),
             created_at=event.occurred_at,
         )
     )
@@ -155,7 +155,7 @@ def _package_finalized(connection: Connection, event: Event) -> None:
         .values(
             state="finalized",
             finalized_at=finalized_at,
-            manifest_digest=str(codec.manifest_digest_of_bytes(event.payload)),
+            manifest_digest=str(manifest_digest_of_bytes(event.payload)),
         )
     )
     connection.execute(
@@ -199,14 +199,11 @@ def state_digest(connection: Connection) -> str:
     """
     hasher = blake3.blake3()
     for table in schema.VIEW_TABLES:
-        hasher.update(codec.encode_value(table.name))
+        hasher.update(cbor.encode(table.name))
         query = select(table).order_by(*table.primary_key.columns)
         result = connection.exec_driver_sql(str(query.compile(dialect=connection.dialect)))
         for rows in result.partitions(_DIGEST_PAGE):
-            # Arrays of text, integers, NULL and bytes only: for those cbor2's canonical mode
-            # is RFC 8949 §4.2.1 exactly (no maps, so no key order question), and its C
-            # encoder is what keeps replay --check fast.
-            hasher.update(cbor2.dumps([tuple(row) for row in rows], canonical=True))
+            hasher.update(cbor.encode([tuple(row) for row in rows]))
     return str(hasher.hexdigest())
 
 
@@ -306,7 +303,7 @@ def fingerprints(connection: Connection) -> dict[tuple[str, str], str]:
                 hasher = hashers.get(key)
                 if hasher is None:
                     hasher = hashers[key] = blake3.blake3()
-                hasher.update(cbor2.dumps(tuple(row), canonical=True))
+                hasher.update(cbor.encode(tuple(row)))
     return {key: str(hasher.hexdigest()) for key, hasher in hashers.items()}
 
 

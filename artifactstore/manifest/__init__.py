@@ -1,19 +1,10 @@
-"""The v1 manifest: frozen values (`model`), canonical CBOR (`codec`) and JCS (`projection`).
+"""The v1 manifest: values and their canonical CBOR (`model`), parsing (`codec`), JCS.
 
 A manifest describes one finalized package completely; its digest, BLAKE3 over its canonical
 CBOR bytes, identifies it. Everything here is pure.
 """
 
-from artifactstore.manifest.codec import (
-    decode,
-    decode_value,
-    encode,
-    encode_value,
-    manifest_digest,
-    manifest_digest_of_bytes,
-    manifest_from_value,
-    manifest_to_value,
-)
+from artifactstore.manifest.codec import decode, manifest_from_value
 from artifactstore.manifest.model import (
     MANIFEST_VERSION,
     FileEntry,
@@ -25,7 +16,11 @@ from artifactstore.manifest.model import (
     Provenance,
     ReceiptEntry,
     RetentionSummary,
+    encode,
     format_timestamp,
+    manifest_digest,
+    manifest_digest_of_bytes,
+    manifest_to_value,
     parse_timestamp,
     validate_metadata,
 )
@@ -43,9 +38,7 @@ __all__ = [
     "ReceiptEntry",
     "RetentionSummary",
     "decode",
-    "decode_value",
     "encode",
-    "encode_value",
     "format_timestamp",
     "from_jcs",
     "jcs",

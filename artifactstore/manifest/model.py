@@ -2,8 +2,9 @@
 
 These values hold exactly the fields of SPEC "Manifest v1" and check their own invariants on
 construction (sorted unique entries, valid paths and names, RFC 3339 UTC timestamps), so any
-Manifest that exists can be encoded canonically. `codec` turns them into CBOR and back;
-`projection` into JCS. This module is pure.
+Manifest that exists can be encoded canonically: `manifest_map` is the one layout of the v1
+map, `encode` its canonical CBOR. `codec` parses bytes back into a Manifest, `projection`
+gives the JCS form. This module is pure.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import pairwise
 
+from artifactstore import cbor
 from artifactstore.errors import (
     InvalidMetadataError,
     InvalidNameError,
     InvalidPathError,
     ManifestError,
 )
-from artifactstore.identity import ContentAddress, Digest
+from artifactstore.identity import ContentAddress, Digest, digest_bytes
 from artifactstore.naming import check_name, check_path, check_version
 
 MANIFEST_VERSION = 1
@@ -292,8 +294,6 @@ class Manifest:
     @property
     def digest(self) -> ContentAddress:
         """The manifest's identity: BLAKE3 over its canonical CBOR encoding."""
-        from artifactstore.manifest.codec import manifest_digest  # codec imports this module
-
         return manifest_digest(self)
 
     @classmethod
@@ -317,6 +317,84 @@ class Manifest:
         )
 
 
+def file_value(f: FileEntry) -> dict[str, object]:
+    """One entry of the manifest's files array, as a plain map."""
+    return {
+        "path": f.path,
+        "size": f.size,
+        "content_address": str(f.content_address),
+        "digests": {"blake3": f.blake3.hex, "sha256": f.sha256.hex},
+        "executable": f.executable,
+    }
+
+
+def receipt_value(r: ReceiptEntry) -> dict[str, object]:
+    """One entry of the manifest's storage_receipts array, as a plain map."""
+    return {
+        "content_address": str(r.content_address),
+        "backend_id": r.backend_id,
+        "stored_at": r.stored_at,
+    }
+
+
+def manifest_map(
+    package: PackageInfo,
+    files: cbor.Array | list[dict[str, object]],
+    storage_receipts: cbor.Array | list[dict[str, object]],
+    retention: RetentionSummary,
+    provenance: Provenance,
+) -> dict[str, object]:
+    """The v1 manifest map around its files and receipts arrays (`file_value`, `receipt_value`
+    maps in manifest order); the one layout, for a Manifest and for one streamed from rows."""
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "package": {
+            "id": package.id,
+            "name": package.name,
+            "version": package.version,
+            "created_at": package.created_at,
+            "finalized_at": package.finalized_at,
+            "metadata": dict(package.metadata),
+        },
+        "files": files,
+        "storage_receipts": storage_receipts,
+        "retention_summary": {
+            "class": retention.retention_class,
+            "expires_at": retention.expires_at,
+        },
+        "provenance": {**dict(provenance.fields), "producer": provenance.producer},
+    }
+
+
+def manifest_to_value(m: Manifest) -> dict[str, object]:
+    """The manifest as the plain map that both the CBOR and the JCS encodings serialize."""
+    return manifest_map(
+        m.package,
+        [file_value(f) for f in m.files],
+        [receipt_value(r) for r in m.storage_receipts],
+        m.retention,
+        m.provenance,
+    )
+
+
+def encode(m: Manifest) -> bytes:
+    """The canonical CBOR bytes of a manifest."""
+    files = cbor.Array(len(m.files), map(file_value, m.files))
+    receipts = cbor.Array(len(m.storage_receipts), map(receipt_value, m.storage_receipts))
+    return cbor.encode(manifest_map(m.package, files, receipts, m.retention, m.provenance))
+
+
+def manifest_digest_of_bytes(data: bytes) -> ContentAddress:
+    """The content address (BLAKE3) of already-encoded manifest bytes."""
+    digest = digest_bytes(data)
+    return ContentAddress(digest.algorithm, digest.hex)
+
+
+def manifest_digest(m: Manifest) -> ContentAddress:
+    """The manifest's identity: BLAKE3 over its canonical CBOR bytes."""
+    return manifest_digest_of_bytes(encode(m))
+
+
 __all__ = [
     "MANIFEST_VERSION",
     "MAX_SAFE_INTEGER",
@@ -329,7 +407,14 @@ __all__ = [
     "Provenance",
     "ReceiptEntry",
     "RetentionSummary",
+    "encode",
+    "file_value",
     "format_timestamp",
+    "manifest_digest",
+    "manifest_digest_of_bytes",
+    "manifest_map",
+    "manifest_to_value",
     "parse_timestamp",
+    "receipt_value",
     "validate_metadata",
 ]

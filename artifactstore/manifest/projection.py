@@ -13,8 +13,8 @@ import re
 from typing import NoReturn
 
 from artifactstore.errors import ManifestError
-from artifactstore.manifest.codec import manifest_from_value, manifest_to_value
-from artifactstore.manifest.model import MAX_SAFE_INTEGER, Manifest
+from artifactstore.manifest.codec import manifest_from_value
+from artifactstore.manifest.model import MAX_SAFE_INTEGER, Manifest, manifest_to_value
 
 _ESCAPES = {code: f"\\u{code:04x}" for code in range(0x20)} | {
     0x08: "\\b",

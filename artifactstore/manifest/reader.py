@@ -2,26 +2,22 @@
 
 A 100,000-file manifest is ~43 MB of CBOR and, decoded whole into values, several hundred MB
 of objects; comparing a re-push with it, or reading its finalize and expiry times, needs one
-file at a time or none. These readers walk the top-level map with cbor2's C decoder and step
-over what they do not need. They read manifests the store itself wrote and whose digest it
-checked against the log (use `codec.decode` at a parse boundary); malformed bytes still raise
-ManifestError, never a crash.
+file at a time or none. These readers walk the top-level map with `cbor.Reader` (cbor2's C
+decoder) and step over what they do not need. They read manifests the store itself wrote and
+whose digest it checked against the log (use `codec.decode` at a parse boundary); malformed
+bytes still raise ManifestError, never a crash.
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from typing import Any
 
-import cbor2
-
+from artifactstore import cbor
 from artifactstore.errors import InvalidInputError, ManifestError
 from artifactstore.identity import Digest
 from artifactstore.manifest.model import FileEntry
 
-_MAP, _ARRAY = 5, 4
-_ARGUMENT_BYTES = {24: 1, 25: 2, 26: 4, 27: 8}
 _ARRAYS = ("files", "storage_receipts")
 
 
@@ -51,16 +47,15 @@ def receipts(data: bytes) -> Iterator[tuple[str, str]]:
 
 def _array(data: bytes, wanted: str) -> Iterator[Any]:
     """The elements of one of the manifest's top-level arrays, decoded one at a time."""
-    stream = io.BytesIO(data)
-    decoder = cbor2.CBORDecoder(stream)
+    walker = cbor.Reader(data)
     try:
-        for _ in range(_length(stream, _MAP)):
-            key = decoder.decode()
+        for _ in range(walker.map_length()):
+            key = walker.item()
             if key != wanted:
-                _skip(stream, decoder, key)
+                _skip(walker, key)
                 continue
-            for _ in range(_length(stream, _ARRAY)):
-                yield decoder.decode()
+            for _ in range(walker.array_length()):
+                yield walker.item()
             return
     except ManifestError:
         raise
@@ -71,16 +66,15 @@ def _array(data: bytes, wanted: str) -> Iterator[Any]:
 
 def small_maps(data: bytes) -> dict[str, Any]:
     """Every top-level entry of the manifest except the files and storage receipts arrays."""
-    stream = io.BytesIO(data)
-    decoder = cbor2.CBORDecoder(stream)
+    walker = cbor.Reader(data)
     found: dict[str, Any] = {}
     try:
-        for _ in range(_length(stream, _MAP)):
-            key = decoder.decode()
+        for _ in range(walker.map_length()):
+            key = walker.item()
             if key in _ARRAYS:
-                _skip(stream, decoder, key)
+                _skip(walker, key)
             else:
-                found[key] = decoder.decode()
+                found[key] = walker.item()
     except ManifestError:
         raise
     except Exception as exc:  # cbor2 raises several unrelated types on bad input
@@ -88,23 +82,9 @@ def small_maps(data: bytes) -> dict[str, Any]:
     return found
 
 
-def _skip(stream: io.BytesIO, decoder: cbor2.CBORDecoder, key: object) -> None:
+def _skip(walker: cbor.Reader, key: object) -> None:
     if key in _ARRAYS:
-        for _ in range(_length(stream, _ARRAY)):
-            decoder.decode()
+        for _ in range(walker.array_length()):
+            walker.item()
     else:
-        decoder.decode()
-
-
-def _length(stream: io.BytesIO, major: int) -> int:
-    """Read the head of a definite-length CBOR array or map; return its length."""
-    initial = stream.read(1)
-    if not initial or initial[0] >> 5 != major:
-        raise ManifestError(f"expected CBOR major type {major} at byte {stream.tell() - 1}")
-    info = initial[0] & 0x1F
-    if info < 24:
-        return info
-    size = _ARGUMENT_BYTES.get(info)
-    if size is None:
-        raise ManifestError(f"unsupported CBOR length encoding {info}")
-    return int.from_bytes(stream.read(size), "big")
+        walker.item()

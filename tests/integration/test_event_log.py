@@ -13,10 +13,9 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine, insert, text, update
 
-from artifactstore import schema
+from artifactstore import cbor, schema
 from artifactstore.events import log, views
 from artifactstore.events.model import Event, NewEvent
-from artifactstore.manifest.codec import encode_value
 
 WRITER = textwrap.dedent(
     """
@@ -43,7 +42,7 @@ def new_event(n: int = 0) -> NewEvent:
         occurred_at="2026-11-29T16:17:26.123456Z",
         actor="tests",
         package_id=None,
-        payload=encode_value({"n": n}),
+        payload=cbor.encode({"n": n}),
     )
 
 
@@ -90,7 +89,7 @@ def test_tampered_payload_is_found_by_verify_chain(engine: Engine) -> None:
         connection.execute(
             update(schema.events)
             .where(schema.events.c.sequence == 3)
-            .values(payload=encode_value({"n": 999}))
+            .values(payload=cbor.encode({"n": 999}))
         )
     with engine.connect() as connection:
         report = log.verify_chain(connection)
@@ -119,7 +118,7 @@ def test_deleted_last_event_is_found_by_the_head(engine: Engine) -> None:
 
 
 def test_payload_bytes_reach_the_reader_unchanged(engine: Engine) -> None:
-    payload = encode_value({"path": "bin/app", "size": 7})
+    payload = cbor.encode({"path": "bin/app", "size": 7})
     with schema.writer(engine).begin() as connection:
         log.write(
             connection,
@@ -174,7 +173,7 @@ def test_replay_of_an_empty_log_empties_the_views(engine: Engine) -> None:
                 name="acme/ghost",
                 version="1",
                 state="open",
-                metadata=encode_value({}),
+                metadata=cbor.encode({}),
                 created_at="2026-11-30T00:00:00.000000Z",
             )
         )

@@ -207,7 +207,7 @@ def test_a_follower_never_turns_a_write_into_piecemeal_commits(
         # Writes that fail after appending must leave nothing behind, whichever pooled
         # connection (the follower's included) they are given.
         for n in range(6):
-            with pytest.raises(RuntimeError), store._write() as connection:
+            with pytest.raises(RuntimeError), store._db.write() as connection:
                 log.write(
                     connection,
                     [NewEvent(f"e{n}", "test.x", "2026-11-30T00:00:00Z", "t", None, b"\xa0")],

@@ -30,7 +30,7 @@ from artifactstore import (
     PackageStateError,
     schema,
 )
-from artifactstore.manifest import codec, projection
+from artifactstore.manifest import codec, model, projection
 
 FILES = {
     "README.md": b"# acme app\n",
@@ -64,9 +64,9 @@ def test_ingest_finalize_read_back_and_replay(store: ArtifactStore, tmp_path: Pa
     cbor = store.get_manifest_bytes(package, "cbor")
     jcs = store.get_manifest_bytes(("acme/app", "1.4.2"), "jcs")
     assert codec.decode(cbor) == manifest
-    assert codec.encode(projection.from_jcs(jcs)) == cbor
-    assert store.package(package).manifest_digest == str(codec.manifest_digest(manifest))
-    assert manifest.digest == codec.manifest_digest_of_bytes(cbor)
+    assert model.encode(projection.from_jcs(jcs)) == cbor
+    assert store.package(package).manifest_digest == str(model.manifest_digest(manifest))
+    assert manifest.digest == model.manifest_digest_of_bytes(cbor)
     assert store.package(package).finalized_at == manifest.package.finalized_at
     with store.engine.connect() as connection:
         expires_at = connection.execute(
@@ -367,13 +367,13 @@ def test_a_manifest_streamed_from_the_views_is_the_canonical_encoding(
     pushed = store.push("acme/order", "1", tree)
     data = store.get_manifest_bytes(("acme/order", "1"))
     manifest = codec.decode(data)  # strict: canonical bytes, files sorted by UTF-8 bytes
-    assert codec.encode(manifest) == data
+    assert model.encode(manifest) == data
     assert manifest.digest == pushed.digest
     assert [f.path for f in manifest.files] == sorted([*files, "bin/app"], key=lambda p: p.encode())
     assembled = store.create_package("acme/order", "2")
     store.ingest_directory(assembled, tree)
     finalized = store.finalize_package(assembled)
-    assert codec.encode(finalized) == store.get_manifest_bytes(assembled)
+    assert model.encode(finalized) == store.get_manifest_bytes(assembled)
     assert [f.path for f in finalized.files] == [f.path for f in manifest.files]
 
 

@@ -1,0 +1,67 @@
+"""Assembling a package step by step: create it open, then finalize or abandon it.
+
+Files are added in between by `ingest`. Each step is one write transaction under the log lock
+that checks the package's state and records its event; the writer checks the same rules
+against the log itself (`events.log`), so a racing writer cannot slip past them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+
+from artifactstore import cbor, registry, trust
+from artifactstore.database import Database
+from artifactstore.errors import AlreadyExistsError, ConflictError
+from artifactstore.events.model import PACKAGE_ABANDONED, PACKAGE_FINALIZED
+from artifactstore.ingest import require_open
+from artifactstore.manifest.model import format_timestamp, validate_metadata
+from artifactstore.naming import check_name, check_version
+from artifactstore.publish import encode_manifest, opening_events
+from artifactstore.registry import Package, PackageRef
+
+
+def create(
+    db: Database,
+    name: str,
+    version: str,
+    retention_class: str,
+    metadata: Mapping[str, object] | None,
+    actor: str | None,
+) -> Package:
+    """Create an open package; AlreadyExistsError if (name, version) is taken."""
+    check_name(name)
+    check_version(version)
+    checked = validate_metadata(metadata or {})
+    package_id = str(uuid.uuid4())
+    opening = opening_events(db, package_id, name, version, retention_class, checked, actor)
+    try:
+        with db.write() as connection:
+            registry.retention_class(connection, retention_class)
+            if registry.find_package(connection, name, version) is not None:
+                raise AlreadyExistsError(f"package {name}:{version} already exists")
+            db.record(connection, opening)
+            return registry.get_package(connection, package_id)
+    except ConflictError as exc:
+        if isinstance(exc, AlreadyExistsError):
+            raise
+        raise AlreadyExistsError(f"package {name}:{version} already exists") from exc
+
+
+def abandon(db: Database, ref: PackageRef, actor: str | None) -> None:
+    """Drop an open package; PackageFinalizedError if it is finalized."""
+    with db.write() as connection:
+        package = registry.get_package(connection, ref)
+        require_open(package)
+        db.record(connection, [db.event(PACKAGE_ABANDONED, package.id, cbor.encode({}), actor)])
+
+
+def finalize(db: Database, ref: PackageRef, actor: str | None) -> bytes:
+    """Finalize a package (if it is still open); returns its canonical CBOR manifest."""
+    with db.write() as connection:
+        package = registry.get_package(connection, ref)
+        if package.is_finalized:
+            return trust.finalize_event(connection, package, None).payload
+        payload = encode_manifest(connection, package, format_timestamp(db.now()))
+        db.record(connection, [db.event(PACKAGE_FINALIZED, package.id, payload, actor)])
+        return payload

@@ -1,0 +1,185 @@
+"""Ingest: blobs stored and synced first, then the files that name them committed or staged.
+
+Blob I/O happens outside any database transaction and is made durable before a row names
+the blob: one blob at a time (`ingest_source`) or one sync for a batch of COMMIT_BATCH files
+(`store_blobs`). No half-written blob is ever visible under a content address. The files of
+a batch are then committed to an open package (`commit_files`) or staged in an upload session
+(`stage_directory`) in one short transaction.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from artifactstore import cbor, registry, tree, uploads
+from artifactstore.database import Database
+from artifactstore.dataplane.spi import DataPlane, IngestResult
+from artifactstore.errors import AlreadyExistsError, PackageFinalizedError
+from artifactstore.events.model import FILE_INGESTED
+from artifactstore.manifest.model import format_timestamp
+from artifactstore.registry import Package, PackageRef, StoredFile
+
+Source = bytes | str | os.PathLike[str] | BinaryIO | Iterable[bytes]
+"""What ingest_file accepts: bytes, a filesystem path, a binary file object, or chunks."""
+
+COMMIT_BATCH = 2000
+"""Files per transaction when a directory is ingested."""
+
+_READ_WHOLE_LIMIT = 1 << 20
+"""Files up to this size are read into memory whole when a directory is ingested."""
+
+Ingested = tuple[str, IngestResult, bool]
+"""A stored file: its package path, what the data plane stored, and its executable bit."""
+
+
+def ingest_source(dataplane: DataPlane, source: Source) -> tuple[IngestResult, bool]:
+    """Store one source's blob durably; returns it and whether the source file is executable."""
+    if isinstance(source, (str, os.PathLike)):
+        with tree.open_file(Path(source)) as handle:
+            executable = tree.is_executable(os.fstat(handle.fileno()).st_mode)
+            return dataplane.ingest_stream(handle), executable
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return dataplane.ingest_stream(bytes(source)), False
+    return dataplane.ingest_stream(source), False
+
+
+def store_blobs(
+    db: Database,
+    dataplane: DataPlane,
+    found: list[tree.TreeFile],
+    progress: Callable[[int], None] | None,
+) -> Iterator[list[Ingested]]:
+    """Hash and store the files' blobs, COMMIT_BATCH at a time, each batch durable."""
+    large = [item.size for item in found if item.size > _READ_WHOLE_LIMIT]
+    with db.read() as connection:
+        seen_sizes = registry.stored_sizes(connection, large) if large else set()
+    for start in range(0, len(found), COMMIT_BATCH):
+        ingested = [
+            _ingest_tree_file(dataplane, item, seen_sizes, progress)
+            for item in found[start : start + COMMIT_BATCH]
+        ]
+        # One sync pass for the batch instead of an fsync per file; blobs that were already
+        # present are synced too, in case another process wrote them non-durably.
+        dataplane.sync(result.content_address for _, result, _ in ingested)
+        yield ingested
+
+
+def _ingest_tree_file(
+    dataplane: DataPlane,
+    item: tree.TreeFile,
+    seen_sizes: set[int],
+    progress: Callable[[int], None] | None,
+) -> Ingested:
+    with tree.open_file(item.source) as handle:
+        # Small files are read whole so the data plane can skip writing a known blob; a large
+        # file the size of a stored blob is probably that blob (an unchanged re-push), so it
+        # is hashed before anything is written.
+        source = handle.read() if item.size <= _READ_WHOLE_LIMIT else handle
+        result = dataplane.ingest_stream(source, durable=False, probe=item.size in seen_sizes)
+    if progress is not None:
+        progress(result.size)
+    return item.path, result, item.executable
+
+
+def stage_directory(
+    db: Database,
+    dataplane: DataPlane,
+    session: str,
+    found: list[tree.TreeFile],
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Store the blobs of scanned files and stage the files in an upload session."""
+    for ingested in store_blobs(db, dataplane, found, progress):
+        staged = [staged_file(path, result, executable) for path, result, executable in ingested]
+        with db.write(lock=False) as connection:
+            uploads.stage(connection, session, staged, db.now())
+
+
+def check_can_add(db: Database, ref: PackageRef, paths: list[str], replace: bool) -> None:
+    """Raise unless the package is open and (without replace) has none of paths yet."""
+    with db.read() as connection:
+        package = registry.get_package(connection, ref)
+        require_open(package)
+        if not replace:
+            _require_new_paths(package, paths, registry.package_paths(connection, package.id))
+
+
+def commit_files(
+    db: Database, ref: PackageRef, ingested: list[Ingested], replace: bool, actor: str | None
+) -> list[StoredFile]:
+    """Add stored files to an open package in one transaction (one v1.file.ingested each)."""
+    with db.write() as connection:
+        package = registry.get_package(connection, ref)
+        require_open(package)
+        if not replace:
+            paths = [path for path, _, _ in ingested]
+            _require_new_paths(package, paths, registry.package_paths(connection, package.id))
+        # One commit, one moment: the batch's events share their timestamp.
+        now = format_timestamp(db.now())
+        db.record(
+            connection,
+            [
+                db.event(FILE_INGESTED, package.id, staged_payload(staged_file(*item)), actor, now)
+                for item in ingested
+            ],
+        )
+    return [
+        StoredFile(
+            path=path,
+            size=result.size,
+            blake3=result.digests.blake3,
+            sha256=result.digests.sha256,
+            executable=executable,
+            backend_id=result.receipt.backend_id,
+        )
+        for path, result, executable in ingested
+    ]
+
+
+def require_open(package: Package) -> None:
+    """Raise PackageFinalizedError if the package is finalized."""
+    if package.is_finalized:
+        raise PackageFinalizedError(f"package {package} is finalized and cannot change")
+
+
+def _require_new_paths(package: Package, paths: list[str], existing: set[str]) -> None:
+    seen: set[str] = set()
+    for path in paths:
+        if path in existing or path in seen:
+            raise AlreadyExistsError(
+                f"package {package} already has {path!r}; pass replace=True to overwrite it"
+            )
+        seen.add(path)
+
+
+def staged_file(path: str, result: IngestResult, executable: bool) -> uploads.StagedFile:
+    """What a v1.file.ingested event will say of a stored file."""
+    return uploads.StagedFile(
+        path=path,
+        size=result.size,
+        blake3=result.digests.blake3.hex,
+        sha256=result.digests.sha256.hex,
+        executable=executable,
+        backend_id=result.receipt.backend_id,
+        object_key=result.receipt.key,
+        stored_at=format_timestamp(result.receipt.stored_at),
+    )
+
+
+def staged_payload(staged: uploads.StagedFile) -> bytes:
+    """The payload of the v1.file.ingested event for a staged file."""
+    return cbor.encode(
+        {
+            "path": staged.path,
+            "size": staged.size,
+            "blake3": staged.blake3,
+            "sha256": staged.sha256,
+            "executable": staged.executable,
+            "backend_id": staged.backend_id,
+            "object_key": staged.object_key,
+            "stored_at": staged.stored_at,
+        }
+    )
