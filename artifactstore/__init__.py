@@ -1,6 +1,7 @@
 """artifactstore: a content-addressed, verifiable store for build outputs.
 
-`ArtifactStore.open()` gives the whole library surface; the names below are the public API.
+`ArtifactStore.open()` gives the whole library surface; the names below are the public API,
+and all that the command line and the web app use.
 They are imported on first use (PEP 562), so `artifactstore version` and other light entry
 points do not pay for SQLAlchemy at start-up.
 """
@@ -15,6 +16,13 @@ from artifactstore._version import __version__ as __version__
 if TYPE_CHECKING:
     from artifactstore.audit import Problem as Problem
     from artifactstore.audit import VerifyReport as VerifyReport
+    from artifactstore.config import DEFAULT_DATABASE_URL as DEFAULT_DATABASE_URL
+    from artifactstore.config import DEFAULT_STORAGE_ROOT as DEFAULT_STORAGE_ROOT
+    from artifactstore.config import ENV_PREFIX as ENV_PREFIX
+    from artifactstore.config import Settings as Settings
+    from artifactstore.config import configure_logging as configure_logging
+    from artifactstore.config import load_settings as load_settings
+    from artifactstore.config import redact_url as redact_url
     from artifactstore.errors import AlreadyExistsError as AlreadyExistsError
     from artifactstore.errors import ArtifactStoreError as ArtifactStoreError
     from artifactstore.errors import BlobNotFoundError as BlobNotFoundError
@@ -38,12 +46,22 @@ if TYPE_CHECKING:
     from artifactstore.errors import PackageStateError as PackageStateError
     from artifactstore.errors import SchemaVersionError as SchemaVersionError
     from artifactstore.errors import StorageError as StorageError
+    from artifactstore.events.log import ChainReport as ChainReport
+    from artifactstore.events.log import LogHead as LogHead
     from artifactstore.events.model import Event as Event
+    from artifactstore.events.views import ReplayReport as ReplayReport
+    from artifactstore.health import HealthReport as HealthReport
+    from artifactstore.health import check_health as check_health
     from artifactstore.identity import ContentAddress as ContentAddress
     from artifactstore.identity import Digest as Digest
     from artifactstore.identity import DualDigest as DualDigest
     from artifactstore.identity import digest_stream as digest_stream
     from artifactstore.manifest.model import Manifest as Manifest
+    from artifactstore.migration import migrate_database as migrate_database
+    from artifactstore.naming import PackageSpec as PackageSpec
+    from artifactstore.naming import is_package_spec as is_package_spec
+    from artifactstore.naming import parse_package_spec as parse_package_spec
+    from artifactstore.publish import PushResult as PushResult
     from artifactstore.registry import Package as Package
     from artifactstore.registry import StoredFile as StoredFile
     from artifactstore.store import ArtifactStore as ArtifactStore
@@ -51,6 +69,13 @@ if TYPE_CHECKING:
 _LOCATIONS = {
     "Problem": "artifactstore.audit",
     "VerifyReport": "artifactstore.audit",
+    "DEFAULT_DATABASE_URL": "artifactstore.config",
+    "DEFAULT_STORAGE_ROOT": "artifactstore.config",
+    "ENV_PREFIX": "artifactstore.config",
+    "Settings": "artifactstore.config",
+    "configure_logging": "artifactstore.config",
+    "load_settings": "artifactstore.config",
+    "redact_url": "artifactstore.config",
     "AlreadyExistsError": "artifactstore.errors",
     "ArtifactStoreError": "artifactstore.errors",
     "BlobNotFoundError": "artifactstore.errors",
@@ -74,22 +99,36 @@ _LOCATIONS = {
     "PackageStateError": "artifactstore.errors",
     "SchemaVersionError": "artifactstore.errors",
     "StorageError": "artifactstore.errors",
+    "ChainReport": "artifactstore.events.log",
+    "LogHead": "artifactstore.events.log",
     "Event": "artifactstore.events.model",
+    "ReplayReport": "artifactstore.events.views",
+    "HealthReport": "artifactstore.health",
+    "check_health": "artifactstore.health",
     "ContentAddress": "artifactstore.identity",
     "Digest": "artifactstore.identity",
     "DualDigest": "artifactstore.identity",
     "digest_stream": "artifactstore.identity",
     "Manifest": "artifactstore.manifest.model",
+    "migrate_database": "artifactstore.migration",
+    "PackageSpec": "artifactstore.naming",
+    "is_package_spec": "artifactstore.naming",
+    "parse_package_spec": "artifactstore.naming",
+    "PushResult": "artifactstore.publish",
     "Package": "artifactstore.registry",
     "StoredFile": "artifactstore.registry",
     "ArtifactStore": "artifactstore.store",
 }
 
 __all__ = [
+    "DEFAULT_DATABASE_URL",
+    "DEFAULT_STORAGE_ROOT",
+    "ENV_PREFIX",
     "AlreadyExistsError",
     "ArtifactStore",
     "ArtifactStoreError",
     "BlobNotFoundError",
+    "ChainReport",
     "ConfigError",
     "ConflictError",
     "ContentAddress",
@@ -98,6 +137,7 @@ __all__ = [
     "DigestMismatchError",
     "DualDigest",
     "Event",
+    "HealthReport",
     "IntegrityError",
     "InvalidAddressError",
     "InvalidInputError",
@@ -105,6 +145,7 @@ __all__ = [
     "InvalidNameError",
     "InvalidPathError",
     "InvalidRetentionClassError",
+    "LogHead",
     "LogIntegrityError",
     "Manifest",
     "ManifestError",
@@ -113,14 +154,25 @@ __all__ = [
     "PackageFileNotFoundError",
     "PackageFinalizedError",
     "PackageNotFoundError",
+    "PackageSpec",
     "PackageStateError",
     "Problem",
+    "PushResult",
+    "ReplayReport",
     "SchemaVersionError",
+    "Settings",
     "StorageError",
     "StoredFile",
     "VerifyReport",
     "__version__",
+    "check_health",
+    "configure_logging",
     "digest_stream",
+    "is_package_spec",
+    "load_settings",
+    "migrate_database",
+    "parse_package_spec",
+    "redact_url",
 ]
 
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from artifactstore._version import __version__
 from artifactstore.config import Settings
 from artifactstore.dataplane.factory import dataplane_from_settings
+from artifactstore.dataplane.spi import BackendHealth
 from artifactstore.errors import ArtifactStoreError, DatabaseError, SchemaVersionError
 from artifactstore.schema import SCHEMA_REVISION
-from artifactstore.storage.spi import BackendHealth
 from artifactstore.store import ArtifactStore
 
 
@@ -77,8 +77,16 @@ class HealthReport:
         }
 
 
-def check(store: ArtifactStore) -> HealthReport:
-    """Query an open store's database and storage backend."""
+def check_health(settings: Settings, opened: ArtifactStore | Exception) -> HealthReport:
+    """The health of the store the settings name, given what opening it gave: the store, or
+    the error that stopped it (then the database is reported failing and the storage alone
+    is checked)."""
+    if isinstance(opened, ArtifactStore):
+        return _check(opened)
+    return _check_unopened(settings, opened)
+
+
+def _check(store: ArtifactStore) -> HealthReport:
     dialect = store.engine.dialect.name
     try:
         revision = store.schema_revision()
@@ -90,8 +98,7 @@ def check(store: ArtifactStore) -> HealthReport:
     return HealthReport(database, store.storage_health())
 
 
-def check_unopened(settings: Settings, error: Exception) -> HealthReport:
-    """Report on a store that could not be opened: the database failed with error."""
+def _check_unopened(settings: Settings, error: Exception) -> HealthReport:
     url = settings.redacted_database_url
     # The URL may be too broken for SQLAlchemy to parse; its scheme is all a reader needs.
     dialect = url.split(":", 1)[0].split("+", 1)[0]

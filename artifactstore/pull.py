@@ -27,13 +27,6 @@ TEMP_PREFIX = ".artifactstore-pull-"
 _CHUNK = 1 << 20
 
 
-def is_empty_directory(path: Path) -> bool:
-    """True when path is missing or an empty directory (what pull accepts without force)."""
-    if not path.exists():
-        return True
-    return path.is_dir() and not any(path.iterdir())
-
-
 def pull(
     dataplane: DataPlane,
     label: str,

@@ -408,7 +408,7 @@ class ArtifactStore:
         with database.errors(self._db.url):
             yield from log.tail(self._db.engine, since, follow, timeout)
 
-    def checkpoint(self) -> log.Head:
+    def checkpoint(self) -> log.LogHead:
         """The log head: the last sequence and its chain digest (hex)."""
         with self._db.read() as connection:
             return log.read_head(connection)

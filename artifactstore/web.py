@@ -14,15 +14,17 @@ import threading
 
 from flask import Flask, Response, jsonify
 
-from artifactstore import health
-from artifactstore.config import Settings, configure_logging, load_settings
-from artifactstore.errors import (
+from artifactstore import (
+    ArtifactStore,
     ArtifactStoreError,
     ConflictError,
     InvalidInputError,
     NotFoundError,
+    Settings,
+    check_health,
+    configure_logging,
+    load_settings,
 )
-from artifactstore.store import ArtifactStore
 
 _log = logging.getLogger(__name__)
 
@@ -72,11 +74,7 @@ def create_app(store: ArtifactStore | None = None) -> Flask:
     @app.get("/health")
     def get_health() -> tuple[Response, int]:
         """Database and storage health: 200 when both are usable, else 503 naming the parts."""
-        opened = holder.get()
-        if isinstance(opened, ArtifactStore):
-            report = health.check(opened)
-        else:
-            report = health.check_unopened(settings, opened)
+        report = check_health(settings, holder.get())
         response = jsonify(report.to_json())
         # A cached "ok" would hide an outage from the next probe.
         response.headers["Cache-Control"] = "no-store"

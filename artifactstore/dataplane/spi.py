@@ -15,6 +15,8 @@ from typing import BinaryIO, Protocol
 from artifactstore.identity import ContentAddress, Digest, DualDigest
 from artifactstore.storage.spi import BackendHealth, ObjectInfo, StorageReceipt
 
+__all__ = ["BackendHealth", "DataPlane", "IngestResult", "VerifyResult"]
+
 
 @dataclass(frozen=True, slots=True)
 class IngestResult:

@@ -37,14 +37,14 @@ _SQLITE_POLL_SECONDS = 0.05
 
 
 @dataclass(frozen=True, slots=True)
-class Head:
+class LogHead:
     """The last event of the log: its sequence (0 when empty) and its chain digest."""
 
     sequence: int
     chain_digest: str
 
 
-def lock_head(connection: Connection) -> Head:
+def lock_head(connection: Connection) -> LogHead:
     """Take the log's write lock for the caller's transaction and return the head.
 
     Call it before reading any state a write depends on; it is held until commit or rollback.
@@ -52,17 +52,17 @@ def lock_head(connection: Connection) -> Head:
     return _head(connection, for_update=True)
 
 
-def read_head(connection: Connection) -> Head:
+def read_head(connection: Connection) -> LogHead:
     """The head as the caller's transaction sees it, without locking."""
     return _head(connection, for_update=False)
 
 
-def _head(connection: Connection, for_update: bool) -> Head:
+def _head(connection: Connection, for_update: bool) -> LogHead:
     query = select(
         schema.event_log_head.c.last_sequence, schema.event_log_head.c.chain_digest
     ).where(schema.event_log_head.c.id == 1)
     row = connection.execute(query.with_for_update() if for_update else query).one()
-    return Head(int(row.last_sequence), str(row.chain_digest))
+    return LogHead(int(row.last_sequence), str(row.chain_digest))
 
 
 def write(connection: Connection, new_events: Sequence[NewEvent]) -> list[Event]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import blake3
 
-from artifactstore.cbor import encode_map_chunks
+from artifactstore.cbor import decode_strict, encode_map_chunks
 
 PACKAGE_CREATED = "v1.package.created"
 RETENTION_ASSIGNED = "v1.retention.assigned"
@@ -46,6 +46,10 @@ class Event:
     package_id: str | None
     payload: bytes
     chain_digest: str
+
+    def payload_value(self) -> object:
+        """The payload decoded (strictly) from its canonical CBOR."""
+        return decode_strict(self.payload)
 
 
 def _fields(sequence: int, event: NewEvent | Event) -> dict[str, object]:

@@ -167,8 +167,9 @@ def test_every_test_the_docs_cite_exists() -> None:
     assert not missing
 
 
-def test_all_is_sorted_without_duplicates() -> None:
-    assert artifactstore.__all__ == sorted(set(artifactstore.__all__))
+def test_all_has_no_duplicates() -> None:
+    # Its order is ruff's (RUF022: constants, then classes, then functions).
+    assert len(artifactstore.__all__) == len(set(artifactstore.__all__))
 
 
 @pytest.mark.parametrize("name", artifactstore.__all__)

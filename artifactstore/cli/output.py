@@ -1,6 +1,6 @@
 """What the CLI writes: each command's result as text or JSON, and a progress line.
 
-Kept apart from `cli.py` so the commands read as parse, call, render. Results go to stdout, as
+Kept apart from the commands so the commands read as parse, call, render. Results go to stdout, as
 tab-separated or `key: value` text, or with `--json` as JSON with sorted keys; progress goes to
 stderr and only when stderr is a terminal, so pipes and CI logs see nothing but the result.
 Library types are imported for annotations only: `version` must not pay for SQLAlchemy.
@@ -18,16 +18,19 @@ from typing import TYPE_CHECKING, Self, TextIO
 
 import click
 
-from artifactstore._version import __version__
+from artifactstore import __version__
 
 if TYPE_CHECKING:
-    from artifactstore.audit import VerifyReport
-    from artifactstore.events.log import Head
-    from artifactstore.events.model import Event
-    from artifactstore.events.views import ReplayReport
-    from artifactstore.health import HealthReport
-    from artifactstore.publish import PushResult
-    from artifactstore.registry import Package, StoredFile
+    from artifactstore import (
+        Event,
+        HealthReport,
+        LogHead,
+        Package,
+        PushResult,
+        ReplayReport,
+        StoredFile,
+        VerifyReport,
+    )
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
 # Redraw at most this often: a terminal cannot show more, and each redraw costs a write.
@@ -134,7 +137,7 @@ def pushed(result: PushResult, as_json: bool) -> None:
         click.echo(digest)
 
 
-def checkpoint(head: Head, as_json: bool) -> None:
+def checkpoint(head: LogHead, as_json: bool) -> None:
     """`checkpoint`: the log head as SEQ:blake3:<hex>, the form --checkpoint takes."""
     if as_json:
         emit_json({"chain_digest": f"blake3:{head.chain_digest}", "sequence": head.sequence})
@@ -218,8 +221,6 @@ def packages(found: Sequence[Package], as_json: bool) -> None:
 
 def event(found: Event, as_json: bool) -> None:
     """`events`: one line per event (JSON Lines with --json), flushed at once for followers."""
-    from artifactstore import cbor
-
     if as_json:
         emit_json(
             {
@@ -229,7 +230,7 @@ def event(found: Event, as_json: bool) -> None:
                 "event_type": found.event_type,
                 "occurred_at": found.occurred_at,
                 "package_id": found.package_id,
-                "payload": cbor.decode_strict(found.payload),
+                "payload": found.payload_value(),
                 "sequence": found.sequence,
             }
         )
@@ -245,11 +246,16 @@ def event(found: Event, as_json: bool) -> None:
 class Progress:
     """A one-line 'files and bytes, with rate' meter on stderr; silent unless it is a terminal.
 
-    Use as a context manager; call `advance(size)` once per finished file.
+    Use as a context manager; call `advance(size)` once per finished file. The totals are
+    given here or, once known, to `start`.
     """
 
     def __init__(
-        self, label: str, total_files: int, total_bytes: int, stream: TextIO | None = None
+        self,
+        label: str,
+        total_files: int = 0,
+        total_bytes: int = 0,
+        stream: TextIO | None = None,
     ) -> None:
         self._label = label
         self._total_files = total_files
@@ -279,6 +285,11 @@ class Progress:
             self._draw()
             self._stream.write("\n")
             self._stream.flush()
+
+    def start(self, total_files: int, total_bytes: int) -> None:
+        """Set the totals the meter counts towards."""
+        self._total_files = total_files
+        self._total_bytes = total_bytes
 
     def advance(self, size: int) -> None:
         """Count one more file of size bytes and redraw if enough time has passed."""

@@ -1,0 +1,111 @@
+"""The `artifactstore` command line: parse, call the store, render.
+
+Settings are read once, in the group callback (`--db`, `--root` or `--storage`, else
+ARTIFACTSTORE_* variables, else `./.artifactstore/`), and held in `ctx.obj`; commands open the
+store only when they need it, and import the heavy modules (SQLAlchemy, alembic) inside the
+command, so `version` and `--help` start fast. The commands live in `operations` and
+`packages`, what they print in `output`, how they fail in `failures`. Like the web app, the
+command line uses only the public library surface (`artifactstore.__all__`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import NoReturn
+
+import click
+
+from artifactstore import (
+    DEFAULT_DATABASE_URL,
+    DEFAULT_STORAGE_ROOT,
+    ENV_PREFIX,
+    __version__,
+    configure_logging,
+    load_settings,
+)
+from artifactstore.cli import operations, packages
+from artifactstore.cli.context import CliState
+from artifactstore.cli.failures import (
+    EXIT_CODES,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    PROG,
+    Group,
+    exit_code_for,
+    say_error,
+)
+
+__all__ = ["EXIT_CODES", "cli", "exit_code_for", "main"]
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--db",
+    "database_url",
+    metavar="URL",
+    help=f"Registry database URL [env {ENV_PREFIX}DATABASE_URL; default {DEFAULT_DATABASE_URL}].",
+)
+@click.option(
+    "--root",
+    "storage_root",
+    metavar="DIR",
+    help=f"Blob storage directory, the short form of --storage file://DIR "
+    f"[env {ENV_PREFIX}STORAGE_LOCAL_ROOT; default ./{DEFAULT_STORAGE_ROOT}].",
+)
+@click.option(
+    "--storage",
+    "storage_url",
+    metavar="URL",
+    help=f"Where the blobs live, file:///abs/path [env {ENV_PREFIX}STORAGE_URL].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help=f"Show tracebacks on errors (log level: {ENV_PREFIX}LOG_LEVEL).",
+)
+@click.version_option(__version__, "--version", prog_name=PROG, message="%(prog)s %(version)s")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    database_url: str | None,
+    storage_root: str | None,
+    storage_url: str | None,
+    as_json: bool,
+    verbose: bool,
+) -> None:
+    """Content-addressed, verifiable store for build outputs.
+
+    Exit codes: 0 ok, 1 a check failed, 2 bad usage or input.
+
+    \b
+    Example:
+      artifactstore push acme/app 1.4.2 dist/ && artifactstore pull acme/app 1.4.2 out/
+    """
+    if storage_root and storage_url:
+        raise click.UsageError("give --root DIR or --storage URL, not both")
+    settings = load_settings(os.environ, database_url, storage_root, storage_url)
+    configure_logging(settings)
+    ctx.obj = CliState(settings, as_json)
+
+
+for command in (*operations.COMMANDS, *packages.COMMANDS):
+    cli.add_command(command)
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Console-script entry point: run the CLI and exit with its code."""
+    try:
+        result = cli.main(args=argv, prog_name=PROG, standalone_mode=False)
+    except click.ClickException as exc:
+        hint = ""
+        if isinstance(exc, click.UsageError) and exc.ctx is not None:
+            hint = f" (see '{exc.ctx.command_path} --help')"
+        say_error(exc.format_message() + hint)
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        say_error("interrupted")
+        sys.exit(EXIT_INTERRUPTED)
+    sys.exit(result if isinstance(result, int) else EXIT_OK)

@@ -1,0 +1,105 @@
+"""What every command shares: the settings and output mode, the store, and argument parsing.
+
+Library names are imported inside the functions that use them, so `version` and `--help`
+start without SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from artifactstore import ArtifactStore, Settings
+
+
+@dataclass(frozen=True, slots=True)
+class CliState:
+    """What the group callback hands every command: the Settings and the output mode."""
+
+    settings: Settings
+    as_json: bool
+
+
+pass_state = click.make_pass_decorator(CliState)
+
+
+def open_store(ctx: click.Context) -> ArtifactStore:
+    """Open the store the settings describe; it is closed when the command ends."""
+    from artifactstore import ArtifactStore
+
+    state = ctx.find_object(CliState)
+    assert state is not None  # the group callback always sets it
+    return ctx.with_resource(ArtifactStore.from_settings(state.settings))
+
+
+def is_empty_directory(path: Path) -> bool:
+    """True when path is missing or an empty directory (what pull accepts without force)."""
+    if not path.exists():
+        return True
+    return path.is_dir() and not any(path.iterdir())
+
+
+def parse_meta(
+    _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
+) -> dict[str, str]:
+    """The --meta values (KEY=VALUE) as a dict; a key given twice is an error."""
+    metadata: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--meta")
+        if key in metadata:
+            raise click.BadParameter(f"key {key!r} is given twice", param_hint="--meta")
+        metadata[key] = value
+    return metadata
+
+
+def package_args(args: tuple[str, ...], rest: tuple[str, ...] = ()) -> tuple[str, list[str]]:
+    """Split NAME VERSION (or NAME:VERSION, or NAME@blake3:<hex>) from the arguments after it.
+
+    Returns the package as one text ('NAME:VERSION' or 'NAME@blake3:<hex>') and the rest.
+    """
+    from artifactstore import is_package_spec, parse_package_spec
+
+    wanted = " ".join(("NAME VERSION", *rest))
+    if args and is_package_spec(args[0]):
+        ref, remaining = args[0], list(args[1:])
+    elif len(args) >= 2:
+        ref, remaining = f"{args[0]}:{args[1]}", list(args[2:])
+        parse_package_spec(ref)  # checks the name and the version
+    else:
+        raise click.UsageError(f"expected {wanted} (or NAME:VERSION, NAME@blake3:<hex>)")
+    if len(remaining) != len(rest):
+        raise click.UsageError(f"expected {wanted} (or NAME:VERSION, NAME@blake3:<hex>)")
+    return ref, remaining
+
+
+expect_digest_option = click.option(
+    "--expect-digest",
+    metavar="DIGEST",
+    help="Fail (exit 1) unless the manifest digest is DIGEST (blake3:<hex>).",
+)
+
+
+def parse_checkpoints(
+    _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
+) -> dict[int, str]:
+    """The --checkpoint values (SEQ:blake3:<hex>) as {sequence: chain digest hex}."""
+    from artifactstore import Digest, InvalidAddressError
+
+    checkpoints: dict[int, str] = {}
+    for item in values:
+        sequence, sep, digest = item.partition(":")
+        try:
+            if not sep or not sequence.isdigit():
+                raise ValueError
+            checkpoints[int(sequence)] = Digest.parse(digest).hex
+        except (ValueError, InvalidAddressError):
+            raise click.BadParameter(
+                f"{item!r} is not SEQ:blake3:<hex>", param_hint="--checkpoint"
+            ) from None
+    return checkpoints

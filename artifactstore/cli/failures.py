@@ -1,0 +1,74 @@
+"""How a command fails: exit codes, and every error as one line on stderr.
+
+Exit codes (SPEC "CLI"): 0 ok; 1 a check failed (verify, health, replay --check, integrity of
+bytes read back); 2 bad usage or input, including a database or storage that cannot be used as
+configured; 130 interrupted. `EXIT_CODES` is the one table from errors to codes. Every error
+is one line on stderr, `artifactstore: error: <message>`; `-v` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from typing import NoReturn
+
+import click
+
+from artifactstore import ArtifactStoreError, BlobNotFoundError, IntegrityError, redact_url
+
+PROG = "artifactstore"
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
+    # First match wins, so subclasses come before their bases.
+    (IntegrityError, EXIT_CHECK_FAILED),  # bytes read back differ from what was recorded
+    (BlobNotFoundError, EXIT_CHECK_FAILED),  # a blob the registry names is gone
+    (ArtifactStoreError, EXIT_BAD_INPUT),  # input, names, state, config, database, schema
+    (OSError, EXIT_CHECK_FAILED),  # local files the CLI itself writes (pull, stdout)
+)
+"""Errors to exit codes; anything not listed is a bug and exits 1."""
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The exit code for an error raised by a command (see EXIT_CODES)."""
+    for kind, code in EXIT_CODES:
+        if isinstance(exc, kind):
+            return code
+    return EXIT_CHECK_FAILED
+
+
+def fail(exc: BaseException, verbose: bool) -> NoReturn:
+    if isinstance(exc, BrokenPipeError):
+        # The reader went away (`| head`): stop quietly, and keep Python's final flush of
+        # stdout from raising again at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise click.exceptions.Exit(EXIT_CHECK_FAILED)
+    if verbose:
+        traceback.print_exception(exc, file=sys.stderr)
+    message = str(exc) or type(exc).__name__
+    if not isinstance(exc, ArtifactStoreError | OSError):
+        message = f"unexpected {type(exc).__name__}: {message} (run with -v for details)"
+    say_error(redact_url(message))
+    raise click.exceptions.Exit(exit_code_for(exc))
+
+
+def say_error(message: str) -> None:
+    first_line = message.strip().splitlines()[0] if message.strip() else "failed"
+    click.echo(f"{PROG}: error: {first_line}", err=True)
+
+
+class Group(click.Group):
+    """A group that turns every error from a command into one stderr line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        """Run the command; map ArtifactStoreError and the rest through EXIT_CODES."""
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:
+            fail(exc, bool(ctx.params.get("verbose")))

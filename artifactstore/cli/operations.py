@@ -1,0 +1,149 @@
+"""The commands that run the store: version, migrate, health, replay, checkpoint, serve."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING
+
+import click
+
+from artifactstore import ENV_PREFIX
+from artifactstore.cli import output
+from artifactstore.cli.context import CliState, open_store, pass_state
+from artifactstore.cli.failures import EXIT_CHECK_FAILED
+
+if TYPE_CHECKING:
+    from artifactstore import ArtifactStore, Settings
+
+
+@click.command()
+@pass_state
+def version(state: CliState) -> None:
+    """Print the artifactstore version.
+
+    \b
+    Example:
+      artifactstore version
+    """
+    output.version(state.as_json)
+
+
+@click.command()
+@click.option("--fresh", is_flag=True, help="Drop every table first, then recreate them.")
+@click.option("--yes", is_flag=True, help="Do not ask before --fresh drops the tables.")
+@pass_state
+def migrate(state: CliState, fresh: bool, yes: bool) -> None:
+    """Upgrade the database schema to the revision this version needs.
+
+    Works on a database that is behind, which every other command refuses. --fresh drops all
+    tables (every package and event; blobs stay on disk) and recreates them: it asks first,
+    and without a terminal to ask on it needs --yes.
+
+    \b
+    Example:
+      artifactstore --db postgresql://ci@db.example/artifacts migrate
+    """
+    url = state.settings.redacted_database_url
+    if fresh and not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError("--fresh deletes every package and event; add --yes")
+        if not click.confirm(f"Delete every package and event in {url}?", err=True):
+            raise click.UsageError("not confirmed; nothing was changed")
+    from artifactstore import migrate_database
+
+    before, after = migrate_database(state.settings, fresh)
+    output.migrated(url, fresh, before, after, state.as_json)
+
+
+@click.command()
+@pass_state
+@click.pass_context
+def health(ctx: click.Context, state: CliState) -> None:
+    """Check the database and the blob storage; exit 1 if unhealthy.
+
+    \b
+    Example:
+      artifactstore health || echo "store is unhealthy"
+    """
+    from artifactstore import ArtifactStoreError, check_health
+
+    try:
+        opened: ArtifactStore | ArtifactStoreError = open_store(ctx)
+    except ArtifactStoreError as exc:
+        opened = exc
+    report = check_health(state.settings, opened)
+    output.health(report, state.as_json)
+    if not report.ok:
+        ctx.exit(EXIT_CHECK_FAILED)
+
+
+@click.command()
+@click.option("--check", is_flag=True, help="Only compare the rebuilt views; change nothing.")
+@click.option("--force", is_flag=True, help="Rebuild even from a broken log, skipping bad events.")
+@pass_state
+@click.pass_context
+def replay(ctx: click.Context, state: CliState, check: bool, force: bool) -> None:
+    """Rebuild the view tables from the event log, the source of truth.
+
+    With --check nothing is changed, and the exit code is 1 if the views differ from what the
+    log says they should be (each differing table and package is named). A log with a gap, a
+    broken hash chain or an event the package rules forbid is refused (exit 1, naming the
+    first bad sequence) unless --force is given.
+
+    \b
+    Example:
+      artifactstore replay --check
+    """
+    report = open_store(ctx).replay(check=check, force=force)
+    output.replay(report, check, state.as_json)
+    if check and not report.identical:
+        ctx.exit(EXIT_CHECK_FAILED)
+
+
+@click.command()
+@pass_state
+@click.pass_context
+def checkpoint(ctx: click.Context, state: CliState) -> None:
+    """Print the log head as SEQ:blake3:<hex>: its last sequence and chain digest.
+
+    Keep it somewhere the store's operators cannot write; 'verify --all --checkpoint' proves
+    later that the log up to SEQ was not rewritten.
+
+    \b
+    Example:
+      artifactstore checkpoint > checkpoint.txt
+    """
+    output.checkpoint(open_store(ctx).checkpoint(), state.as_json)
+
+
+def _serve_environment(settings: Settings) -> dict[str, str]:
+    environ = dict(os.environ)
+    environ[f"{ENV_PREFIX}DATABASE_URL"] = settings.database_url
+    environ[f"{ENV_PREFIX}STORAGE_URL"] = settings.storage_url
+    environ[f"{ENV_PREFIX}LOG_LEVEL"] = settings.log_level
+    return environ
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1), help="Processes.")
+@pass_state
+def serve(state: CliState, host: str, port: int, workers: int) -> None:
+    """Run the HTTP app (GET /health) under gunicorn.
+
+    gunicorn replaces this process; the settings reach the app through the ARTIFACTSTORE_*
+    environment variables.
+
+    \b
+    Example:
+      artifactstore --db postgresql://as@db/artifacts serve --host 0.0.0.0 --port 8080
+    """
+    argv = [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}"]
+    argv += ["--workers", str(workers), "artifactstore.web:create_app()"]
+    # exec, not a child: signals from a supervisor reach gunicorn's arbiter directly.
+    os.execve(sys.executable, argv, _serve_environment(state.settings))
+
+
+COMMANDS = (version, migrate, health, replay, checkpoint, serve)

@@ -1,0 +1,278 @@
+"""The commands on packages: push, pull, verify, ls, show, cat, events."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from artifactstore.cli import output
+from artifactstore.cli.context import (
+    CliState,
+    expect_digest_option,
+    is_empty_directory,
+    open_store,
+    package_args,
+    parse_checkpoints,
+    parse_meta,
+    pass_state,
+)
+from artifactstore.cli.failures import EXIT_CHECK_FAILED
+from artifactstore.cli.output import Progress
+
+
+@click.command()
+@click.argument("args", nargs=-1, metavar="NAME VERSION DIR")
+@click.option(
+    "--retention",
+    "retention_class",
+    default="standard",
+    show_default=True,
+    metavar="CLASS",
+    help="ephemeral, ci, standard, release or legal-hold.",
+)
+@click.option(
+    "--meta",
+    "metadata",
+    multiple=True,
+    metavar="KEY=VALUE",
+    callback=parse_meta,
+    help="Metadata to record; repeatable. Values are kept as text.",
+)
+@pass_state
+@click.pass_context
+def push(
+    ctx: click.Context,
+    state: CliState,
+    args: tuple[str, ...],
+    retention_class: str,
+    metadata: dict[str, str],
+) -> None:
+    """Store a directory as a package, atomically, and print its manifest digest.
+
+    Every file under DIR becomes package NAME VERSION (or NAME:VERSION): the blobs are stored
+    first, then the whole version is published in one step, so no one ever sees part of it.
+    Symlinks and special files are refused. Pushing the same files, retention class and
+    metadata again succeeds with the same digest and changes nothing; anything different
+    exits 2 naming the first difference, and so does a version open for assembly. --json
+    adds whether the version was created and its finalize event's sequence and chain digest.
+
+    \b
+    Example:
+      artifactstore push acme/app 1.4.2 dist/ --retention ci --meta git_sha=3f2a9c1
+    """
+    from artifactstore import parse_package_spec
+
+    ref, (directory,) = package_args(args, ("DIR",))
+    spec = parse_package_spec(ref)
+    if spec.version is None:
+        raise click.UsageError("push needs NAME VERSION (or NAME:VERSION), not a digest")
+    store = open_store(ctx)
+    with Progress("push") as progress:
+        result = store.push(
+            spec.name,
+            spec.version,
+            directory,
+            retention_class,
+            metadata,
+            progress.advance,
+            on_scanned=progress.start,
+        )
+    output.pushed(result, state.as_json)
+
+
+@click.command()
+@click.argument("args", nargs=-1, metavar="NAME VERSION DEST")
+@click.option("--force", is_flag=True, help="Write into a non-empty DEST, replacing files.")
+@expect_digest_option
+@pass_state
+@click.pass_context
+def pull(
+    ctx: click.Context,
+    state: CliState,
+    args: tuple[str, ...],
+    force: bool,
+    expect_digest: str | None,
+) -> None:
+    """Write the files of a finalized package into DEST, each one verified.
+
+    DEST must be empty or missing unless --force is given. The file list comes from the
+    manifest the event log fixed; each file is checked against its content address (BLAKE3)
+    and size before it is renamed into place, with its executable bit; a mismatch exits 1 and
+    leaves no partial file. An open package exits 2. (verify re-checks both recorded digests,
+    BLAKE3 and SHA-256.)
+
+    \b
+    Example:
+      artifactstore pull acme/app:1.4.2 out/ --expect-digest blake3:9f2c...
+    """
+    ref, (dest_text,) = package_args(args, ("DEST",))
+    dest = Path(dest_text)
+    store = open_store(ctx)
+    package = store.package(ref)
+    if not force and not is_empty_directory(dest):
+        raise click.UsageError(f"{str(dest)!r} is not empty; use --force to write into it")
+    listed = store.finalized_files(ref, expect_digest) if Progress.is_wanted() else []
+    with Progress("pull", len(listed), sum(f.size for f in listed)) as progress:
+        files = store.pull(ref, dest, progress.advance, expect_digest)
+    output.pulled(package, files, dest, state.as_json)
+
+
+@click.command()
+@click.argument("args", nargs=-1, metavar="[NAME VERSION]")
+@click.option("--all", "check_all", is_flag=True, help="Every package, the log and the views.")
+@expect_digest_option
+@click.option(
+    "--checkpoint",
+    "checkpoints",
+    multiple=True,
+    metavar="SEQ:DIGEST",
+    callback=parse_checkpoints,
+    help="With --all: fail unless event SEQ still has chain digest DIGEST; repeatable.",
+)
+@pass_state
+@click.pass_context
+def verify(
+    ctx: click.Context,
+    state: CliState,
+    args: tuple[str, ...],
+    check_all: bool,
+    expect_digest: str | None,
+    checkpoints: dict[int, str],
+) -> None:
+    """Re-hash stored blobs and check the log; exit 1 on any problem, listing each.
+
+    With NAME VERSION: that package's manifest (from the event log) and every blob it names;
+    an open package fails ("not finalized"). With no arguments (or --all): every package, the
+    log (gapless, hash-chained, no change after a finalize except retention, and each
+    --checkpoint still there), and the views against a replay of the log. An open package
+    under assembly is no problem for --all.
+
+    \b
+    Example:
+      artifactstore verify acme/app 1.4.2
+      artifactstore verify --all --checkpoint "$(cat checkpoint.txt)"
+    """
+    if check_all and args:
+        raise click.UsageError("give NAME VERSION or --all, not both")
+    if args and checkpoints:
+        raise click.UsageError("--checkpoint goes with --all")
+    if not args and expect_digest:
+        raise click.UsageError("--expect-digest goes with NAME VERSION")
+    store = open_store(ctx)
+    if args:
+        ref, _ = package_args(args)
+        files = store.list_files(ref) if Progress.is_wanted() else []
+        with Progress("verify", len(files), sum(f.size for f in files)) as progress:
+            report = store.verify_package(ref, progress.advance, expect_digest)
+    else:
+        files = (
+            [f for p in store.list_packages() for f in store.list_files(p)]
+            if Progress.is_wanted()
+            else []
+        )
+        with Progress("verify", len(files), sum(f.size for f in files)) as progress:
+            report = store.verify_all(progress.advance, checkpoints)
+    output.verified(report, state.as_json)
+    if not report.ok:
+        ctx.exit(EXIT_CHECK_FAILED)
+
+
+# -- looking around ---------------------------------------------------------------------------
+
+
+@click.command(name="ls")
+@click.argument("name", required=False)
+@pass_state
+@click.pass_context
+def list_packages(ctx: click.Context, state: CliState, name: str | None) -> None:
+    """List packages, sorted by name and version.
+
+    Every package, or every version of NAME. Columns: name:version, state, retention class,
+    manifest digest.
+
+    \b
+    Example:
+      artifactstore ls acme/app
+    """
+    output.packages(open_store(ctx).list_packages(name), state.as_json)
+
+
+@click.command()
+@click.argument("args", nargs=-1, metavar="NAME VERSION")
+@click.option(
+    "--format",
+    "manifest_format",
+    type=click.Choice(["jcs", "cbor"]),
+    default="jcs",
+    show_default=True,
+    help="jcs: canonical JSON (RFC 8785); cbor: the raw canonical CBOR that is digested.",
+)
+@expect_digest_option
+@click.pass_context
+def show(
+    ctx: click.Context, args: tuple[str, ...], manifest_format: str, expect_digest: str | None
+) -> None:
+    """Print the manifest of a finalized package.
+
+    The manifest of package NAME VERSION as the event log fixed it, as JCS or raw CBOR;
+    --json changes nothing here.
+
+    \b
+    Example:
+      artifactstore show acme/app 1.4.2 --format cbor | b3sum
+    """
+    ref, _ = package_args(args)
+    data = open_store(ctx).get_manifest_bytes(ref, manifest_format, expect_digest)
+    # JSON gets a newline like any text output; CBOR goes out byte-exact for digesting.
+    sys.stdout.buffer.write(data + b"\n" if manifest_format == "jcs" else data)
+    sys.stdout.buffer.flush()
+
+
+@click.command()
+@click.argument("args", nargs=-1, metavar="NAME VERSION PATH")
+@expect_digest_option
+@click.pass_context
+def cat(ctx: click.Context, args: tuple[str, ...], expect_digest: str | None) -> None:
+    """Write one file of a finalized package to stdout, byte for byte.
+
+    PATH is the file's path inside package NAME VERSION, as its manifest lists it. The bytes
+    stream as they are read; if they do not match the recorded digest, the error comes at the
+    end and the exit code is 1.
+
+    \b
+    Example:
+      artifactstore cat acme/app 1.4.2 bin/app > app
+    """
+    ref, (path,) = package_args(args, ("PATH",))
+    out = sys.stdout.buffer
+    with open_store(ctx).get_file(ref, path, expect_digest) as reader:
+        while chunk := reader.read(1 << 20):
+            out.write(chunk)
+    out.flush()
+
+
+@click.command()
+@click.option("--since", default=0, show_default=True, type=click.IntRange(0), metavar="N")
+@click.option("--follow", is_flag=True, help="Keep waiting for new events.")
+@click.option("--timeout", type=click.FloatRange(0), metavar="S", help="Stop following after S.")
+@pass_state
+@click.pass_context
+def events(
+    ctx: click.Context, state: CliState, since: int, follow: bool, timeout: float | None
+) -> None:
+    """Print the events of the log after sequence N, oldest first.
+
+    Text columns: sequence, time, type, package id, actor; --json prints one JSON object per
+    line. --follow waits for new events (until --timeout seconds, if given).
+
+    \b
+    Example:
+      artifactstore events --since 120 --follow --timeout 60
+    """
+    for event in open_store(ctx).tail_events(since, follow, timeout):
+        output.event(event, state.as_json)
+
+
+COMMANDS = (push, pull, verify, list_packages, show, cat, events)
