@@ -26,17 +26,20 @@ _VERSION = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 _VERSION_CHARS = re.compile(r"[A-Za-z0-9._-]*")
 
 
+def _check_text(what: str, value: object, max_length: int) -> None:
+    if not isinstance(value, str):
+        raise InvalidNameError(f"{what} must be a string, got {type(value).__name__}")
+    if not value:
+        raise InvalidNameError(f"{what} '' is empty")
+    if len(value) > max_length:
+        raise InvalidNameError(
+            f"{what} {value!r} is {len(value)} characters long; at most {max_length} are allowed"
+        )
+
+
 def check_name(name: str) -> str:
     """Return name if it is a valid OCI repository name; InvalidNameError says why not."""
-    if not isinstance(name, str):
-        raise InvalidNameError(f"package name must be a string, got {type(name).__name__}")
-    if not name:
-        raise InvalidNameError("package name '' is empty")
-    if len(name) > MAX_NAME_LENGTH:
-        raise InvalidNameError(
-            f"package name {name!r} is {len(name)} characters long; "
-            f"at most {MAX_NAME_LENGTH} are allowed"
-        )
+    _check_text("package name", name, MAX_NAME_LENGTH)
     if not _NAME_CHARS.fullmatch(name):
         bad = sorted({c for c in name if not _NAME_CHARS.fullmatch(c)})
         raise InvalidNameError(
@@ -60,15 +63,7 @@ def check_name(name: str) -> str:
 
 def check_version(version: str) -> str:
     """Return version if it is a valid OCI tag; InvalidNameError says why not."""
-    if not isinstance(version, str):
-        raise InvalidNameError(f"version must be a string, got {type(version).__name__}")
-    if not version:
-        raise InvalidNameError("version '' is empty")
-    if len(version) > MAX_VERSION_LENGTH:
-        raise InvalidNameError(
-            f"version {version!r} is {len(version)} characters long; "
-            f"at most {MAX_VERSION_LENGTH} are allowed"
-        )
+    _check_text("version", version, MAX_VERSION_LENGTH)
     if not _VERSION_CHARS.fullmatch(version):
         bad = sorted({c for c in version if not _VERSION_CHARS.fullmatch(c)})
         raise InvalidNameError(

@@ -66,6 +66,12 @@ _TIMESTAMP = String(32)
 _HEX_DIGEST = String(64)
 _ADDRESS = String(80)
 
+
+def _owned_by(name: str, parent: str) -> Column[str]:
+    """Key column `name` of a row that belongs to `parent` ('table.id'), deleted with it."""
+    return Column(name, String(36), ForeignKey(parent, ondelete="CASCADE"), primary_key=True)
+
+
 events = Table(
     "events",
     metadata,
@@ -119,12 +125,7 @@ artifact_packages = Table(
 artifact_files = Table(
     "artifact_files",
     metadata,
-    Column(
-        "package_id",
-        String(36),
-        ForeignKey("artifact_packages.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    _owned_by("package_id", "artifact_packages.id"),
     Column("path", Text, primary_key=True),
     Column("size", BigInteger, nullable=False),
     Column("digest_algorithm", String(16), nullable=False),
@@ -155,12 +156,7 @@ storage_locations = Table(
 retention_state = Table(
     "retention_state",
     metadata,
-    Column(
-        "package_id",
-        String(36),
-        ForeignKey("artifact_packages.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    _owned_by("package_id", "artifact_packages.id"),
     Column(
         "retention_class",
         String(32),
@@ -185,12 +181,7 @@ upload_sessions = Table(
 upload_session_blobs = Table(
     "upload_session_blobs",
     metadata,
-    Column(
-        "session_id",
-        String(36),
-        ForeignKey("upload_sessions.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    _owned_by("session_id", "upload_sessions.id"),
     Column("content_address", _ADDRESS, primary_key=True),
     # Garbage collection asks "does any live session hold this blob?".
     Index(None, "content_address"),
@@ -199,12 +190,7 @@ upload_session_blobs = Table(
 upload_session_files = Table(
     "upload_session_files",
     metadata,
-    Column(
-        "session_id",
-        String(36),
-        ForeignKey("upload_sessions.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    _owned_by("session_id", "upload_sessions.id"),
     Column("path", Text, primary_key=True),
     Column("size", BigInteger, nullable=False),
     Column("digest_primary", _HEX_DIGEST, nullable=False),
