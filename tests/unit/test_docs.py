@@ -9,6 +9,7 @@ sorted, importable and complete (httpx's test_exported_members).
 
 from __future__ import annotations
 
+import configparser
 import inspect
 import re
 import shutil
@@ -194,3 +195,17 @@ def test_no_other_public_names_leak() -> None:
     assert leaked == []
     # Every lazily loaded name is public, and every public name can be loaded.
     assert set(artifactstore._LOCATIONS) | {"__version__"} == set(artifactstore.__all__)
+
+
+def test_setup_cfg_ships_every_package() -> None:
+    # setup.cfg lists packages by name; a new subpackage missing there is missing from the
+    # wheel (and from tox's installed copy) while an editable install hides it.
+    parser = configparser.ConfigParser()
+    parser.read(ROOT / "setup.cfg")
+    listed = set(parser["options"]["packages"].split())
+    package_root = ROOT / "artifactstore"
+    found = {
+        ".".join(("artifactstore", *init.parent.relative_to(package_root).parts))
+        for init in package_root.rglob("__init__.py")
+    }
+    assert found <= listed
