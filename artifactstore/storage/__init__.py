@@ -1,5 +1,6 @@
-"""Blob storage: the backend SPI (`spi`), the backends (`backends`) and lookup by id (`registry`).
+"""Blob storage: the SPI (`spi`), the backends (`backends`), their shared skeleton (`base`).
 
-Code above the data plane depends on `storage.spi` only; `storage.backends` is imported by
-`storage.catalog` and `dataplane` alone, which a test enforces.
+`storage.catalog` looks a backend up by id. Code above the data plane depends on `storage.spi`
+only; `storage.backends` is imported by `storage.catalog` and `dataplane` alone, which a test
+enforces.
 """

@@ -5,19 +5,28 @@ digest as `<algorithm>/<hex[0:2]>/<hex[2:4]>/<hex>`; the two fan-out levels keep
 small. `check_key` is the SPI boundary: every backend calls it before touching its medium, so a
 key that could escape the backend's root never reaches a filesystem call. A *staged object* is
 a write in progress that no reader can see until `commit` publishes it under a key in one step,
-so no half-written blob is ever visible. Backends translate every `OSError` into `StorageError`.
+so no half-written blob is ever visible. Backends translate every `OSError` (and the small-blob
+tier's `sqlite3.Error`) into `StorageError` at one edge, `storage_errors`, which code above the
+backends may use for its own file I/O too.
 """
 
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import BinaryIO, Protocol, Self
 
-from artifactstore.errors import InvalidAddressError
+from artifactstore.errors import (
+    BlobNotFoundError,
+    InvalidAddressError,
+    InvalidInputError,
+    StorageError,
+)
 from artifactstore.identity import Digest, algorithm
 
 _KEY = re.compile(r"([a-z0-9]+)/([0-9a-f]{2})/([0-9a-f]{2})/([0-9a-f]+)")
@@ -80,6 +89,33 @@ def check_key(key: str) -> str:
     if (first, second) != (hex_digits[0:2], hex_digits[2:4]):
         raise InvalidAddressError(f"storage key {key!r}: fan-out does not match the digest")
     return key
+
+
+def check_range(key: str, start: int, end: int | None) -> None:
+    """Accept [start, end) as a range to read of key; InvalidInputError if it runs backwards."""
+    if start < 0 or (end is not None and end < start):
+        raise InvalidInputError(f"invalid byte range [{start}, {end}) for {key!r}")
+
+
+@contextmanager
+def storage_errors(what: str, *, missing: str | None = None) -> Iterator[None]:
+    """Turn an OSError or sqlite3.Error raised inside into StorageError('cannot <what>: ...').
+
+    The error is chained as the cause. With missing given, a FileNotFoundError or
+    NotADirectoryError (there is no such object) becomes BlobNotFoundError(missing) instead.
+    """
+    try:
+        yield
+    except OSError as exc:
+        if missing is not None and isinstance(exc, FileNotFoundError | NotADirectoryError):
+            raise BlobNotFoundError(missing) from exc
+        # strerror drops the paths str(exc) shows; keep those `what` does not name already
+        # (os.link fails naming two, and either may be the one at fault).
+        paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+        named = "".join(f" ({path})" for path in paths if path not in what)
+        raise StorageError(f"cannot {what}: {exc.strerror or exc}{named}") from exc
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot {what}: {exc}") from exc
 
 
 class StagedObject(Protocol):

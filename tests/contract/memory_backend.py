@@ -1,9 +1,10 @@
 """Test doubles for the storage SPI: an in-memory backend and a fail-on-the-Nth-call wrapper.
 
 `MemoryBackend` is the second implementation the contract suite runs against, so the suite
-tests the SPI and not LocalBackend's quirks. `FailingBackend` wraps any backend and raises
-StorageError on the Nth call of one operation (restic wraps backends the same way), to prove
-that a failure midway leaves nothing visible.
+tests the SPI and not LocalBackend's quirks; like the real backends it takes `put` and its staged
+object from `storage.base`, and models only where the bytes live. `FailingBackend` wraps any
+backend and raises StorageError on the Nth call of one operation (restic wraps backends the same
+way), to prove that a failure midway leaves nothing visible.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import BinaryIO, Self, TypeVar
+from typing import BinaryIO, TypeVar
 
-from artifactstore.errors import BlobNotFoundError, InvalidInputError, StorageError
+from artifactstore.errors import BlobNotFoundError, StorageError
+from artifactstore.storage.base import InMemoryStage, StagedContext, StagingBackend
 from artifactstore.storage.spi import (
     BackendHealth,
     ObjectInfo,
@@ -22,12 +23,13 @@ from artifactstore.storage.spi import (
     StorageBackend,
     StorageReceipt,
     check_key,
+    check_range,
 )
 
 _T = TypeVar("_T")
 
 
-class MemoryBackend:
+class MemoryBackend(StagingBackend):
     """A StorageBackend keeping objects in a dict.
 
     `durable` models stable storage: the keys committed with durable=True or synced since.
@@ -38,25 +40,14 @@ class MemoryBackend:
         self.objects: dict[str, tuple[bytes, datetime]] = {}
         self.durable: set[str] = set()
 
-    def stage(self) -> _MemoryStaged:
+    def stage(self) -> InMemoryStage:
         """Start a write buffered in memory."""
-        return _MemoryStaged(self)
-
-    def put(
-        self, key: str, chunks: Iterable[bytes], *, durable: bool = True
-    ) -> tuple[StorageReceipt, bool]:
-        """Store the chunks under key; an existing key is kept."""
-        check_key(key)
-        with self.stage() as staged:
-            for chunk in chunks:
-                staged.write(chunk)
-            return staged.commit(key, durable=durable)
+        return InMemoryStage(self._publish)
 
     def open(self, key: str, start: int = 0, end: int | None = None) -> BinaryIO:
         """Return bytes [start, end) of the object, clamped; BlobNotFoundError if absent."""
         check_key(key)
-        if start < 0 or (end is not None and end < start):
-            raise InvalidInputError(f"invalid byte range [{start}, {end}) for {key!r}")
+        check_range(key, start, end)
         try:
             data, _ = self.objects[key]
         except KeyError:
@@ -105,43 +96,7 @@ class MemoryBackend:
         return StorageReceipt(self.backend_id, key, len(stored), stored_at), existed
 
 
-class _MemoryStaged:
-    def __init__(self, backend: MemoryBackend) -> None:
-        self._backend = backend
-        self._buffer: io.BytesIO | None = io.BytesIO()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.abort()
-
-    def write(self, chunk: bytes) -> None:
-        self._open_buffer().write(chunk)
-
-    def commit(self, key: str, *, durable: bool = True) -> tuple[StorageReceipt, bool]:
-        buffer = self._open_buffer()
-        try:
-            check_key(key)
-            return self._backend._publish(key, buffer.getvalue(), durable)
-        finally:
-            self.abort()
-
-    def abort(self) -> None:
-        self._buffer = None
-
-    def _open_buffer(self) -> io.BytesIO:
-        if self._buffer is None:
-            raise StorageError("staged object was already committed or aborted")
-        return self._buffer
-
-
-class FailingBackend:
+class FailingBackend(StagingBackend):
     """Wraps a backend; the Nth call of `operation` raises StorageError instead of running.
 
     operation names a StorageBackend method or one of the staged object's ("write", "commit").
@@ -175,11 +130,7 @@ class FailingBackend:
     ) -> tuple[StorageReceipt, bool]:
         """Put through this wrapper's staged objects, so write and commit faults apply."""
         self.tick("put")
-        check_key(key)
-        with self.stage() as staged:
-            for chunk in chunks:
-                staged.write(chunk)
-            return staged.commit(key, durable=durable)
+        return super().put(key, chunks, durable=durable)
 
     def open(self, key: str, start: int = 0, end: int | None = None) -> BinaryIO:
         """Open on the inner backend."""
@@ -214,21 +165,10 @@ class FailingBackend:
         return call()
 
 
-class _FailingStaged:
+class _FailingStaged(StagedContext):
     def __init__(self, owner: FailingBackend, inner: StagedObject) -> None:
         self._owner = owner
         self._inner = inner
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.abort()
 
     def write(self, chunk: bytes) -> None:
         self._owner.tick("write")

@@ -17,15 +17,22 @@ import os
 import secrets
 import time
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, BinaryIO, Self
+from typing import TYPE_CHECKING, BinaryIO
 
 from artifactstore.durability import fsync_path, sync_filesystem
-from artifactstore.errors import BlobNotFoundError, InvalidInputError, StorageError
+from artifactstore.errors import BlobNotFoundError, StorageError
 from artifactstore.identity import CHUNK_SIZE
-from artifactstore.storage.spi import BackendHealth, ObjectInfo, StorageReceipt, check_key
+from artifactstore.storage.base import PublishingStage, RootedBackend, utc
+from artifactstore.storage.spi import (
+    BackendHealth,
+    ObjectInfo,
+    StorageReceipt,
+    check_key,
+    check_range,
+    storage_errors,
+)
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -38,29 +45,16 @@ _FSYNC_EACH_LIMIT = 16
 """Up to this many objects, sync() fsyncs each; beyond it, one syncfs of the filesystem."""
 
 
-def _utc(timestamp: float) -> datetime:
-    return datetime.fromtimestamp(timestamp, UTC)
-
-
-class LocalBackend:
+class LocalBackend(RootedBackend):
     """A StorageBackend over a directory; the root is created on the first write."""
 
     def __init__(self, root: Path, backend_id: str = "local") -> None:
-        self._root = root
-        self._backend_id = backend_id
+        super().__init__(root, backend_id)
         # Directories whose own entry this process has made durable. Nothing removes
         # directories under the root, so each needs its parent synced once per process.
         self._durable_dirs: set[Path] = set()
         # Directories known to exist, so a write skips mkdir; nothing removes them.
         self._existing_dirs: set[Path] = set()
-
-    def __repr__(self) -> str:
-        return f"LocalBackend({str(self._root)!r}, backend_id={self._backend_id!r})"
-
-    @property
-    def backend_id(self) -> str:
-        """The name this backend is registered and recorded under."""
-        return self._backend_id
 
     @property
     def root(self) -> Path:
@@ -73,24 +67,12 @@ class LocalBackend:
         # pid names the writer for a human looking at leftovers; the random part makes the
         # name unique across threads and pid reuse.
         temp_path = temp_dir / f"{os.getpid()}-{secrets.token_hex(8)}{_TEMP_SUFFIX}"
-        try:
+        with storage_errors(f"create temp file {temp_path}"):
             if temp_dir not in self._existing_dirs:
                 temp_dir.mkdir(parents=True, exist_ok=True)
                 self._existing_dirs.add(temp_dir)
             file = temp_path.open("xb")
-        except OSError as exc:
-            raise StorageError(f"cannot create temp file {temp_path}: {exc}") from exc
         return _LocalStagedObject(self, temp_path, file)
-
-    def put(
-        self, key: str, chunks: Iterable[bytes], *, durable: bool = True
-    ) -> tuple[StorageReceipt, bool]:
-        """Store the chunks under key; durable on return if durable; existing keys are kept."""
-        check_key(key)
-        with self.stage() as staged:
-            for chunk in chunks:
-                staged.write(chunk)
-            return staged.commit(key, durable=durable)
 
     def open(self, key: str, start: int = 0, end: int | None = None) -> BinaryIO:
         """Stream bytes [start, end), clamped to the size; BlobNotFoundError if absent.
@@ -98,60 +80,50 @@ class LocalBackend:
         The bytes are read as the caller reads, never loaded whole.
         """
         path = self._path(key)
-        if start < 0 or (end is not None and end < start):
-            raise InvalidInputError(f"invalid byte range [{start}, {end}) for {key!r}")
-        try:
+        check_range(key, start, end)
+        with storage_errors(f"open {path}", missing=f"no object {key!r} under {self._root}"):
             raw = io.FileIO(path, "rb")
-        except (FileNotFoundError, NotADirectoryError) as exc:
-            raise BlobNotFoundError(f"no object {key!r} under {self._root}") from exc
-        except OSError as exc:
-            raise StorageError(f"cannot open {path}: {exc}") from exc
-        try:
-            size = os.fstat(raw.fileno()).st_size
-            stop = size if end is None else min(end, size)
-            begin = min(start, stop)
-            raw.seek(begin)
-        except OSError as exc:
-            raw.close()
-            raise StorageError(f"cannot read {path}: {exc}") from exc
+        with storage_errors(f"read {path}"):
+            try:
+                size = os.fstat(raw.fileno()).st_size
+                stop = size if end is None else min(end, size)
+                begin = min(start, stop)
+                raw.seek(begin)
+            except BaseException:
+                raw.close()
+                raise
         return io.BufferedReader(_RangeReader(raw, path, stop - begin), buffer_size=CHUNK_SIZE)
 
     def head(self, key: str) -> ObjectInfo | None:
         """Describe the object under key, or None if there is none."""
         path = self._path(key)
-        try:
-            stat = path.stat()
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        except OSError as exc:
-            raise StorageError(f"cannot stat {path}: {exc}") from exc
-        return ObjectInfo(key, stat.st_size, _utc(stat.st_mtime))
+        with storage_errors(f"stat {path}"):
+            try:
+                stat = path.stat()
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+        return ObjectInfo(key, stat.st_size, utc(stat.st_mtime))
 
     def delete(self, key: str) -> None:
         """Unlink the object under key; a missing key is not an error."""
         path = self._path(key)
-        try:
+        with storage_errors(f"delete {path}"), contextlib.suppress(NotADirectoryError):
             path.unlink(missing_ok=True)
-        except NotADirectoryError:
-            return
-        except OSError as exc:
-            raise StorageError(f"cannot delete {path}: {exc}") from exc
 
     def iter_keys(self) -> Iterator[str]:
         """Yield every stored key in sorted order; temp files and stray names are skipped."""
-        try:
-            # Sorting each level by "name/" orders the joined keys as plain string sorting would.
-            for algo_dir in self._sorted_dirs(self._root):
-                for first in self._sorted_dirs(algo_dir):
-                    for second in self._sorted_dirs(first):
-                        for entry in sorted(second.iterdir()):
-                            key = entry.relative_to(self._root).as_posix()
-                            if self._is_key(key) and entry.is_file():
-                                yield key
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            raise StorageError(f"cannot list objects under {self._root}: {exc}") from exc
+        with storage_errors(f"list objects under {self._root}"):
+            try:
+                # Sorting each level by "name/" gives the order plain sorting of the keys would.
+                for algo_dir in self._sorted_dirs(self._root):
+                    for first in self._sorted_dirs(algo_dir):
+                        for second in self._sorted_dirs(first):
+                            for entry in sorted(second.iterdir()):
+                                key = entry.relative_to(self._root).as_posix()
+                                if self._is_key(key) and entry.is_file():
+                                    yield key
+            except FileNotFoundError:
+                return
 
     def sync(self, keys: Iterable[str]) -> None:
         """Make objects committed with durable=False durable, choosing the cheaper way.
@@ -164,22 +136,19 @@ class LocalBackend:
         paths: list[Path] = []
         for key in keys:
             path = self._path(key)
-            if not path.is_file():
-                raise BlobNotFoundError(f"no object {key!r} under {self._root} to sync")
+            with storage_errors(f"stat {path}"):
+                if not path.is_file():
+                    raise BlobNotFoundError(f"no object {key!r} under {self._root} to sync")
             paths.append(path)
         if len(paths) > _FSYNC_EACH_LIMIT:
-            try:
+            with storage_errors(f"sync the filesystem of {self._root}"):
                 sync_filesystem(self._root)
-            except OSError as exc:
-                raise StorageError(f"cannot sync the filesystem of {self._root}: {exc}") from exc
             for path in paths:
                 self._durable_dirs.update((path.parent, *path.parent.parents[:3]))
             return
         for path in paths:
-            try:
+            with storage_errors(f"fsync {path}"):
                 fsync_path(path)
-            except OSError as exc:
-                raise StorageError(f"cannot fsync {path}: {exc}") from exc
         self._sync_directories({path.parent for path in paths})
 
     def close(self) -> None:
@@ -212,19 +181,16 @@ class LocalBackend:
         temp_dir = self._root / _TEMP_DIR
         cutoff = time.time() - older_than.total_seconds()
         removed = 0
-        try:
+        with storage_errors(f"list temp files in {temp_dir}"):
             entries = sorted(temp_dir.glob(f"*{_TEMP_SUFFIX}"))
-        except OSError as exc:
-            raise StorageError(f"cannot list temp files in {temp_dir}: {exc}") from exc
         for entry in entries:
-            try:
-                if entry.stat().st_mtime < cutoff:
-                    entry.unlink()
-                    removed += 1
-            except FileNotFoundError:
-                continue  # another cleaner, or the writer itself, got there first
-            except OSError as exc:
-                raise StorageError(f"cannot remove stale temp file {entry}: {exc}") from exc
+            with storage_errors(f"remove stale temp file {entry}"):
+                try:
+                    if entry.stat().st_mtime < cutoff:
+                        entry.unlink()
+                        removed += 1
+                except FileNotFoundError:
+                    continue  # another cleaner, or the writer itself, got there first
         return removed
 
     def _path(self, key: str) -> Path:
@@ -255,17 +221,15 @@ class LocalBackend:
             pending.update(d.parent for d in (leaf, *above) if d not in self._durable_dirs)
         # Deepest first, so a directory's entry is synced after its contents.
         for directory in sorted(pending, key=lambda d: len(d.parts), reverse=True):
-            try:
+            with storage_errors(f"fsync directory {directory}"):
                 fsync_path(directory)
-            except OSError as exc:
-                raise StorageError(f"cannot fsync directory {directory}: {exc}") from exc
         for leaf, above in chains.items():
             self._durable_dirs.update((leaf, *above))
 
     def _publish(self, temp_path: Path, key: str, durable: bool) -> tuple[StorageReceipt, bool]:
         """Link a closed temp file into place under key; the caller removes the temp file."""
         path = self._path(key)
-        try:
+        with storage_errors(f"store {key!r} under {self._root}"):
             # Checking first skips the fsync of a temp file that is about to be discarded.
             existed = path.exists()
             if not existed:
@@ -286,13 +250,11 @@ class LocalBackend:
                     fsync_path(path)
                 self._sync_directories({path.parent})
             stat = path.stat()
-        except OSError as exc:
-            raise StorageError(f"cannot store {key!r} under {self._root}: {exc}") from exc
-        receipt = StorageReceipt(self._backend_id, key, stat.st_size, _utc(stat.st_mtime))
+        receipt = StorageReceipt(self._backend_id, key, stat.st_size, utc(stat.st_mtime))
         return receipt, existed
 
 
-class _LocalStagedObject:
+class _LocalStagedObject(PublishingStage):
     """A temp file under `<root>/.tmp/`, linked into place by commit and removed either way."""
 
     def __init__(self, backend: LocalBackend, temp_path: Path, file: BinaryIO) -> None:
@@ -301,37 +263,11 @@ class _LocalStagedObject:
         self._file = file
         self._finished = False
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.abort()
-
     def write(self, chunk: bytes) -> None:
         """Append chunk to the temp file; StorageError naming it if the write fails."""
         self._check_open()
-        try:
+        with storage_errors(f"write temp file {self._temp_path}"):
             self._file.write(chunk)
-        except OSError as exc:
-            raise StorageError(f"cannot write temp file {self._temp_path}: {exc}") from exc
-
-    def commit(self, key: str, *, durable: bool = True) -> tuple[StorageReceipt, bool]:
-        """Publish the temp file under key (see StagedObject.commit); the temp file is removed."""
-        self._check_open()
-        try:
-            check_key(key)
-            try:
-                self._file.close()
-            except OSError as exc:
-                raise StorageError(f"cannot write temp file {self._temp_path}: {exc}") from exc
-            return self._backend._publish(self._temp_path, key, durable)
-        finally:
-            self.abort()
 
     def abort(self) -> None:
         """Close and remove the temp file; idempotent and never raises."""
@@ -352,6 +288,11 @@ class _LocalStagedObject:
         if self._finished:
             raise StorageError(f"staged object {self._temp_path} was already committed or aborted")
 
+    def _publish(self, key: str, durable: bool) -> tuple[StorageReceipt, bool]:
+        with storage_errors(f"write temp file {self._temp_path}"):
+            self._file.close()
+        return self._backend._publish(self._temp_path, key, durable)
+
 
 class _RangeReader(io.RawIOBase):
     """A raw reader over an open file that stops after a fixed number of bytes."""
@@ -368,10 +309,8 @@ class _RangeReader(io.RawIOBase):
         if self._remaining <= 0:
             return 0
         view = memoryview(buffer).cast("B")[: self._remaining]
-        try:
+        with storage_errors(f"read {self._path}"):
             count = self._file.readinto(view)
-        except OSError as exc:
-            raise StorageError(f"cannot read {self._path}: {exc}") from exc
         self._remaining -= count
         return count
 

@@ -23,11 +23,18 @@ import weakref
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
-from typing import BinaryIO, Self
+from typing import BinaryIO
 
-from artifactstore.errors import BlobNotFoundError, InvalidInputError, StorageError
-from artifactstore.storage.spi import BackendHealth, ObjectInfo, StorageReceipt, check_key
+from artifactstore.errors import BlobNotFoundError, StorageError
+from artifactstore.storage.base import InMemoryStage, RootedBackend, utc
+from artifactstore.storage.spi import (
+    BackendHealth,
+    ObjectInfo,
+    StorageReceipt,
+    check_key,
+    check_range,
+    storage_errors,
+)
 
 DATABASE_NAME = "small-blobs.db"
 _FLUSH_BYTES = 4 << 20
@@ -62,12 +69,13 @@ def _forget_connections_after_fork() -> None:
 os.register_at_fork(after_in_child=_forget_connections_after_fork)
 
 
-class SQLiteBlobBackend:
+class SQLiteBlobBackend(RootedBackend):
     """A StorageBackend keeping each object as a row of one SQLite database under root."""
 
     def __init__(self, root: Path, backend_id: str = "local-small") -> None:
-        self._root = root
-        self._backend_id = backend_id
+        super().__init__(root, backend_id)
+        # Built once: every query names it in the message it would fail with.
+        self._path = root / DATABASE_NAME
         self._connection: sqlite3.Connection | None = None
         # One connection per backend object, shared by threads under this lock.
         self._lock = threading.RLock()
@@ -75,38 +83,19 @@ class SQLiteBlobBackend:
         self._pending_bytes = 0
         _backends.add(self)
 
-    def __repr__(self) -> str:
-        return f"SQLiteBlobBackend({str(self._root)!r}, backend_id={self._backend_id!r})"
-
-    @property
-    def backend_id(self) -> str:
-        """The name this backend is registered and recorded under."""
-        return self._backend_id
-
     @property
     def path(self) -> Path:
         """The database file holding the objects."""
-        return self._root / DATABASE_NAME
+        return self._path
 
-    def stage(self) -> _StagedBlob:
+    def stage(self) -> InMemoryStage:
         """Start a write buffered in memory; nothing is visible until commit."""
-        return _StagedBlob(self)
-
-    def put(
-        self, key: str, chunks: Iterable[bytes], *, durable: bool = True
-    ) -> tuple[StorageReceipt, bool]:
-        """Store the chunks under key; an existing key is kept and reported with True."""
-        check_key(key)
-        with self.stage() as staged:
-            for chunk in chunks:
-                staged.write(chunk)
-            return staged.commit(key, durable=durable)
+        return InMemoryStage(self._publish)
 
     def open(self, key: str, start: int = 0, end: int | None = None) -> BinaryIO:
         """Bytes [start, end) of the object, clamped; BlobNotFoundError if absent."""
         check_key(key)
-        if start < 0 or (end is not None and end < start):
-            raise InvalidInputError(f"invalid byte range [{start}, {end}) for {key!r}")
+        check_range(key, start, end)
         with self._lock:
             pending = self._pending.get(key)
             if pending is not None:
@@ -122,13 +111,13 @@ class SQLiteBlobBackend:
         with self._lock:
             pending = self._pending.get(key)
             if pending is not None:
-                return ObjectInfo(key, len(pending[0]), _utc(pending[1]))
-            if self._connection is None and not self.path.exists():
+                return ObjectInfo(key, len(pending[0]), utc(pending[1]))
+            if self._connection is None and not self._database_exists():
                 return None
             row = self._query(
                 "SELECT length(data), stored_at FROM blobs WHERE key = ?", (key,)
             ).fetchone()
-        return None if row is None else ObjectInfo(key, int(row[0]), _utc(float(row[1])))
+        return None if row is None else ObjectInfo(key, int(row[0]), utc(float(row[1])))
 
     def delete(self, key: str) -> None:
         """Remove the object; a missing key is not an error."""
@@ -136,7 +125,7 @@ class SQLiteBlobBackend:
         with self._lock:
             if self._pending.pop(key, None) is not None:
                 return
-            if self.path.exists():
+            if self._database_exists():
                 self._write([("DELETE FROM blobs WHERE key = ?", [(key,)])])
 
     def iter_keys(self) -> Iterator[str]:
@@ -144,7 +133,7 @@ class SQLiteBlobBackend:
         with self._lock:
             stored = (
                 [row[0] for row in self._query("SELECT key FROM blobs")]
-                if self.path.exists()
+                if self._database_exists()
                 else []
             )
             keys = sorted({*stored, *self._pending})
@@ -211,7 +200,7 @@ class SQLiteBlobBackend:
             self._pending_bytes += len(data)
             if durable or self._pending_bytes >= _FLUSH_BYTES:
                 self._flush()
-        return StorageReceipt(self._backend_id, key, len(data), _utc(now)), False
+        return StorageReceipt(self._backend_id, key, len(data), utc(now)), False
 
     def _flush(self) -> None:
         if not self._pending:
@@ -224,9 +213,13 @@ class SQLiteBlobBackend:
         self._pending.clear()
         self._pending_bytes = 0
 
+    def _database_exists(self) -> bool:
+        with storage_errors(f"stat {self.path}"):
+            return self.path.exists()
+
     def _connect(self) -> sqlite3.Connection:
         if self._connection is None:
-            try:
+            with storage_errors(f"open small-blob database {self.path}"):
                 self._root.mkdir(parents=True, exist_ok=True)
                 connection = sqlite3.connect(
                     self.path, isolation_level=None, check_same_thread=False
@@ -235,20 +228,16 @@ class SQLiteBlobBackend:
                 connection.execute("PRAGMA journal_mode = WAL")
                 connection.execute("PRAGMA synchronous = FULL")
                 connection.execute(_SCHEMA)
-            except (OSError, sqlite3.Error) as exc:
-                raise StorageError(f"cannot open small-blob database {self.path}: {exc}") from exc
             self._connection = connection
         return self._connection
 
     def _query(self, sql: str, parameters: tuple[object, ...] = ()) -> sqlite3.Cursor:
-        try:
+        with storage_errors(f"read small-blob database {self.path}"):
             return self._connect().execute(sql, parameters)
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot read small-blob database {self.path}: {exc}") from exc
 
     def _write(self, statements: list[tuple[str, list[tuple[object, ...]]]]) -> None:
         connection = self._connect()
-        try:
+        with storage_errors(f"write small-blob database {self.path}"):
             # IMMEDIATE: writers from other processes queue on the busy timeout.
             connection.execute("BEGIN IMMEDIATE")
             try:
@@ -261,50 +250,3 @@ class SQLiteBlobBackend:
                 if connection.in_transaction:
                     connection.execute("ROLLBACK")
                 raise
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot write small-blob database {self.path}: {exc}") from exc
-
-
-def _utc(timestamp: float) -> datetime:
-    return datetime.fromtimestamp(timestamp, UTC)
-
-
-class _StagedBlob:
-    """Bytes collected in memory until commit hands them to the backend."""
-
-    def __init__(self, backend: SQLiteBlobBackend) -> None:
-        self._backend = backend
-        self._chunks: list[bytes] | None = []
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.abort()
-
-    def write(self, chunk: bytes) -> None:
-        """Append chunk to the staged bytes."""
-        self._open_chunks().append(bytes(chunk))
-
-    def commit(self, key: str, *, durable: bool = True) -> tuple[StorageReceipt, bool]:
-        """Publish the staged bytes under key (see StagedObject.commit)."""
-        chunks = self._open_chunks()
-        try:
-            check_key(key)
-            return self._backend._publish(key, b"".join(chunks), durable)
-        finally:
-            self.abort()
-
-    def abort(self) -> None:
-        """Discard the staged bytes; idempotent."""
-        self._chunks = None
-
-    def _open_chunks(self) -> list[bytes]:
-        if self._chunks is None:
-            raise StorageError("staged object was already committed or aborted")
-        return self._chunks
