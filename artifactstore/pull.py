@@ -18,9 +18,10 @@ from pathlib import Path
 
 from artifactstore.dataplane.spi import DataPlane
 from artifactstore.durability import sync_filesystem
-from artifactstore.errors import InvalidPathError, StorageError
+from artifactstore.errors import InvalidPathError
 from artifactstore.naming import check_path
 from artifactstore.registry import StoredFile
+from artifactstore.storage.spi import storage_errors
 from artifactstore.verifying import VerifyingReader
 
 TEMP_PREFIX = ".artifactstore-pull-"
@@ -93,7 +94,5 @@ def _write_verified(dataplane: DataPlane, label: str, stored: StoredFile, target
 
 
 def _sync(root: Path) -> None:
-    try:
+    with storage_errors(f"sync the files written under {root}"):
         sync_filesystem(root)
-    except OSError as exc:
-        raise StorageError(f"cannot sync the files written under {root}: {exc}") from exc

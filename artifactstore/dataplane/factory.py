@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 from artifactstore.config import Settings, local_root
 from artifactstore.dataplane.inproc import InProcessDataPlane
 from artifactstore.dataplane.spi import DataPlane
-from artifactstore.errors import ConfigError, StorageError
+from artifactstore.errors import ConfigError
+from artifactstore.storage.spi import storage_errors
 
 SCHEMES = ("file",)
 """Storage URL schemes this version can open."""
@@ -30,8 +31,6 @@ def dataplane_from_settings(settings: Settings, create: bool = False) -> DataPla
             f"storage URL scheme {scheme!r} is not supported (known: {', '.join(SCHEMES)})"
         )
     if create:
-        try:
+        with storage_errors(f"create the blob folder {root}"):
             root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StorageError(f"cannot create the blob folder {root}: {exc.strerror}") from exc
     return InProcessDataPlane.local(root)

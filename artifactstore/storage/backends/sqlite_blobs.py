@@ -19,6 +19,7 @@ import io
 import os
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -221,15 +222,32 @@ class SQLiteBlobBackend(RootedBackend):
         if self._connection is None:
             with storage_errors(f"open small-blob database {self.path}"):
                 self._root.mkdir(parents=True, exist_ok=True)
-                connection = sqlite3.connect(
-                    self.path, isolation_level=None, check_same_thread=False
-                )
+                self._connection = self._open_connection()
+        return self._connection
+
+    def _open_connection(self) -> sqlite3.Connection:
+        """A configured connection; retried while another process is setting the file up.
+
+        Switching a new file to WAL takes an exclusive lock for which SQLite does not always
+        call the busy handler, so processes that open a new store at once can see "database
+        is locked" here however long the busy timeout is.
+        """
+        deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+        pause = 0.005
+        while True:
+            connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            try:
                 connection.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
                 connection.execute("PRAGMA journal_mode = WAL")
                 connection.execute("PRAGMA synchronous = FULL")
                 connection.execute(_SCHEMA)
-            self._connection = connection
-        return self._connection
+                return connection
+            except sqlite3.OperationalError as exc:
+                connection.close()
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 0.2)
 
     def _query(self, sql: str, parameters: tuple[object, ...] = ()) -> sqlite3.Cursor:
         with storage_errors(f"read small-blob database {self.path}"):
