@@ -42,7 +42,8 @@ class Array:
     """An array of known length whose items are made one at a time as the encoder reaches
     them (from database rows, say); it can be encoded once.
 
-    A 100,000-file manifest as a list of maps is ~70 MB of dicts; the encoder needs one at a time.
+    A 100,000-file manifest as a list of maps is ~65 MiB of objects (measured with tracemalloc);
+    the encoder needs one at a time.
     """
 
     __slots__ = ("_items", "_length")

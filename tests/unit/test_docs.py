@@ -209,3 +209,9 @@ def test_setup_cfg_ships_every_package() -> None:
         for init in package_root.rglob("__init__.py")
     }
     assert found <= listed
+
+
+def test_ci_run_sets_ci_mode_itself() -> None:
+    # README and OPERATOR promise that .ci/run runs with CI=true (slow tests, no skipped
+    # PostgreSQL leg), whoever starts it.
+    assert re.search(r"^export CI=true$", (ROOT / ".ci" / "run").read_text(), re.MULTILINE)
