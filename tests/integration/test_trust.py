@@ -191,7 +191,7 @@ def test_a_deleted_event_is_caught_and_replay_refuses_the_log(
     assert "sequence 3" in result.output
     checked = run(store, blob_root, "replay", "--check")
     assert checked.exit_code == 1
-    assert "event 3: missing from the log" in checked.output
+    assert "sequence 3" in checked.output
     assert "conflicted" not in checked.output
     assert run(store, blob_root, "replay", "--force").exit_code == 0
 
