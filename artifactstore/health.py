@@ -4,12 +4,18 @@ Shared by `artifactstore health` and `GET /health`. A report can be made for an 
 when the store could not even be opened (database down, schema behind), from the Settings and
 the error: health must answer in exactly the situations where everything else fails. Nothing
 here prints a password; every URL is the redacted one.
+
+A long-running server's pooled connections keep reading the files they opened, even once those
+are deleted or replaced, so the probe asks a new connection, and a SQLite file that is no longer
+the one the store's connections use is a failure in itself: the report is about the store as it
+is now, not as it was when the server started.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from artifactstore import database, migration, schema
 from artifactstore._version import __version__
 from artifactstore.config import Settings
 from artifactstore.dataplane.factory import dataplane_from_settings
@@ -82,20 +88,35 @@ def check_health(settings: Settings, opened: ArtifactStore | Exception) -> Healt
     the error that stopped it (then the database is reported failing and the storage alone
     is checked)."""
     if isinstance(opened, ArtifactStore):
-        return _check(opened)
+        return _check(settings, opened)
     return _check_unopened(settings, opened)
 
 
-def _check(store: ArtifactStore) -> HealthReport:
-    dialect = store.engine.dialect.name
+def _check(settings: Settings, store: ArtifactStore) -> HealthReport:
+    dialect, url = store.engine.dialect.name, store.redacted_url
+    replaced = schema.replaced_file(store.engine)
+    if replaced is not None:
+        return HealthReport(
+            DatabaseHealth(dialect, url, False, None, replaced), store.storage_health()
+        )
     try:
-        revision = store.schema_revision()
+        revision = _probe_revision(settings.database_url, url)
     except DatabaseError as exc:
-        database = DatabaseHealth(dialect, store.redacted_url, False, None, str(exc))
+        health = DatabaseHealth(dialect, url, False, None, str(exc))
     else:
         detail = "ok" if revision == SCHEMA_REVISION else _revision_detail(revision)
-        database = DatabaseHealth(dialect, store.redacted_url, True, revision, detail)
-    return HealthReport(database, store.storage_health())
+        health = DatabaseHealth(dialect, url, True, revision, detail)
+    return HealthReport(health, store.storage_health())
+
+
+def _probe_revision(database_url: str, redacted_url: str) -> str | None:
+    """The schema revision as a new connection sees it (see schema.probe_engine)."""
+    engine = schema.probe_engine(database_url)
+    try:
+        with database.errors(redacted_url), engine.connect() as connection:
+            return migration.current_revision(connection)
+    finally:
+        engine.dispose()
 
 
 def _check_unopened(settings: Settings, error: Exception) -> HealthReport:

@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import sqlite3
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import (
     BigInteger,
@@ -36,9 +39,9 @@ from sqlalchemy import (
     create_engine,
     event,
 )
-from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
 from artifactstore.config import redact_url
 from artifactstore.errors import ConfigError
@@ -51,6 +54,10 @@ GENESIS_CHAIN_DIGEST = "0" * 64
 
 SQLITE_BUSY_TIMEOUT_MS = 120_000
 """How long a SQLite writer queues for the write lock before giving up (parallel CI jobs)."""
+
+CONNECT_TIMEOUT_SECONDS = 5
+"""How long a new PostgreSQL connection may take, unless the URL sets connect_timeout: an
+unreachable server is an error (and a 503 from /health) within seconds, not a hang."""
 
 metadata = MetaData(
     naming_convention={
@@ -206,25 +213,105 @@ VIEW_TABLES = (artifact_packages, artifact_files, storage_locations, retention_s
 
 _WRITE_OPTION = "artifactstore_write"
 
+FileIdentity = tuple[int, int]
+"""A file's (st_dev, st_ino): the same path with another identity is another file."""
+
 
 def make_engine(url: str) -> Engine:
     """Build the engine for a database URL; SQLite gets WAL, FULL sync and queued writers."""
-    try:
-        parsed = make_url(url)
-        if parsed.drivername in ("postgresql", "postgres"):
-            parsed = parsed.set(drivername="postgresql+psycopg")
+    with _url_errors(url):
+        parsed = _parse(url)
         if parsed.get_backend_name() != "sqlite":
-            return create_engine(parsed, pool_pre_ping=True)
+            return create_engine(parsed, pool_pre_ping=True, connect_args=_connect_timeout(parsed))
         engine = create_engine(parsed)
+    event.listen(engine, "connect", _configure_sqlite_connection)
+    event.listen(engine, "begin", _begin_sqlite_transaction)
+    path = _sqlite_file(parsed)
+    if path is not None:
+        opened: set[FileIdentity | None] = set()
+        _opened_files[engine] = (path, opened)
+        event.listen(engine, "connect", lambda _dbapi, _record: opened.add(_identity(path)))
+    return engine
+
+
+def probe_engine(url: str) -> Engine:
+    """An engine for one health probe: every connection new, the connect timeout short, and a
+    missing SQLite file an error, never created (unlike make_engine's)."""
+    with _url_errors(url):
+        parsed = _parse(url)
+        if parsed.get_backend_name() != "sqlite":
+            return create_engine(parsed, poolclass=NullPool, connect_args=_connect_timeout(parsed))
+        path = _sqlite_file(parsed)
+        if path is None:
+            return create_engine(parsed, poolclass=NullPool)
+    uri = f"file:{quote(str(path))}?mode=rw"
+    return create_engine(
+        "sqlite://",
+        poolclass=NullPool,
+        creator=lambda: sqlite3.connect(uri, uri=True, timeout=CONNECT_TIMEOUT_SECONDS),
+    )
+
+
+def replaced_file(engine: Engine) -> str | None:
+    """Why the SQLite file at the engine's path is not the one its connections opened (deleted
+    or replaced since), or None (also for other databases).
+
+    A pooled connection keeps reading the file it opened, even once that file is unlinked, so
+    only a look at the path tells that the store under it changed.
+    """
+    path, opened = _opened_files.get(engine, (None, set()))
+    if path is None or not opened:
+        return None
+    current = _identity(path)
+    if current is None:
+        return f"database file {path} was deleted while in use; restore it and restart"
+    if opened != {current}:
+        return f"database file {path} was replaced while in use; restart to use the new one"
+    return None
+
+
+def _identity(path: Path) -> FileIdentity | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+_opened_files: weakref.WeakKeyDictionary[Engine, tuple[Path, set[FileIdentity | None]]] = (
+    weakref.WeakKeyDictionary()
+)
+"""Per SQLite engine: its file, and the (st_dev, st_ino) of each file its connections opened."""
+
+
+def _sqlite_file(parsed: URL) -> Path | None:
+    """The file of a SQLite URL's database, or None (another database, or in memory)."""
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(str(parsed.database))
+
+
+def _parse(url: str) -> URL:
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+@contextmanager
+def _url_errors(url: str) -> Iterator[None]:
+    try:
+        yield
     except (ArgumentError, ImportError) as exc:
         # The driver's message may quote the whole URL, password included: name only the kind
         # of problem.
         raise ConfigError(
             f"cannot use database URL {redact_url(url)}: {_url_problem(exc)}"
         ) from exc
-    event.listen(engine, "connect", _configure_sqlite_connection)
-    event.listen(engine, "begin", _begin_sqlite_transaction)
-    return engine
+
+
+def _connect_timeout(parsed: URL) -> dict[str, int]:
+    return {} if "connect_timeout" in parsed.query else {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
 
 
 def _url_problem(exc: Exception) -> str:

@@ -3,21 +3,28 @@
 Only `GET /health` exists so far. The app must come up even when the database is down, so a
 load balancer can see it is unhealthy: without a store given, the factory tries to open one
 from the ARTIFACTSTORE_* variables and, if that fails, tries again on each request until it
-works. `HTTP_STATUSES` is the one table from errors to HTTP statuses.
+works (one request at a time; the others answer at once with the last error instead of
+queueing behind a slow database). `HTTP_STATUSES` is the one table from errors to HTTP
+statuses; every error the app answers, unknown routes and methods and unexpected exceptions
+included, is JSON `{"error": message}`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from artifactstore import (
     ArtifactStore,
     ArtifactStoreError,
     ConflictError,
+    DatabaseError,
     InvalidInputError,
     NotFoundError,
     Settings,
@@ -48,18 +55,27 @@ class _StoreHolder:
     def __init__(self, settings: Settings, store: ArtifactStore | None) -> None:
         self._settings = settings
         self._store = store
-        self._lock = threading.Lock()
+        self._error: ArtifactStoreError = DatabaseError("another request is opening the store")
+        # Held only by the one request that tries to open the store; never waited for.
+        self._opening = threading.Lock()
 
     def get(self) -> ArtifactStore | ArtifactStoreError:
-        """The open store, or the error opening it raised this time."""
-        with self._lock:
-            if self._store is None:
-                try:
-                    self._store = ArtifactStore.from_settings(self._settings)
-                except ArtifactStoreError as exc:
-                    _log.warning("cannot open the store: %s", exc)
-                    return exc
+        """The open store, or the error opening it raised (the last one, while another request
+        is trying again)."""
+        if self._store is not None:
             return self._store
+        if not self._opening.acquire(blocking=False):
+            return self._error
+        try:
+            if self._store is None:
+                self._store = ArtifactStore.from_settings(self._settings)
+            return self._store
+        except ArtifactStoreError as exc:
+            _log.warning("cannot open the store: %s", exc)
+            self._error = exc
+            return exc
+        finally:
+            self._opening.release()
 
 
 def create_app(store: ArtifactStore | None = None) -> Flask:
@@ -83,5 +99,15 @@ def create_app(store: ArtifactStore | None = None) -> Flask:
     @app.errorhandler(ArtifactStoreError)
     def on_error(exc: ArtifactStoreError) -> tuple[Response, int]:
         return jsonify({"error": str(exc)}), status_for(exc)
+
+    @app.errorhandler(HTTPException)
+    def on_http_error(exc: HTTPException) -> WerkzeugResponse:
+        # Flask's own errors (unknown route, method, and the 500 that wraps an unexpected
+        # exception, already logged with its traceback) come as HTML; the API answers JSON,
+        # naming only the status and the request, never the exception's text.
+        response = exc.get_response()
+        response.set_data(json.dumps({"error": f"{exc.name}: {request.method} {request.path}"}))
+        response.content_type = "application/json"
+        return response
 
     return app

@@ -141,7 +141,11 @@ def serve(state: CliState, host: str, port: int, workers: int) -> None:
       artifactstore --db postgresql://as@db/artifacts serve --host 0.0.0.0 --port 8080
     """
     argv = [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}"]
-    argv += ["--workers", str(workers), "artifactstore.web:create_app()"]
+    argv += ["--workers", str(workers)]
+    # gunicorn's control socket is one path per user (~/.gunicorn/gunicorn.ctl): a second
+    # server takes it over, and stopping either deletes it under the other. Nothing here uses
+    # it, so it is off.
+    argv += ["--no-control-socket", "artifactstore.web:create_app()"]
     # exec, not a child: signals from a supervisor reach gunicorn's arbiter directly.
     os.execve(sys.executable, argv, _serve_environment(state.settings))
 

@@ -14,9 +14,11 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy.exc
 from sqlalchemy import Connection, Engine, func, insert, select, text, update
 
 from artifactstore import schema
@@ -206,16 +208,19 @@ def _expired(deadline: float | None) -> bool:
 
 
 def _tail_postgresql(engine: Engine, since: int, deadline: float | None) -> Iterator[Event]:
-    raw = engine.raw_connection()
+    with _driver_errors(engine):
+        # Unlike engine.connect(), raw_connection() lets the driver's connect error through.
+        raw = engine.raw_connection()
     listener = raw.driver_connection
     assert listener is not None  # a pooled psycopg connection always has its driver
     # The listener leaves the pool for good: put back in autocommit with LISTEN on, it would
     # hand the next writer a connection whose "transaction" commits statement by statement.
     raw.detach()
     try:
-        listener.autocommit = True
-        # LISTEN before the first read, so an event committed in between still wakes us.
-        listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        with _driver_errors(engine):
+            listener.autocommit = True
+            # LISTEN before the first read, so an event committed in between still wakes us.
+            listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
         while True:
             with engine.connect() as connection:
                 for event in read(connection, since):
@@ -224,10 +229,22 @@ def _tail_postgresql(engine: Engine, since: int, deadline: float | None) -> Iter
             if _expired(deadline):
                 return
             wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-            for _ in listener.notifies(timeout=wait, stop_after=1):
-                pass
+            with _driver_errors(engine):
+                for _ in listener.notifies(timeout=wait, stop_after=1):
+                    pass
     finally:
         raw.close()
+
+
+@contextmanager
+def _driver_errors(engine: Engine) -> Iterator[None]:
+    """Wrap errors of the driver's own connection (the listener, outside SQLAlchemy: the server
+    stopped, the connection cut) as SQLAlchemy wraps them, for the caller's database.errors."""
+    driver_error: type[Exception] = engine.dialect.loaded_dbapi.Error
+    try:
+        yield
+    except driver_error as exc:
+        raise sqlalchemy.exc.DBAPIError.instance(None, None, exc, driver_error) from exc
 
 
 @dataclass(frozen=True, slots=True)

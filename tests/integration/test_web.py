@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -44,7 +45,7 @@ def free_port() -> int:
 def get(url: str) -> tuple[int, bytes]:
     """GET url; (status, body) for any HTTP answer, URLError while nothing listens."""
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with urllib.request.urlopen(url, timeout=15) as response:
             return int(response.status), bytes(response.read())
     except urllib.error.HTTPError as answer:
         return answer.code, answer.read()
@@ -161,17 +162,130 @@ def test_health_is_503_naming_storage_when_its_root_is_unusable(
     assert document["failing"] == ["storage"]
 
 
+def serve(port: int) -> list[str]:
+    """The `artifactstore serve` command line on a test port."""
+    return [sys.executable, "-m", "artifactstore", "serve", "--port", str(port), "--workers", "1"]
+
+
+@pytest.mark.parametrize("how", ["deleted", "garbage"])
+@pytest.mark.parametrize(("part", "name"), [("database", "registry.db"), ("storage", "small")])
+def test_health_is_503_when_a_file_is_deleted_or_replaced_under_the_server(
+    tmp_path: Path, part: str, name: str, how: str
+) -> None:
+    # The server's pooled connections keep reading the unlinked file: /health answered 200.
+    root = tmp_path / "blobs"
+    url = f"sqlite:///{tmp_path}/registry.db"
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "a.txt").write_bytes(b"small")
+    with ArtifactStore.open(url, root) as store:
+        store.push("acme/app", "1", source)
+    target = tmp_path / name if part == "database" else root / "small-blobs.db"
+    port = free_port()
+    with running(gunicorn(port), environment(url, root), port) as base:
+        assert health(base)[0] == 200
+        if how == "deleted":
+            target.unlink()
+        else:
+            garbage = target.with_name("garbage")
+            garbage.write_bytes(os.urandom(8192))
+            garbage.replace(target)
+        status, document, _ = health(base)
+    assert status == 503
+    assert document["failing"] == [part]
+
+
+def test_health_is_503_within_seconds_when_postgresql_does_not_answer(tmp_path: Path) -> None:
+    # A listening socket that never accepts: the TCP connection opens, the server never speaks.
+    root = tmp_path / "blobs"
+    root.mkdir()
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        url = f"postgresql://ci:{PASSWORD}@127.0.0.1:{silent.getsockname()[1]}/artifacts"
+        port = free_port()
+        with running(gunicorn(port), environment(url, root), port) as base:
+            started = time.monotonic()
+            status, document, _ = health(base)
+            assert time.monotonic() - started < 10
+    assert status == 503 and document["failing"] == ["database"]
+
+
+def test_a_slow_store_opening_does_not_hold_up_other_requests(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        # connect_timeout=2 (psycopg's least) keeps the test short.
+        url = f"postgresql://ci@127.0.0.1:{silent.getsockname()[1]}/x?connect_timeout=2"
+        monkeypatch.setenv("ARTIFACTSTORE_DATABASE_URL", url)
+        monkeypatch.setenv("ARTIFACTSTORE_STORAGE_LOCAL_ROOT", str(tmp_path))
+        app = create_app()
+        slow = threading.Thread(target=lambda: app.test_client().get("/health"))
+        slow.start()
+        time.sleep(0.5)  # the slow request is now opening the store
+        started = time.monotonic()
+        answer = app.test_client().get("/health")
+        waited = time.monotonic() - started
+        slow.join()
+    assert answer.status_code == 503
+    assert waited < 1, f"the second request waited {waited:.1f} s for the first"
+
+
+def test_every_error_is_json(migrated_url: str, tmp_path: Path) -> None:
+    with ArtifactStore.open(migrated_url, tmp_path / "blobs") as store:
+        app = create_app(store)
+
+        def crash() -> str:
+            raise RuntimeError("secret detail")
+
+        app.add_url_rule("/crash", view_func=crash)
+        client = app.test_client()
+        answers = {
+            404: client.get("/"),
+            405: client.post("/health"),
+            500: client.get("/crash"),
+        }
+    for status, answer in answers.items():
+        assert answer.status_code == status
+        assert answer.mimetype == "application/json"
+        document = answer.get_json()
+        assert isinstance(document, dict) and set(document) == {"error"}
+        assert isinstance(document["error"], str)
+    assert answers[405].headers["Allow"]
+    assert b"secret" not in answers[500].data and b"Traceback" not in answers[500].data
+
+
 def test_serve_runs_the_app_under_gunicorn(migrated_url: str, tmp_path: Path) -> None:
     root = tmp_path / "blobs"
     root.mkdir()
     port = free_port()
-    argv = [sys.executable, "-m", "artifactstore", "serve", "--port", str(port)]
-    argv += ["--workers", "1"]
-    # serve keeps gunicorn's per-user control socket; a private HOME keeps it private too.
     env = {**environment(migrated_url, root), "HOME": str(tmp_path)}
-    with running(argv, env, port) as base:
+    with running(serve(port), env, port) as base:
         status, document, _ = health(base)
     assert status == 200 and document["status"] == "ok"
+
+
+def test_two_servers_of_one_user_do_not_share_a_control_socket(
+    migrated_url: str, tmp_path: Path
+) -> None:
+    # gunicorn's default control socket is ~/.gunicorn/gunicorn.ctl: the second server took it
+    # over and stopping either deleted it under the other.
+    root = tmp_path / "blobs"
+    root.mkdir()
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**environment(migrated_url, root), "HOME": str(home), "XDG_RUNTIME_DIR": ""}
+    first, second = free_port(), free_port()
+    with running(serve(first), env, first) as base:
+        with running(serve(second), env, second) as other:
+            assert health(other)[0] == 200
+            sockets = list(home.rglob("*.ctl"))
+            # None, or one each.
+            assert len(sockets) in (0, 2), sockets
+        assert health(base)[0] == 200
+        assert len(list(home.rglob("*.ctl"))) == len(sockets) // 2
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
+from urllib.parse import quote
 
 from artifactstore.errors import BlobNotFoundError, StorageError
 from artifactstore.storage.base import InMemoryStage, RootedBackend, utc
@@ -78,6 +79,8 @@ class SQLiteBlobBackend(RootedBackend):
         # Built once: every query names it in the message it would fail with.
         self._path = root / DATABASE_NAME
         self._connection: sqlite3.Connection | None = None
+        # (st_dev, st_ino) of the file the connection opened: health tells a replaced file.
+        self._opened: tuple[int, int] | None = None
         # One connection per backend object, shared by threads under this lock.
         self._lock = threading.RLock()
         self._pending: dict[str, tuple[bytes, float]] = {}
@@ -161,14 +164,14 @@ class SQLiteBlobBackend(RootedBackend):
         return found
 
     def health(self) -> BackendHealth:
-        """Reachable if the database opens and answers; free and total bytes of its filesystem."""
+        """Reachable if the database opens, its file is still the one in use and a new
+        connection can read it; free and total bytes of its filesystem."""
         if not self._root.is_dir():
             return BackendHealth(
                 self._backend_id, False, f"root {self._root} is missing", None, None
             )
         try:
-            with self._lock:
-                self._query("SELECT count(*) FROM blobs").fetchone()
+            self._probe()
             stats = os.statvfs(self._root)
         except (StorageError, OSError) as exc:
             return BackendHealth(self._backend_id, False, str(exc), None, None)
@@ -179,6 +182,35 @@ class SQLiteBlobBackend(RootedBackend):
             stats.f_bavail * stats.f_frsize,
             stats.f_blocks * stats.f_frsize,
         )
+
+    def _probe(self) -> None:
+        """Raise StorageError unless the file at the path is the open one and answers a query.
+
+        The open connection (opened first, creating the file if absent, as any use would)
+        would keep reading a deleted or replaced file (it holds the old inode) and its page
+        cache would hide a file overwritten in place, so the query runs on a new connection,
+        which never creates the file (mode=rw).
+        """
+        with self._lock:
+            self._connect()
+            opened = self._opened
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            raise StorageError(
+                f"small-blob database {self.path} was deleted while in use"
+            ) from None
+        if (stat.st_dev, stat.st_ino) != opened:
+            raise StorageError(
+                f"small-blob database {self.path} was replaced while in use; restart to use it"
+            )
+        with storage_errors(f"read small-blob database {self.path}"):
+            uri = f"file:{quote(str(self.path))}?mode=rw"
+            probe = sqlite3.connect(uri, uri=True, timeout=_BUSY_TIMEOUT_MS / 1000)
+            try:
+                probe.execute("SELECT 1 FROM blobs LIMIT 1").fetchone()
+            finally:
+                probe.close()
 
     def close(self) -> None:
         """Write pending objects and close the database connection."""
@@ -223,6 +255,8 @@ class SQLiteBlobBackend(RootedBackend):
             with storage_errors(f"open small-blob database {self.path}"):
                 self._root.mkdir(parents=True, exist_ok=True)
                 self._connection = self._open_connection()
+                stat = self.path.stat()
+                self._opened = (stat.st_dev, stat.st_ino)
         return self._connection
 
     def _open_connection(self) -> sqlite3.Connection:
