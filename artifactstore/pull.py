@@ -1,19 +1,46 @@
 """Pull: write a package's files into a directory, each verified before it appears.
 
-Every file streams from the data plane into a temp file beside its final name through a
-`VerifyingReader` (BLAKE3, the content address, and the size, over the bytes written); a file
-whose size or digest differs from the record stops the pull, and every temp file is removed.
-Only when all files are written and verified is the destination filesystem synced once, the
-temp files renamed into place (with their executable bits), and the filesystem synced again
-for the new directory entries: two syncs however many files, and never a half-written or
-unverified file under a package path.
+Inside DEST only. DEST is opened once; everything under it is reached through directory file
+descriptors, one path component at a time, each opened with O_NOFOLLOW | O_DIRECTORY, and
+files are created, renamed and removed only relative to such a descriptor (`dir_fd`). A
+symlink (or a file) where a directory is needed stops the pull with InvalidPathError before
+anything is created through it; a directory another process swaps for a symlink after it
+was opened changes nothing, since the descriptor still names the directory that was checked.
+Resolving and checking paths instead would leave a window between the check and the write,
+which a racing process hits.
+
+Verified, then visible. Files are written into one private staging directory,
+`DEST/.artifactstore-pull-<random>` (mode 0700), rather than beside their targets: a pull
+then holds two descriptors (DEST and the staging directory) whatever the number of
+directories in the package, and a failure has one directory to remove. Each file streams
+from the data plane through a `VerifyingReader` (BLAKE3, the content address, and the size,
+over the bytes written). Only when all files are written and verified is the filesystem
+synced once, each file renamed from the staging directory to its final name, and the
+filesystem synced again: two syncs however many files. A failure or an interrupt (SIGINT,
+or SIGTERM in the CLI) removes the staging directory; files already renamed stay, each whole
+and verified. A rename cannot cross filesystems, so a mount point inside DEST is an error.
+
+Modes. Files are created with mode 0666, or 0777 for executables, and directories with 0777;
+the kernel takes the umask off as it does for any new file. The umask is never read:
+`os.umask` reads it only by setting it, and a thread creating a file in that moment would
+get the wrong mode.
+
+Leftovers. A pull killed outright (SIGKILL, power loss) leaves its staging directory behind.
+Every pull first removes `.artifactstore-pull-*` entries from DEST and from each directory it
+will write into (older versions left temp files beside their targets). The staging directory
+of a pull still running holds an flock and is left alone.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import os
-import tempfile
-from collections.abc import Callable
+import secrets
+import shutil
+import stat
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from artifactstore.dataplane.spi import DataPlane
@@ -26,6 +53,8 @@ from artifactstore.verifying import VerifyingReader
 
 TEMP_PREFIX = ".artifactstore-pull-"
 _CHUNK = 1 << 20
+_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def pull(
@@ -36,46 +65,169 @@ def pull(
     progress: Callable[[int], None] | None = None,
 ) -> list[StoredFile]:
     """Write files (of the package called label) under destination, verified; returns them."""
-    destination.mkdir(parents=True, exist_ok=True)
-    root = destination.resolve()
-    checked_dirs = {root}
-    staged: list[tuple[Path, Path]] = []
-    try:
-        for stored in files:
-            target = _target(root, stored.path, checked_dirs)
-            staged.append((_write_verified(dataplane, label, stored, target), target))
-            if progress is not None:
-                progress(stored.size)
-        _sync(root)
-        for temp, target in staged:
-            temp.replace(target)
-    except BaseException:
-        for temp, _ in staged:
-            temp.unlink(missing_ok=True)
-        raise
-    _sync(root)
+    for stored in files:
+        # The store validated paths on ingest; checking again guards against a tampered
+        # database.
+        check_path(stored.path)
+    with _opened(_open_destination(destination)) as root:
+        dirs = _Directories(root, destination)
+        for parent in sorted({_parent(stored.path) for stored in files}):
+            os.close(dirs.open(parent))  # creates them, checked, before any byte is fetched
+        staging_name = TEMP_PREFIX + secrets.token_hex(8)
+        with _opened(_make_staging(root, staging_name, destination)) as staging:
+            staged: list[str] = []
+            try:
+                for index, stored in enumerate(files):
+                    staged.append(str(index))
+                    _write_verified(dataplane, label, stored, staging, staged[-1], destination)
+                    if progress is not None:
+                        progress(stored.size)
+                _sync(destination)
+                for name, stored in zip(staged, files, strict=True):
+                    _move_into_place(dirs, staging, name, stored.path)
+                staged.clear()  # all moved: nothing left to remove but the directory
+            finally:
+                dirs.close()
+                for name in staged:
+                    with contextlib.suppress(OSError):
+                        os.unlink(name, dir_fd=staging)
+                with contextlib.suppress(OSError):
+                    os.rmdir(staging_name, dir_fd=root)
+    _sync(destination)
     return files
 
 
-def _target(root: Path, path: str, checked_dirs: set[Path]) -> Path:
-    """Where a package path goes under root; refuses anything that would land outside it."""
-    # The store validated paths on ingest; checking again is cheap and guards against a
-    # tampered database. resolve() after mkdir also catches a symlinked directory in DEST.
-    check_path(path)
-    target = root / path
-    if target.parent not in checked_dirs:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if not target.parent.resolve().is_relative_to(root):
-            raise InvalidPathError(f"{path!r} would be written outside {str(root)!r}")
-        checked_dirs.add(target.parent)
-    return target
+class _Directories:
+    """Directories under DEST by relative path, opened and made one component at a time.
+
+    The last one opened stays open, as consecutive files mostly share a directory.
+    """
+
+    def __init__(self, root: int, destination: Path) -> None:
+        self._root = root
+        self._destination = destination
+        self._cleaned: set[str] = set()
+        self._last: tuple[str, int] | None = None
+        self._clean("", root)
+
+    def open(self, relative: str) -> int:
+        """A new descriptor for the directory DEST/relative, made where missing."""
+        fd = os.dup(self._root)
+        try:
+            done: list[str] = []
+            for name in relative.split("/") if relative else []:
+                done.append(name)
+                where = "/".join(done)
+                with storage_errors(f"create {where!r} under {str(self._destination)!r}"):
+                    child = self._child(fd, name, where)
+                os.close(fd)
+                fd = child
+                self._clean(where, fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def cached(self, relative: str) -> int:
+        """The descriptor for DEST/relative, kept open until the next directory or close()."""
+        if self._last is None or self._last[0] != relative:
+            fd = self.open(relative)
+            self.close()
+            self._last = (relative, fd)
+        return self._last[1]
+
+    def close(self) -> None:
+        """Close the kept descriptor."""
+        if self._last is not None:
+            os.close(self._last[1])
+            self._last = None
+
+    def _child(self, parent: int, name: str, where: str) -> int:
+        try:
+            try:
+                return os.open(name, _DIRECTORY, dir_fd=parent)
+            except FileNotFoundError:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(name, 0o777, dir_fd=parent)
+                return os.open(name, _DIRECTORY, dir_fd=parent)
+        except OSError as exc:
+            if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                raise
+            kind = "not a directory"
+            with contextlib.suppress(OSError):
+                if stat.S_ISLNK(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode):
+                    kind = "a symlink"
+            raise InvalidPathError(
+                f"{where!r} under {str(self._destination)!r} is {kind}; "
+                "pull writes only into real directories inside DEST"
+            ) from exc
+
+    def _clean(self, where: str, fd: int) -> None:
+        if where not in self._cleaned:
+            place = f"{where!r} under " if where else ""
+            with storage_errors(f"remove stale temp files in {place}{str(self._destination)!r}"):
+                _remove_stale(fd)
+            self._cleaned.add(where)
 
 
-def _write_verified(dataplane: DataPlane, label: str, stored: StoredFile, target: Path) -> Path:
-    """Write one file to a temp name beside target and check it; returns the temp path."""
-    fd, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=target.parent)
-    temp = Path(temp_name)
+def _remove_stale(directory: int) -> None:
+    """Remove `.artifactstore-pull-*` files and directories no running pull holds."""
+    with os.scandir(directory) as entries:
+        names = [entry.name for entry in entries if entry.name.startswith(TEMP_PREFIX)]
+    for name in names:
+        try:
+            fd = os.open(name, _DIRECTORY, dir_fd=directory)
+        except FileNotFoundError:
+            continue  # another pull removed it
+        except OSError as exc:
+            if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                raise
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name, dir_fd=directory)  # a temp file of an older version
+            continue
+        with _opened(fd):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # the staging directory of a pull still running
+            with contextlib.suppress(FileNotFoundError):
+                shutil.rmtree(name, dir_fd=directory)
+
+
+def _open_destination(destination: Path) -> int:
     try:
+        destination.mkdir(parents=True, exist_ok=True)
+        return os.open(destination, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        if destination.is_symlink() and not destination.exists():
+            reason = "it is a symlink to nothing"
+        elif isinstance(exc, FileExistsError):
+            reason = "it is not a directory"
+        else:
+            reason = exc.strerror or str(exc)
+        raise InvalidPathError(f"cannot pull into {str(destination)!r}: {reason}") from exc
+
+
+def _make_staging(root: int, name: str, destination: Path) -> int:
+    with storage_errors(f"create a temp directory in {str(destination)!r}"):
+        os.mkdir(name, 0o700, dir_fd=root)
+        fd = os.open(name, _DIRECTORY, dir_fd=root)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # tells _remove_stale this one is alive
+        return fd
+
+
+def _write_verified(
+    dataplane: DataPlane,
+    label: str,
+    stored: StoredFile,
+    staging: int,
+    name: str,
+    destination: Path,
+) -> None:
+    """Write one file into the staging directory under name and check it."""
+    with storage_errors(f"write {stored.path!r} under {str(destination)!r}"):
+        mode = 0o777 if stored.executable else 0o666
+        fd = os.open(name, _NEW_FILE, mode, dir_fd=staging)
         # BLAKE3 is the content address: bytes that match it are the bytes that were pushed.
         # SHA-256 (the slower digest) was checked on ingest and `verify` re-checks both.
         buffer = memoryview(bytearray(_CHUNK))
@@ -86,13 +238,26 @@ def _write_verified(dataplane: DataPlane, label: str, stored: StoredFile, target
                 # readinto returns 0 only after the size and digest were checked.
                 while count := reader.readinto(buffer):
                     out.write(buffer[:count])
-            os.fchmod(out.fileno(), 0o755 if stored.executable else 0o644)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    return temp
 
 
-def _sync(root: Path) -> None:
-    with storage_errors(f"sync the files written under {root}"):
-        sync_filesystem(root)
+def _move_into_place(dirs: _Directories, staging: int, name: str, path: str) -> None:
+    parent = dirs.cached(_parent(path))
+    with storage_errors(f"move {path!r} into place"):
+        os.replace(name, path.rsplit("/", 1)[-1], src_dir_fd=staging, dst_dir_fd=parent)
+
+
+def _parent(path: str) -> str:
+    return path.rpartition("/")[0]
+
+
+@contextlib.contextmanager
+def _opened(fd: int) -> Iterator[int]:
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _sync(destination: Path) -> None:
+    with storage_errors(f"sync the files written under {destination}"):
+        sync_filesystem(destination)

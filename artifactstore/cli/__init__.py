@@ -11,7 +11,10 @@ command line uses only the public library surface (`artifactstore.__all__`).
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
+from types import FrameType
 from typing import NoReturn
 
 import click
@@ -30,6 +33,7 @@ from artifactstore.cli.failures import (
     EXIT_CODES,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_TERMINATED,
     PROG,
     Group,
     exit_code_for,
@@ -95,8 +99,40 @@ for command in (*operations.COMMANDS, *packages.COMMANDS):
     cli.add_command(command)
 
 
+class _Terminated(BaseException):
+    """SIGTERM, raised where the process is, like KeyboardInterrupt for SIGINT.
+
+    A BaseException, so no `except Exception` swallows it while every `finally` and
+    `except BaseException` cleanup runs (pull removes its temp files).
+    """
+
+
+def _terminate(_signum: int, _frame: FrameType | None) -> NoReturn:
+    # A second SIGTERM must not cut the cleanup of the first short; SIGKILL still ends it.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise _Terminated
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
-    """Console-script entry point: run the CLI and exit with its code."""
+    """Console-script entry point: run the CLI and exit with its code (143 on SIGTERM)."""
+    # Signal handlers can only be set in the main thread; one the caller set (or an inherited
+    # SIG_IGN) is left alone.
+    handle_term = threading.current_thread() is threading.main_thread() and (
+        signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    )
+    if handle_term:
+        signal.signal(signal.SIGTERM, _terminate)
+    try:
+        _run(argv)
+    except _Terminated:
+        say_error("terminated")
+        sys.exit(EXIT_TERMINATED)
+    finally:
+        if handle_term:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _run(argv: list[str] | None) -> NoReturn:
     try:
         result = cli.main(args=argv, prog_name=PROG, standalone_mode=False)
     except click.ClickException as exc:

@@ -6,6 +6,7 @@ start without SQLAlchemy.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,10 +38,16 @@ def open_store(ctx: click.Context) -> ArtifactStore:
 
 
 def is_empty_directory(path: Path) -> bool:
-    """True when path is missing or an empty directory (what pull accepts without force)."""
-    if not path.exists():
+    """False only for a directory with entries in it (what pull refuses without force).
+
+    A path that cannot be listed (missing, not a directory, unreadable) counts as empty: pull
+    then creates it, or says in one sentence why it cannot write there (exit 2).
+    """
+    try:
+        with os.scandir(path) as entries:
+            return next(entries, None) is None
+    except OSError:
         return True
-    return path.is_dir() and not any(path.iterdir())
 
 
 def parse_meta(

@@ -2,8 +2,9 @@
 
 Exit codes (SPEC "CLI"): 0 ok; 1 a check failed (verify, health, replay --check, integrity of
 bytes read back); 2 bad usage or input, including a database or storage that cannot be used as
-configured; 130 interrupted. `EXIT_CODES` is the one table from errors to codes. Every error
-is one line on stderr, `artifactstore: error: <message>`; `-v` adds the traceback.
+configured; 130 interrupted (Ctrl-C); 143 terminated (SIGTERM). `EXIT_CODES` is the one
+table from errors to codes. Every error is one line on stderr,
+`artifactstore: error: <message>`; `-v` adds the traceback.
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports it
 
 EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     # First match wins, so subclasses come before their bases.
     (IntegrityError, EXIT_CHECK_FAILED),  # bytes read back differ from what was recorded
     (BlobNotFoundError, EXIT_CHECK_FAILED),  # a blob the registry names is gone
     (ArtifactStoreError, EXIT_BAD_INPUT),  # input, names, state, config, database, schema
-    (OSError, EXIT_CHECK_FAILED),  # local files the CLI itself writes (pull, stdout)
+    (OSError, EXIT_CHECK_FAILED),  # local files the CLI itself writes (stdout)
 )
 """Errors to exit codes; anything not listed is a bug and exits 1."""
 

@@ -101,7 +101,8 @@ def pull(
     manifest the event log fixed; each file is checked against its content address (BLAKE3)
     and size before it is renamed into place, with its executable bit; a mismatch exits 1 and
     leaves no partial file. An open package exits 2. (verify re-checks both recorded digests,
-    BLAKE3 and SHA-256.)
+    BLAKE3 and SHA-256.) Nothing is written outside DEST: a symlink where the package needs a
+    directory exits 2. Temp files a killed pull left in DEST are removed.
 
     \b
     Example:

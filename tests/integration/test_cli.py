@@ -12,9 +12,11 @@ import contextlib
 import json
 import os
 import pty
+import signal
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -332,6 +334,78 @@ def test_pull_refuses_a_non_empty_destination_without_force(
     cli.ok("pull", NAME, VERSION, dest, "--force")
     assert (dest / "README.txt").read_text() == "hello\n"
     assert (dest / "keep.txt").read_text() == "mine\n"
+
+
+def test_pull_into_a_destination_that_cannot_be_used_exits_2(
+    cli: Cli, tree: Path, tmp_path: Path
+) -> None:
+    cli.ok("push", NAME, VERSION, tree)
+    (tmp_path / "file").write_text("")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "out" / "lib").mkdir(parents=True)
+    (tmp_path / "out" / "lib" / "deep").symlink_to(tmp_path / "dist")
+    cases = {
+        "file/out": "Not a directory",
+        "file": "it is not a directory",
+        "dangling": "it is a symlink to nothing",
+        "out": "'lib/deep' under",
+    }
+    for dest, reason in cases.items():
+        line = one_error_line(cli("pull", NAME, VERSION, tmp_path / dest, "--force"), 2)
+        assert str(tmp_path / dest) in line and reason in line
+
+
+def test_pull_force_removes_the_temp_files_an_older_pull_left(
+    cli: Cli, tree: Path, tmp_path: Path
+) -> None:
+    cli.ok("push", NAME, VERSION, tree)
+    dest = tmp_path / "out"
+    (dest / f"{TEMP_PREFIX}killed").mkdir(parents=True)
+    (dest / f"{TEMP_PREFIX}killed" / "7").write_text("half a file")
+    (dest / "lib" / "deep").mkdir(parents=True)
+    (dest / "lib" / "deep" / f"{TEMP_PREFIX}a1b2c3").write_text("an older version's temp file")
+    (dest / "keep.txt").write_text("mine\n")
+    cli.ok("pull", NAME, VERSION, dest, "--force")
+    assert not list(dest.rglob(f"{TEMP_PREFIX}*"))
+    assert set(snapshot(dest)) == {*snapshot(tree), "keep.txt"}
+
+
+@pytest.mark.parametrize(
+    ("sent", "code", "said"), [("SIGTERM", 143, "terminated"), ("SIGINT", 130, "interrupted")]
+)
+def test_a_pull_stopped_by_a_signal_leaves_no_temp_files(
+    cli: Cli, tmp_path: Path, sent: str, code: int, said: str
+) -> None:
+    many = tmp_path / "many"
+    for n in range(1_000):
+        (many / f"d{n % 10}").mkdir(parents=True, exist_ok=True)
+        (many / f"d{n % 10}" / f"f{n}").write_bytes(n.to_bytes(4, "big") * 100)
+    cli.ok("push", NAME, VERSION, many)
+    dest = tmp_path / "out"
+    # `python -m artifactstore`, except that Ctrl-C raises KeyboardInterrupt even when this
+    # test runs in a background job (which starts with SIGINT ignored, and so its children).
+    script = (
+        "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "from artifactstore.cli import main; main(sys.argv[1:])"
+    )
+    pulling = subprocess.Popen(
+        [sys.executable, "-c", script, "pull", NAME, VERSION, str(dest)],
+        env=cli.env,
+        cwd=cli.cwd,
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        while not list(dest.rglob(f"{TEMP_PREFIX}*")) and pulling.poll() is None:
+            time.sleep(0.005)  # until the pull is writing files
+        pulling.send_signal(getattr(signal, sent))
+        _, err = pulling.communicate(timeout=60)
+    finally:
+        pulling.kill()
+    assert pulling.returncode == code, err
+    assert err.decode().strip() == f"artifactstore: error: {said}"  # Click starts ^C on a new line
+    assert not list(dest.rglob(f"{TEMP_PREFIX}*"))
+    assert not [path for path in dest.rglob("*") if path.is_file()]
 
 
 # -- integrity --------------------------------------------------------------------------------
