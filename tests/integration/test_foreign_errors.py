@@ -220,7 +220,6 @@ def test_opening_a_sqlite_store_in_a_folder_that_is_a_file_fails_with_our_error(
     assert isinstance(error, ArtifactStoreError)
 
 
-@pytest.mark.xfail(strict=True, reason="fixed on branch i11-pull")
 @pytest.mark.parametrize("destination", ["a-file", "a-file/below"])
 def test_pull_into_a_bad_destination_fails_with_our_error(
     filled: ArtifactStore, tmp_path: Path, destination: str
