@@ -10,6 +10,7 @@ a batch are then committed to an open package (`commit_files`) or staged in an u
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -42,9 +43,11 @@ def ingest_source(dataplane: DataPlane, source: Source) -> tuple[IngestResult, b
         with tree.open_file(Path(source)) as handle:
             before = os.fstat(handle.fileno())
             result = dataplane.ingest_stream(handle)
-            tree.check_unchanged(
-                str(source), handle, result.size, before.st_size, before.st_mtime_ns
-            )
+            # A pipe or a /proc file has no size to compare; a regular file must keep its own.
+            if stat.S_ISREG(before.st_mode):
+                tree.check_unchanged(
+                    str(source), handle, result.size, before.st_size, before.st_mtime_ns
+                )
             return result, tree.is_executable(before.st_mode)
     if isinstance(source, (bytes, bytearray, memoryview)):
         return dataplane.ingest_stream(bytes(source)), False

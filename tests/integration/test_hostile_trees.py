@@ -490,3 +490,16 @@ def test_a_read_only_blob_root_fails_the_push_and_leaves_nothing(user: User, wor
         assert list(store.tail_events()) == events
         assert [p.version for p in store.list_packages()] == ["1"]
         assert sessions(store) == 0
+
+
+def test_ingest_file_still_reads_a_named_pipe(store: ArtifactStore, tmp_path: Path) -> None:
+    # A FIFO has no size to compare with what was read: it is not "changed while reading".
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", f"open({str(fifo)!r}, 'wb').write(b'streamed' * 1000)"]
+    )
+    package = store.create_package(NAME, VERSION)
+    stored = store.ingest_file(package, "streamed.bin", fifo)
+    assert writer.wait(timeout=30) == 0
+    assert stored.size == 8000
