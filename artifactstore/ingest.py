@@ -10,6 +10,7 @@ a batch are then committed to an open package (`commit_files`) or staged in an u
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -17,9 +18,10 @@ from typing import BinaryIO
 from artifactstore import cbor, registry, tree, uploads
 from artifactstore.database import Database
 from artifactstore.dataplane.spi import DataPlane, IngestResult
-from artifactstore.errors import AlreadyExistsError, PackageFinalizedError
+from artifactstore.errors import AlreadyExistsError, InvalidPathError, PackageFinalizedError
 from artifactstore.events.model import FILE_INGESTED
 from artifactstore.manifest.model import format_timestamp
+from artifactstore.naming import check_paths
 from artifactstore.registry import Package, PackageRef, StoredFile
 
 Source = bytes | str | os.PathLike[str] | BinaryIO | Iterable[bytes]
@@ -39,8 +41,14 @@ def ingest_source(dataplane: DataPlane, source: Source) -> tuple[IngestResult, b
     """Store one source's blob durably; returns it and whether the source file is executable."""
     if isinstance(source, (str, os.PathLike)):
         with tree.open_file(Path(source)) as handle:
-            executable = tree.is_executable(os.fstat(handle.fileno()).st_mode)
-            return dataplane.ingest_stream(handle), executable
+            before = os.fstat(handle.fileno())
+            result = dataplane.ingest_stream(handle)
+            # A pipe or a /proc file has no size to compare; a regular file must keep its own.
+            if stat.S_ISREG(before.st_mode):
+                tree.check_unchanged(
+                    str(source), handle, result.size, before.st_size, before.st_mtime_ns
+                )
+            return result, tree.is_executable(before.st_mode)
     if isinstance(source, (bytes, bytearray, memoryview)):
         return dataplane.ingest_stream(bytes(source)), False
     return dataplane.ingest_stream(source), False
@@ -79,6 +87,7 @@ def _ingest_tree_file(
         # is hashed before anything is written.
         source = handle.read() if item.size <= _READ_WHOLE_LIMIT else handle
         result = dataplane.ingest_stream(source, durable=False, probe=item.size in seen_sizes)
+        tree.check_unchanged(item.source, handle, result.size, item.size, item.mtime_ns)
     if progress is not None:
         progress(result.size)
     return item.path, result, item.executable
@@ -99,12 +108,12 @@ def stage_directory(
 
 
 def check_can_add(db: Database, ref: PackageRef, paths: list[str], replace: bool) -> None:
-    """Raise unless the package is open and (without replace) has none of paths yet."""
+    """Raise unless the package is open, (without replace) has none of paths yet, and none of
+    paths clashes with its files (naming.check_paths: prefixes, NFC and case twins)."""
     with db.read() as connection:
         package = registry.get_package(connection, ref)
         require_open(package)
-        if not replace:
-            _require_new_paths(package, paths, registry.package_paths(connection, package.id))
+        _require_addable(package, paths, registry.package_paths(connection, package.id), replace)
 
 
 def commit_files(
@@ -114,9 +123,9 @@ def commit_files(
     with db.write() as connection:
         package = registry.get_package(connection, ref)
         require_open(package)
-        if not replace:
-            paths = [path for path, _, _ in ingested]
-            _require_new_paths(package, paths, registry.package_paths(connection, package.id))
+        # Checked again under the lock: another writer may have added a clashing path since.
+        paths = [path for path, _, _ in ingested]
+        _require_addable(package, paths, registry.package_paths(connection, package.id), replace)
         # One commit, one moment: the batch's events share their timestamp.
         now = format_timestamp(db.now())
         db.record(
@@ -145,14 +154,19 @@ def require_open(package: Package) -> None:
         raise PackageFinalizedError(f"package {package} is finalized and cannot change")
 
 
-def _require_new_paths(package: Package, paths: list[str], existing: set[str]) -> None:
-    seen: set[str] = set()
-    for path in paths:
-        if path in existing or path in seen:
-            raise AlreadyExistsError(
-                f"package {package} already has {path!r}; pass replace=True to overwrite it"
-            )
-        seen.add(path)
+def _require_addable(package: Package, paths: list[str], existing: set[str], replace: bool) -> None:
+    if not replace:
+        seen: set[str] = set()
+        for path in paths:
+            if path in existing or path in seen:
+                raise AlreadyExistsError(
+                    f"package {package} already has {path!r}; pass replace=True to overwrite it"
+                )
+            seen.add(path)
+    try:
+        check_paths(paths, existing)
+    except InvalidPathError as exc:
+        raise InvalidPathError(f"package {package}: {exc}") from None
 
 
 def staged_file(path: str, result: IngestResult, executable: bool) -> uploads.StagedFile:

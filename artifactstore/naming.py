@@ -9,6 +9,8 @@ value and names the rule it broke. This module is pure.
 from __future__ import annotations
 
 import re
+import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from artifactstore.errors import InvalidAddressError, InvalidNameError, InvalidPathError
@@ -17,6 +19,7 @@ from artifactstore.identity import ContentAddress
 MAX_NAME_LENGTH = 255
 MAX_VERSION_LENGTH = 128
 MAX_PATH_BYTES = 4096
+MAX_SEGMENT_BYTES = 255
 
 # OCI distribution spec: path components of lowercase alnum runs joined by '.', '_', '__' or
 # one or more '-'.
@@ -24,6 +27,8 @@ _NAME_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*")
 _NAME_CHARS = re.compile(r"[a-z0-9._/-]*")
 _VERSION = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 _VERSION_CHARS = re.compile(r"[A-Za-z0-9._-]*")
+# C0 controls and DEL: a path holding one could spoof line-oriented output ("a\nproblem: ...").
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _check_text(what: str, value: object, max_length: int) -> None:
@@ -126,6 +131,11 @@ def check_path(path: str) -> str:
         )
     if "\x00" in path:
         raise InvalidPathError(f"file path {path!r} contains a NUL character")
+    control = _CONTROL.search(path)
+    if control is not None:
+        raise InvalidPathError(
+            f"file path {path!r} contains the control character {control.group()!r}"
+        )
     if "\\" in path:
         raise InvalidPathError(f"file path {path!r} contains a backslash; use '/' between segments")
     if path.startswith("/"):
@@ -137,4 +147,65 @@ def check_path(path: str) -> str:
             )
         if segment in (".", ".."):
             raise InvalidPathError(f"file path {path!r} contains a {segment!r} segment")
+        size = len(segment.encode("utf-8"))
+        if size > MAX_SEGMENT_BYTES:
+            raise InvalidPathError(
+                f"file path {path[:64]!r}... has a segment of {size} bytes in UTF-8; "
+                f"at most {MAX_SEGMENT_BYTES} are allowed"
+            )
     return path
+
+
+def check_paths(paths: Iterable[str], existing: Iterable[str] = ()) -> None:
+    """Raise InvalidPathError naming two paths that cannot both be in one package.
+
+    paths (each already valid for check_path) are to join a package that holds existing; a path
+    in both is the same entry (a replace), not a clash. No path may be a directory prefix of
+    another ('a' and 'a/b'), and no two may be equal after Unicode NFC normalization or differ
+    only by case: they could not both be pulled on macOS or Windows. Paths are compared by
+    their Unicode canonical caseless form (str.casefold() between NFD normalizations, Unicode
+    §3.13), so 'A' and 'a/b' clash too; casefold() is a little stricter than those file
+    systems ('straße' and 'STRASSE' clash), which errs on the side of a package that pulls.
+    Linear in the total length of the paths (dicts and a set, no comparison of pairs).
+    """
+    files: dict[str, str] = {}
+    for path in (*existing, *paths):
+        key = _caseless(path)
+        other = files.setdefault(key, path)
+        if other != path:
+            raise _twins(other, path)
+    directories: set[str] = set()
+    for key, path in files.items():
+        # No ancestor directory of a path may be a file's path as well. Walk up from the
+        # parent; ancestors met before (siblings share them) were checked already.
+        end = key.rfind("/")
+        while end != -1 and key[:end] not in directories:
+            directory = key[:end]
+            directories.add(directory)
+            clash = files.get(directory)
+            if clash is not None:
+                how = "" if path.startswith(f"{clash}/") else " (ignoring case)"
+                raise InvalidPathError(
+                    f"file paths {clash!r} and {path!r}: {clash!r} is a directory prefix of "
+                    f"the other{how}, and a package cannot hold a file and a directory of one "
+                    "name"
+                )
+            end = key.rfind("/", 0, end)
+
+
+def _caseless(path: str) -> str:
+    if path.isascii():
+        return path.lower()
+    return unicodedata.normalize("NFD", unicodedata.normalize("NFD", path).casefold())
+
+
+def _twins(first: str, second: str) -> InvalidPathError:
+    if unicodedata.normalize("NFC", first) == unicodedata.normalize("NFC", second):
+        how = "are equal after Unicode NFC normalization"
+    else:
+        how = "differ only by case"
+    # ascii() shows the code points of two spellings that may look identical.
+    return InvalidPathError(
+        f"file paths {first!r} and {second!r} ({first!a} and {second!a}) {how}; "
+        "they could not both be pulled on macOS or Windows"
+    )

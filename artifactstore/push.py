@@ -9,20 +9,32 @@ blobs its session holds until it expires.
 
 A version that is already finalized when the push starts is compared by hashing the tree,
 without storing anything: a retried CI job costs one read of its files.
+
+The tree leaves out the store's own files (`own_files`: `push x 1 .` beside the default
+./.artifactstore/ must not store the live database), a tree with no file is refused unless
+the caller allows an empty package, and a file that changes while it is read is refused
+(`tree.check_unchanged`) rather than stored torn.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+
+from sqlalchemy.engine import URL
 
 from artifactstore import ingest, publish, registry, tree, uploads
 from artifactstore.database import Database
 from artifactstore.dataplane.spi import DataPlane
+from artifactstore.errors import InvalidInputError
 from artifactstore.identity import digest_stream
 from artifactstore.manifest.model import validate_metadata
 from artifactstore.naming import check_name, check_version
 from artifactstore.publish import FileFacts, PushResult
+
+_DATABASE_COMPANIONS = ("-wal", "-shm", "-journal", ".lock")
+"""Files beside a SQLite database: SQLite's own, and the lock migration.prepare takes."""
 
 
 def push(
@@ -36,14 +48,25 @@ def push(
     progress: Callable[[int], None] | None,
     actor: str | None = None,
     on_scanned: Callable[[int, int], None] | None = None,
+    skip: Iterable[Path] = (),
+    allow_empty: bool = False,
 ) -> PushResult:
-    """Store directory's files and publish them as (name, version); see the module docstring."""
+    """Store directory's files and publish them as (name, version); see the module docstring.
+
+    The skip paths (the store's own files) are left out of the tree. A tree without files is
+    refused (InvalidInputError) unless allow_empty is set.
+    """
     check_name(name)
     check_version(version)
     checked = validate_metadata(metadata or {})
     with db.read() as connection:
         registry.retention_class(connection, retention_class)
-    found = tree.scan(directory)
+    found = tree.scan(directory, skip)
+    if not found and not allow_empty:
+        raise InvalidInputError(
+            f"directory {str(directory)!r} is empty (it holds no file to push); "
+            "use --allow-empty (allow_empty=True) to push an empty package"
+        )
     if on_scanned is not None:
         on_scanned(len(found), sum(item.size for item in found))
     with db.read() as connection:
@@ -56,6 +79,23 @@ def push(
         return publish.publish(db, session, name, version, retention_class, metadata, actor)
 
 
+def own_files(database_url: URL, blob_root: Path | None) -> list[Path]:
+    """A store's own files, which a push leaves out of its tree: the SQLite database file, with
+    the files kept beside it (-wal, -shm, -journal, .lock), and the local blob root.
+
+    They change while they are read, so a re-push of the tree would never be identical. The
+    database path is made absolute now: SQLite opened it relative to the working directory of
+    the time.
+    """
+    found = [] if blob_root is None else [blob_root.absolute()]
+    name = database_url.database
+    if database_url.get_backend_name() == "sqlite" and name and name != ":memory:":
+        database = Path(name).absolute()
+        found.append(database)
+        found.extend(database.with_name(database.name + end) for end in _DATABASE_COMPANIONS)
+    return found
+
+
 def _hashed(
     found: list[tree.TreeFile], progress: Callable[[int], None] | None
 ) -> Iterator[FileFacts]:
@@ -63,6 +103,7 @@ def _hashed(
     for item in found:
         with tree.open_file(item.source) as handle:
             digests = digest_stream(handle)
+            tree.check_unchanged(item.source, handle, digests.size, item.size, item.mtime_ns)
         if progress is not None:
             progress(digests.size)
         yield item.path, digests.size, digests.blake3.hex, digests.sha256.hex, item.executable

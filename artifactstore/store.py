@@ -42,7 +42,7 @@ from artifactstore import (
     tree,
     trust,
 )
-from artifactstore.config import Settings, load_settings, redact_url
+from artifactstore.config import Settings, load_settings, local_root, redact_url
 from artifactstore.database import Database
 from artifactstore.dataplane.factory import dataplane_from_settings
 from artifactstore.dataplane.spi import DataPlane
@@ -102,10 +102,12 @@ class ArtifactStore:
         redacted_url: str = "",
         actor: str | None = None,
         now: Callable[[], datetime] = _utc_now,
+        blob_root: Path | None = None,
     ) -> None:
         url = redacted_url or redact_url(engine.url.render_as_string(hide_password=True))
         self._db = Database(engine, url, actor or _default_actor(), now)
         self._dataplane = dataplane
+        self._own_files = push.own_files(engine.url, blob_root)
         _open_stores.add(self)
 
     # -- opening and closing -------------------------------------------------------------
@@ -145,7 +147,8 @@ class ArtifactStore:
         except ArtifactStoreError:
             engine.dispose()
             raise
-        return cls(engine, dataplane, redacted_url=redacted, actor=actor)
+        root = local_root(settings.storage_url)
+        return cls(engine, dataplane, redacted_url=redacted, actor=actor, blob_root=root)
 
     def close(self) -> None:
         """Close the data plane (pending blob writes are written) and the database connections."""
@@ -271,7 +274,7 @@ class ArtifactStore:
         ingest.COMMIT_BATCH, which keeps memory flat however many files there are; if the process
         dies between batches the package stays open with the batches before.
         """
-        found = tree.scan(directory)
+        found = tree.scan(directory, self._own_files)
         ingest.check_can_add(self._db, ref, [f.path for f in found], replace)
         stored: list[StoredFile] = []
         for ingested in ingest.store_blobs(self._db, self._dataplane, found, progress):
@@ -295,13 +298,14 @@ class ArtifactStore:
         *,
         actor: str | None = None,
         on_scanned: Callable[[int, int], None] | None = None,
+        allow_empty: bool = False,
     ) -> PushResult:
         """Store a directory's files and publish them as (name, version) in one step.
 
         Pushing exactly the same files, class and metadata again succeeds with the same digest
         and appends nothing; anything different raises ConflictError naming the first
         difference, with nothing changed. Never joins an open package (see push.py).
-        on_scanned, if given, hears the number of files and bytes before any is stored.
+        on_scanned hears the count of files and bytes; an empty tree needs allow_empty (push.py).
         """
         return push.push(
             self._db,
@@ -314,6 +318,8 @@ class ArtifactStore:
             progress,
             actor,
             on_scanned,
+            self._own_files,
+            allow_empty,
         )
 
     # -- reading ---------------------------------------------------------------------------

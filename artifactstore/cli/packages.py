@@ -40,6 +40,7 @@ from artifactstore.cli.output import Progress
     callback=parse_meta,
     help="Metadata to record; repeatable. Values are kept as text.",
 )
+@click.option("--allow-empty", is_flag=True, help="Push a DIR that holds no file.")
 @pass_state
 @click.pass_context
 def push(
@@ -48,12 +49,17 @@ def push(
     args: tuple[str, ...],
     retention_class: str,
     metadata: dict[str, str],
+    allow_empty: bool,
 ) -> None:
     """Store a directory as a package, atomically, and print its manifest digest.
 
     Every file under DIR becomes package NAME VERSION (or NAME:VERSION): the blobs are stored
     first, then the whole version is published in one step, so no one ever sees part of it.
-    Symlinks and special files are refused. Pushing the same files, retention class and
+    Symlinks, special files, unreadable files and paths a package cannot hold (clashing
+    names, control characters, names over 255 bytes) are refused before anything is stored; a
+    file that changes while it is read exits 2 with nothing published. The store's own
+    database and blob folder are left out when DIR holds them. A DIR with no file exits 2
+    unless --allow-empty is given. Pushing the same files, retention class and
     metadata again succeeds with the same digest and changes nothing; anything different
     exits 2 naming the first difference, and so does a version open for assembly. --json
     adds whether the version was created and its finalize event's sequence and chain digest.
@@ -78,6 +84,7 @@ def push(
             metadata,
             progress.advance,
             on_scanned=progress.start,
+            allow_empty=allow_empty,
         )
     output.pushed(result, state.as_json)
 

@@ -29,6 +29,8 @@ MANIFEST_VERSION = 1
 MAX_SAFE_INTEGER = 2**53
 """Largest integer magnitude a manifest carries, so that JSON readers see it exactly."""
 MAX_METADATA_KEY_LENGTH = 256
+MAX_METADATA_BYTES = 64 * 1024
+"""Largest metadata of a package, measured as the canonical CBOR of its map."""
 
 MetadataScalar = str | int | bool
 MetadataValue = MetadataScalar | tuple[MetadataScalar, ...]
@@ -95,7 +97,11 @@ def _check_scalar(key: str, value: object) -> MetadataScalar:
 
 
 def validate_metadata(values: Mapping[str, object]) -> Metadata:
-    """Check a metadata mapping and return it as sorted (key, value) pairs, lists as tuples."""
+    """Check a metadata mapping and return it as sorted (key, value) pairs, lists as tuples.
+
+    InvalidMetadataError if a key or value is not allowed, or if the map is over
+    MAX_METADATA_BYTES (64 KiB) as canonical CBOR.
+    """
     pairs: list[tuple[str, MetadataValue]] = []
     for key, value in values.items():
         if not isinstance(key, str) or not key:
@@ -112,6 +118,12 @@ def validate_metadata(values: Mapping[str, object]) -> Metadata:
         else:
             pairs.append((key, _check_scalar(key, value)))
     pairs.sort(key=lambda pair: pair[0])
+    size = len(cbor.encode(dict(pairs)))
+    if size > MAX_METADATA_BYTES:
+        raise InvalidMetadataError(
+            f"metadata is {size} bytes as canonical CBOR; at most {MAX_METADATA_BYTES} "
+            "(64 KiB) are allowed per package"
+        )
     return tuple(pairs)
 
 
@@ -397,6 +409,7 @@ def manifest_digest(m: Manifest) -> ContentAddress:
 
 __all__ = [
     "MANIFEST_VERSION",
+    "MAX_METADATA_BYTES",
     "MAX_SAFE_INTEGER",
     "FileEntry",
     "Manifest",

@@ -359,7 +359,7 @@ _METADATA_DICT = st.dictionaries(
     _KEY, st.one_of(_SCALAR, st.lists(_SCALAR, max_size=3)), max_size=5
 )
 _SEGMENT = st.text(
-    st.characters(codec="utf-8", exclude_characters="/\\\x00"),
+    st.characters(codec="utf-8", exclude_characters="/\\\x7f" + bytes(range(32)).decode()),
     min_size=1,
     max_size=8,
 ).filter(lambda s: s not in (".", ".."))
@@ -666,6 +666,20 @@ def test_validate_metadata_sorts_and_converts_lists() -> None:
         ("a", 2**53),
         ("b", (1, "x", True)),
     )
+
+
+def test_validate_metadata_allows_64_kib_of_canonical_cbor_and_no_more() -> None:
+    from artifactstore.errors import InvalidMetadataError
+
+    # {"k": text of n bytes} is 1 (map) + 2 ("k") + 3 (text head) + n bytes of CBOR.
+    at_limit = {"k": "x" * (65536 - 6)}
+    assert len(cbor.encode(at_limit)) == 65536
+    assert validate_metadata(at_limit) == (("k", at_limit["k"]),)
+    with pytest.raises(InvalidMetadataError, match="65537 bytes as canonical CBOR"):
+        validate_metadata({"k": "x" * (65536 - 5)})
+    many = {f"key{i:04d}": [True, 1, "v" * 60] for i in range(1000)}
+    with pytest.raises(InvalidMetadataError, match="at most 65536"):
+        validate_metadata(many)
 
 
 def test_timestamps_format_and_parse_strictly() -> None:
