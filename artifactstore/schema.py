@@ -40,7 +40,7 @@ from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from artifactstore.config import redact_url
+from artifactstore.config import check_database_url, redact_url
 from artifactstore.errors import ConfigError
 
 SCHEMA_REVISION = "0002"
@@ -208,7 +208,11 @@ _WRITE_OPTION = "artifactstore_write"
 
 
 def make_engine(url: str) -> Engine:
-    """Build the engine for a database URL; SQLite gets WAL, FULL sync and queued writers."""
+    """Build the engine for a database URL; SQLite gets WAL, FULL sync and queued writers.
+
+    ConfigError for a URL that does not parse (a bad port, say) or names no installed driver.
+    """
+    check_database_url(url)
     try:
         parsed = make_url(url)
         if parsed.drivername in ("postgresql", "postgres"):
@@ -216,7 +220,7 @@ def make_engine(url: str) -> Engine:
         if parsed.get_backend_name() != "sqlite":
             return create_engine(parsed, pool_pre_ping=True)
         engine = create_engine(parsed)
-    except (ArgumentError, ImportError) as exc:
+    except (ArgumentError, ImportError, ValueError) as exc:
         # The driver's message may quote the whole URL, password included: name only the kind
         # of problem.
         raise ConfigError(
