@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from artifactstore.errors import PackageStateError as PackageStateError
     from artifactstore.errors import SchemaVersionError as SchemaVersionError
     from artifactstore.errors import StorageError as StorageError
+    from artifactstore.errors import StoreNotFoundError as StoreNotFoundError
     from artifactstore.events.log import ChainReport as ChainReport
     from artifactstore.events.log import LogHead as LogHead
     from artifactstore.events.model import Event as Event
@@ -99,6 +100,7 @@ _LOCATIONS = {
     "PackageStateError": "artifactstore.errors",
     "SchemaVersionError": "artifactstore.errors",
     "StorageError": "artifactstore.errors",
+    "StoreNotFoundError": "artifactstore.errors",
     "ChainReport": "artifactstore.events.log",
     "LogHead": "artifactstore.events.log",
     "Event": "artifactstore.events.model",
@@ -162,6 +164,7 @@ __all__ = [
     "SchemaVersionError",
     "Settings",
     "StorageError",
+    "StoreNotFoundError",
     "StoredFile",
     "VerifyReport",
     "__version__",

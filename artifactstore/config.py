@@ -58,7 +58,7 @@ class Settings:
 
     @property
     def redacted_database_url(self) -> str:
-        """The database URL with any password replaced by '***', safe to print."""
+        """The database URL with its password and secret query values as '***', safe to print."""
         return redact_url(self.database_url)
 
     @property
@@ -80,6 +80,7 @@ def load_settings(
     root explicitly is a ConfigError.
     """
     url = database_url or environ.get(f"{ENV_PREFIX}DATABASE_URL") or DEFAULT_DATABASE_URL
+    check_database_url(url)
     if storage_url and storage_root:
         raise ConfigError("give a storage URL or a local root, not both")
     storage = (
@@ -100,9 +101,54 @@ def configure_logging(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
 
 
-_PASSWORD_IN_URL = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@]*:)[^/]*(?P<tail>@)")
+_USER_INFO_SECRET = re.compile(
+    # The password of scheme://user:password@host, up to the last '@' of the URL so that an
+    # unencoded '@' inside the password cannot leave its tail showing.
+    r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/?#@'\"]*:)[^\s'\"]*(?P<tail>@)"
+)
+_SECRET_PAIR = re.compile(
+    # key=value where the key names a secret: a URL query (?password=...&sslpassword=...) or a
+    # libpq connection string (password='...') quoted in a driver's message.
+    r"(?P<key>(?<![\w.-])[\w.-]*(?:pass|pwd|secret|token|key|credential|signature)[\w.-]*)"
+    # A value ends at a space, separator or quote; a ',', ')' or ':' ends it only where prose
+    # goes on after it ("...?password=***: why"), else it may be part of the secret.
+    r"(?P<sep>\s*=\s*)(?:'(?:[^'\\]|\\.)*'|\"[^\"]*\"|(?:[^\s&;'\",):]|[,):](?=\S))+)",
+    re.IGNORECASE,
+)
 
 
-def redact_url(url: str) -> str:
-    """Replace the password of a URL such as postgresql://user:secret@host/db with '***'."""
-    return _PASSWORD_IN_URL.sub(r"\g<head>***\g<tail>", url)
+def redact_url(text: str) -> str:
+    """text with every secret replaced by '***', safe to print.
+
+    Hides the password of any URL in it (postgresql://user:secret@host/db, also when the
+    password holds an unencoded '@') and the value of every key=value pair whose key names a
+    secret (case-insensitive: a key containing pass, pwd, secret, token, key, credential or
+    signature), as in ?password=... or a driver's password='...'.
+    """
+    text = _USER_INFO_SECRET.sub(r"\g<head>***\g<tail>", text)
+    return _SECRET_PAIR.sub(r"\g<key>\g<sep>***", text)
+
+
+def check_database_url(url: str) -> None:
+    """ConfigError unless the URL reads the same to us and to the driver.
+
+    Refuses a port that is not a number from 1 to 65535 and an unencoded '@' in the user name
+    or password (the driver would take the rest of the password for the host name and quote
+    it in its errors). SQLite URLs name a file path and are left to SQLAlchemy.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.split("+", 1)[0] == "sqlite":
+        return
+    before_query = rest.split("?", 1)[0]
+    if before_query.count("@") > 1:
+        raise ConfigError(
+            f"database URL {redact_url(url)} has more than one '@': write an '@' in the user "
+            "name or password as %40"
+        )
+    location = re.split(r"[/?]", before_query.rpartition("@")[2], maxsplit=1)[0]
+    port = location.rpartition("]")[2] if location.startswith("[") else location
+    _, colon, port = port.partition(":")
+    if colon and port and not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise ConfigError(
+            f"database URL {redact_url(url)}: port {port!r} is not a number from 1 to 65535"
+        )

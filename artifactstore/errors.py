@@ -3,6 +3,7 @@
 ```
 ArtifactStoreError
 ├── ConfigError                 a setting or URL that cannot be used
+│   └── StoreNotFoundError      no store where the settings point (nothing was created)
 ├── InvalidInputError (ValueError)
 │   ├── InvalidAddressError     a content address that does not parse
 │   ├── InvalidNameError        package name or version outside the OCI grammars
@@ -39,6 +40,14 @@ class ArtifactStoreError(Exception):
 
 class ConfigError(ArtifactStoreError):
     """A setting, URL or environment variable that cannot be used."""
+
+
+class StoreNotFoundError(ConfigError):
+    """No store where the settings point, and the caller did not ask to create one.
+
+    A ConfigError, not a NotFoundError: the fault is the configured location (a mistyped
+    path), not a missing package, so the web app never answers it with a 404.
+    """
 
 
 class InvalidInputError(ArtifactStoreError, ValueError):

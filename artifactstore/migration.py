@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import fcntl
 import importlib.util
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,7 +19,8 @@ from sqlalchemy import Connection, Engine, inspect, text
 
 from artifactstore import database, schema
 from artifactstore.config import Settings
-from artifactstore.errors import SchemaVersionError
+from artifactstore.errors import DatabaseError, SchemaVersionError, StoreNotFoundError
+from artifactstore.permissions import LOCK_FILE_MODE, make_directories
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -116,24 +120,44 @@ def migrate_database(settings: Settings, fresh: bool = False) -> tuple[str | Non
         engine.dispose()
 
 
+def sqlite_file(engine: Engine) -> Path | None:
+    """The file of an embedded SQLite database, or None (another database, or in memory)."""
+    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        return None
+    return Path(str(engine.url.database))
+
+
 def _create_sqlite_folder(engine: Engine) -> None:
     # SQLite creates the file but not its folder; the default lives in ./.artifactstore/.
-    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-        Path(str(engine.url.database)).parent.mkdir(parents=True, exist_ok=True)
+    path = sqlite_file(engine)
+    if path is None:
+        return
+    try:
+        make_directories(path.parent)
+    except OSError as exc:
+        raise DatabaseError(
+            f"cannot create the folder of database {path}: {exc.strerror or exc} ({exc.filename})"
+        ) from exc
 
 
-def prepare(engine: Engine, redacted_url: str) -> bool:
-    """Create and migrate a new SQLite database; check the revision of any other.
+def prepare(engine: Engine, redacted_url: str, create: bool = True) -> bool:
+    """Check the database is at this code's revision; with create, make a new SQLite one first.
 
-    Returns True when this call created the database (a new embedded store).
+    Returns True when this call created the database (a new embedded store). Without create,
+    a SQLite file that does not exist raises StoreNotFoundError and nothing is created.
     """
+    path = sqlite_file(engine)
     fresh = False
-    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-        database = Path(str(engine.url.database))
-        database.parent.mkdir(parents=True, exist_ok=True)
+    if path is not None and not create:
+        if not _is_file(path):
+            raise StoreNotFoundError(
+                f"no store at {path}: the database file does not exist (check --db or "
+                "ARTIFACTSTORE_DATABASE_URL; push or migrate create a store)"
+            )
+    elif path is not None:
+        _create_sqlite_folder(engine)
         # Parallel CI jobs may all open a new store at once: one migrates, the rest wait.
-        with Path(f"{database}.lock").open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with _locked(Path(f"{path}.lock")):
             with engine.connect() as connection:
                 fresh = not has_tables(connection)
             if fresh:
@@ -141,3 +165,25 @@ def prepare(engine: Engine, redacted_url: str) -> bool:
     with engine.connect() as connection:
         check_revision(connection, redacted_url)
     return fresh
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError as exc:
+        raise DatabaseError(f"cannot look for database {path}: {exc.strerror or exc}") from exc
+
+
+@contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    # Read-only and created with an explicit mode: under umask 000 the lock is still not
+    # world-writable, and a user who may not write it can still take the lock.
+    try:
+        fd = os.open(lock_path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, LOCK_FILE_MODE)
+    except OSError as exc:
+        raise DatabaseError(f"cannot open lock file {lock_path}: {exc.strerror or exc}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

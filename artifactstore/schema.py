@@ -43,7 +43,7 @@ from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
-from artifactstore.config import redact_url
+from artifactstore.config import check_database_url, redact_url
 from artifactstore.errors import ConfigError
 
 SCHEMA_REVISION = "0002"
@@ -218,7 +218,10 @@ FileIdentity = tuple[int, int]
 
 
 def make_engine(url: str) -> Engine:
-    """Build the engine for a database URL; SQLite gets WAL, FULL sync and queued writers."""
+    """Build the engine for a database URL; SQLite gets WAL, FULL sync and queued writers.
+
+    ConfigError for a URL that does not parse (a bad port, say) or names no installed driver.
+    """
     with _url_errors(url):
         parsed = _parse(url)
         if parsed.get_backend_name() != "sqlite":
@@ -292,6 +295,7 @@ def _sqlite_file(parsed: URL) -> Path | None:
 
 
 def _parse(url: str) -> URL:
+    check_database_url(url)
     parsed = make_url(url)
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
@@ -302,7 +306,7 @@ def _parse(url: str) -> URL:
 def _url_errors(url: str) -> Iterator[None]:
     try:
         yield
-    except (ArgumentError, ImportError) as exc:
+    except (ArgumentError, ImportError, ValueError) as exc:
         # The driver's message may quote the whole URL, password included: name only the kind
         # of problem.
         raise ConfigError(

@@ -119,27 +119,28 @@ class ArtifactStore:
         storage_root: str | os.PathLike[str] | None = None,
         *,
         actor: str | None = None,
+        create: bool = True,
     ) -> ArtifactStore:
         """Open a store: explicit arguments, else ARTIFACTSTORE_* variables, else ./.artifactstore/.
 
-        A new SQLite database is created and migrated; any other database must already be at
-        this code's schema revision (SchemaVersionError says to run 'artifactstore migrate').
+        A missing SQLite database is created and migrated, or with create=False raises
+        StoreNotFoundError; any other must be at this code's schema revision
+        (SchemaVersionError says to run 'artifactstore migrate').
         """
         root = None if storage_root is None else Path(storage_root)
-        return cls.from_settings(load_settings(os.environ, database_url, root), actor=actor)
+        settings = load_settings(os.environ, database_url, root)
+        return cls.from_settings(settings, actor=actor, create=create)
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, actor: str | None = None) -> ArtifactStore:
+    def from_settings(
+        cls, settings: Settings, *, actor: str | None = None, create: bool = True
+    ) -> ArtifactStore:
         """Open a store described by Settings (see open())."""
         engine = schema.make_engine(settings.database_url)
         redacted = settings.redacted_database_url
         try:
             with database.errors(redacted, "open"):
-                created = migration.prepare(engine, redacted)
-        except ArtifactStoreError:
-            engine.dispose()
-            raise
-        try:
+                created = migration.prepare(engine, redacted, create)
             # A new store gets its blob folder now, so it is healthy from the start. An
             # existing store's missing folder stays missing (and unhealthy): it may be an
             # unmounted volume, and blobs written in its place would be lost.

@@ -28,13 +28,17 @@ class CliState:
 pass_state = click.make_pass_decorator(CliState)
 
 
-def open_store(ctx: click.Context) -> ArtifactStore:
-    """Open the store the settings describe; it is closed when the command ends."""
+def open_store(ctx: click.Context, create: bool = False) -> ArtifactStore:
+    """Open the store the settings describe; it is closed when the command ends.
+
+    Only writing commands pass create: every other command on a missing embedded store fails
+    with StoreNotFoundError ("no store at ...", exit 2) and creates nothing.
+    """
     from artifactstore import ArtifactStore
 
     state = ctx.find_object(CliState)
     assert state is not None  # the group callback always sets it
-    return ctx.with_resource(ArtifactStore.from_settings(state.settings))
+    return ctx.with_resource(ArtifactStore.from_settings(state.settings, create=create))
 
 
 def is_empty_directory(path: Path) -> bool:

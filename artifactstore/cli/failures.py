@@ -4,7 +4,8 @@ Exit codes (SPEC "CLI"): 0 ok; 1 a check failed (verify, health, replay --check,
 bytes read back); 2 bad usage or input, including a database or storage that cannot be used as
 configured; 130 interrupted (Ctrl-C); 143 terminated (SIGTERM). `EXIT_CODES` is the one
 table from errors to codes. Every error is one line on stderr,
-`artifactstore: error: <message>`; `-v` adds the traceback.
+`artifactstore: error: <message>`; `-v` adds the traceback. Both pass through `redact_url`,
+so neither prints a password.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def fail(exc: BaseException, verbose: bool) -> NoReturn:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise click.exceptions.Exit(EXIT_CHECK_FAILED)
     if verbose:
-        traceback.print_exception(exc, file=sys.stderr)
+        # Chained driver errors may quote the database URL: secrets are hidden here too.
+        sys.stderr.write(redact_url("".join(traceback.format_exception(exc))))
     message = str(exc) or type(exc).__name__
     if not isinstance(exc, ArtifactStoreError | OSError):
         message = f"unexpected {type(exc).__name__}: {message} (run with -v for details)"

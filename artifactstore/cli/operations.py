@@ -62,14 +62,19 @@ def migrate(state: CliState, fresh: bool, yes: bool) -> None:
 def health(ctx: click.Context, state: CliState) -> None:
     """Check the database and the blob storage; exit 1 if unhealthy.
 
+    A SQLite store that does not exist is not unhealthy but misconfigured: exit 2, "no store
+    at ...", and nothing is created.
+
     \b
     Example:
       artifactstore health || echo "store is unhealthy"
     """
-    from artifactstore import ArtifactStoreError, check_health
+    from artifactstore import ArtifactStoreError, StoreNotFoundError, check_health
 
     try:
         opened: ArtifactStore | ArtifactStoreError = open_store(ctx)
+    except StoreNotFoundError:
+        raise
     except ArtifactStoreError as exc:
         opened = exc
     report = check_health(state.settings, opened)

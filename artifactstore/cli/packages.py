@@ -74,7 +74,7 @@ def push(
     spec = parse_package_spec(ref)
     if spec.version is None:
         raise click.UsageError("push needs NAME VERSION (or NAME:VERSION), not a digest")
-    store = open_store(ctx)
+    store = open_store(ctx, create=True)
     with Progress("push") as progress:
         result = store.push(
             spec.name,

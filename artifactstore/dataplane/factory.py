@@ -13,6 +13,7 @@ from artifactstore.config import Settings, local_root
 from artifactstore.dataplane.inproc import InProcessDataPlane
 from artifactstore.dataplane.spi import DataPlane
 from artifactstore.errors import ConfigError
+from artifactstore.permissions import make_directories
 from artifactstore.storage.spi import storage_errors
 
 SCHEMES = ("file",)
@@ -22,7 +23,8 @@ SCHEMES = ("file",)
 def dataplane_from_settings(settings: Settings, create: bool = False) -> DataPlane:
     """The data plane over the blob storage the settings name; ConfigError if it cannot be.
 
-    With create, a local blob folder that does not exist yet is made first (for a new store).
+    With create, a local blob folder that does not exist yet is made first (for a new store),
+    and its missing parents, none of them world-writable.
     """
     root = local_root(settings.storage_url)
     if root is None:
@@ -32,5 +34,5 @@ def dataplane_from_settings(settings: Settings, create: bool = False) -> DataPla
         )
     if create:
         with storage_errors(f"create the blob folder {root}"):
-            root.mkdir(parents=True, exist_ok=True)
+            make_directories(root)
     return InProcessDataPlane.local(root)

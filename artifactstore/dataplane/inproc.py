@@ -8,7 +8,7 @@ already there). Verification re-reads through the backend and re-hashes with bot
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO, cast
 
@@ -22,6 +22,7 @@ from artifactstore.identity import (
     digest_stream,
     iter_chunks,
 )
+from artifactstore.storage.backends.local import LocalBackend
 from artifactstore.storage.catalog import open_backend
 from artifactstore.storage.spi import (
     BackendHealth,
@@ -40,6 +41,7 @@ class InProcessDataPlane:
 
     With a `small` backend, blobs of at most `small_limit` bytes are stored there and all others
     in `backend`; the size decides, so a blob is only ever stored in one of them.
+    `before_first_write` runs once, when the first blob is ingested.
     """
 
     def __init__(
@@ -47,17 +49,25 @@ class InProcessDataPlane:
         backend: StorageBackend,
         small: StorageBackend | None = None,
         small_limit: int = SMALL_BLOB_LIMIT,
+        *,
+        before_first_write: Callable[[], None] | None = None,
     ) -> None:
         self._backend = backend
         self._small = small
         self._small_limit = small_limit if small is not None else -1
+        self._before_first_write = before_first_write
         # Which backend took each blob ingested with durable=False, so sync() need not ask.
         self._unsynced: dict[str, StorageBackend] = {}
 
     @classmethod
     def local(cls, root: Path) -> InProcessDataPlane:
-        """Blobs under root: small ones packed in one SQLite file, the rest one file each."""
-        return cls(open_backend("local", root=root), open_backend("local-small", root=root))
+        """Blobs under root: small ones packed in one SQLite file, the rest one file each.
+
+        The first write (a push) sweeps the temp files killed writers left under root.
+        """
+        large = LocalBackend(root)
+        small = open_backend("local-small", root=root)
+        return cls(large, small, before_first_write=large.sweep_stale_temp)
 
     @property
     def backend_id(self) -> str:
@@ -72,6 +82,10 @@ class InProcessDataPlane:
         probe: bool = False,
     ) -> IngestResult:
         """Hash and store the source in one pass; a blob already present is left untouched."""
+        if self._before_first_write is not None:
+            # Threads racing here may both run it; the sweep it is for tolerates that.
+            run, self._before_first_write = self._before_first_write, None
+            run()
         if probe and not isinstance(source, bytes) and hasattr(source, "seek"):
             found = self._find_existing(cast(BinaryIO, source), durable)
             if found is not None:

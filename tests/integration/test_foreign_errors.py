@@ -211,7 +211,6 @@ def test_bad_arguments_fail_with_our_error(
     assert isinstance(error, ArtifactStoreError), f"{name} succeeded"
 
 
-@pytest.mark.xfail(strict=True, reason="fixed on branch i11-store")
 def test_opening_a_sqlite_store_in_a_folder_that_is_a_file_fails_with_our_error(
     tmp_path: Path,
 ) -> None:

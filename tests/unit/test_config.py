@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from artifactstore.config import Settings, load_settings, local_root, local_storage_url
+from artifactstore.config import (
+    Settings,
+    check_database_url,
+    load_settings,
+    local_root,
+    local_storage_url,
+    redact_url,
+)
 from artifactstore.dataplane.factory import dataplane_from_settings
 from artifactstore.errors import ConfigError
 
@@ -59,3 +66,63 @@ def test_an_unknown_scheme_is_a_config_error_naming_the_known_ones() -> None:
     assert settings.storage_root is None
     with pytest.raises(ConfigError, match=r"'s3' is not supported.*file"):
         dataplane_from_settings(settings)
+
+
+@pytest.mark.parametrize(
+    ("text", "redacted"),
+    [
+        ("postgresql://ci:hunter2@db/x", "postgresql://ci:***@db/x"),
+        # An unencoded '@' in the password: its tail is hidden too.
+        ("postgresql://ci:p@ss@db/x", "postgresql://ci:***@db/x"),
+        ("postgresql://ci@db/x?password=qsecret", "postgresql://ci@db/x?password=***"),
+        (
+            "postgresql://ci@db/x?sslmode=require&SSLPassword=k1&Token=t2;api_key=k3",
+            "postgresql://ci@db/x?sslmode=require&SSLPassword=***&Token=***;api_key=***",
+        ),
+        # A driver's message: a URL with its query, then prose after a colon.
+        (
+            "cannot open database postgresql://u@h/x?pwd=a:b: connection refused",
+            "cannot open database postgresql://u@h/x?pwd=***: connection refused",
+        ),
+        ("bad conninfo: password='a b\\'c' host=db", "bad conninfo: password=*** host=db"),
+        ('secret="x y" (passwd=a,b)', "secret=*** (passwd=***)"),
+        ("sqlite:////srv/store/registry.db", "sqlite:////srv/store/registry.db"),
+    ],
+)
+def test_redact_url_hides_passwords_in_user_info_query_and_driver_text(
+    text: str, redacted: str
+) -> None:
+    assert redact_url(text) == redacted
+    assert redact_url(redacted) == redacted
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("postgresql://u@db:99999/x", "port '99999' is not a number from 1 to 65535"),
+        ("postgresql://u@db:abc/x", "port 'abc' is not a number from 1 to 65535"),
+        ("postgresql://u@[::1]:0/x", "port '0' is not a number from 1 to 65535"),
+        ("postgresql://u:p@ss-secret@db/x", "more than one '@'"),
+    ],
+)
+def test_a_malformed_database_url_is_a_config_error_at_settings_load(
+    url: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError, match=problem) as caught:
+        load_settings({}, database_url=url)
+    assert "ss-secret" not in str(caught.value)
+    with pytest.raises(ConfigError, match=problem):
+        load_settings({"ARTIFACTSTORE_DATABASE_URL": url})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://u:p%40ss@db:5432/x?application_name=a@b",
+        "postgresql+psycopg://u@[::1]:5432/x",
+        "postgresql://u@db/x",
+        "sqlite:////srv/a@b/registry.db",
+    ],
+)
+def test_well_formed_database_urls_pass(url: str) -> None:
+    check_database_url(url)

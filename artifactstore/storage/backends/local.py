@@ -4,8 +4,13 @@ An object lives at `<root>/<key>`. A write streams into a uniquely named temp fi
 `<root>/.tmp/` (the same filesystem, so publishing it is one atomic directory operation), is
 fsynced, hard-linked into place and its directory fsynced. `os.link` fails rather than replace an
 existing file, so a concurrent writer of the same key can never clobber a published object and a
-half-written file is never visible under a key. Temp files left by killed processes are removed by
-`LocalBackend.clean_stale_temp`.
+half-written file is never visible under a key. Blob files are created read-only
+(`permissions.BLOB_FILE_MODE`) and directories never world-writable, whatever the umask.
+
+Temp files left by killed processes are swept by the first write of each process
+(`sweep_stale_temp`): those untouched for `STALE_TEMP_AGE`. A running writer touches its temp
+file with every chunk, so only one stalled for that long could lose it (its commit then fails
+with a StorageError; nothing half-written is ever published).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from artifactstore.durability import fsync_path, sync_filesystem
 from artifactstore.errors import BlobNotFoundError, StorageError
 from artifactstore.identity import CHUNK_SIZE
+from artifactstore.permissions import BLOB_FILE_MODE, make_directories
 from artifactstore.storage.base import PublishingStage, RootedBackend, utc
 from artifactstore.storage.spi import (
     BackendHealth,
@@ -43,6 +49,8 @@ _TEMP_DIR = ".tmp"
 _TEMP_SUFFIX = ".part"
 _FSYNC_EACH_LIMIT = 16
 """Up to this many objects, sync() fsyncs each; beyond it, one syncfs of the filesystem."""
+STALE_TEMP_AGE = timedelta(hours=1)
+"""Temp files untouched this long belong to a killed writer and are swept."""
 
 
 class LocalBackend(RootedBackend):
@@ -69,9 +77,12 @@ class LocalBackend(RootedBackend):
         temp_path = temp_dir / f"{os.getpid()}-{secrets.token_hex(8)}{_TEMP_SUFFIX}"
         with storage_errors(f"create temp file {temp_path}"):
             if temp_dir not in self._existing_dirs:
-                temp_dir.mkdir(parents=True, exist_ok=True)
+                make_directories(temp_dir)
                 self._existing_dirs.add(temp_dir)
-            file = temp_path.open("xb")
+            # Created read-only: the descriptor may still write, and the file keeps that mode
+            # when it is linked into place as the blob.
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+            file = os.fdopen(os.open(temp_path, flags, BLOB_FILE_MODE), "wb")
         return _LocalStagedObject(self, temp_path, file)
 
     def open(self, key: str, start: int = 0, end: int | None = None) -> BinaryIO:
@@ -176,6 +187,19 @@ class LocalBackend(RootedBackend):
             )
         return BackendHealth(self._backend_id, True, f"root {root}", free, total)
 
+    def sweep_stale_temp(self) -> None:
+        """Remove temp files older than STALE_TEMP_AGE; a failure is logged, never raised.
+
+        The data plane calls it before the first write of each process.
+        """
+        try:
+            removed = self.clean_stale_temp(STALE_TEMP_AGE)
+        except StorageError as exc:
+            _log.warning("cannot sweep stale temp files: %s", exc)
+            return
+        if removed:
+            _log.info("removed %d stale temp file(s) under %s", removed, self._root / _TEMP_DIR)
+
     def clean_stale_temp(self, older_than: timedelta) -> int:
         """Remove temp files untouched for older_than (left by killed writers); return the count."""
         temp_dir = self._root / _TEMP_DIR
@@ -236,7 +260,7 @@ class LocalBackend(RootedBackend):
                 if durable:
                     fsync_path(temp_path)
                 if path.parent not in self._existing_dirs:
-                    path.parent.mkdir(parents=True, exist_ok=True)
+                    make_directories(path.parent)
                     self._existing_dirs.add(path.parent)
                 try:
                     # link, unlike replace, never overwrites: a concurrent writer of the same
@@ -281,7 +305,7 @@ class _LocalStagedObject(PublishingStage):
             self._temp_path.unlink(missing_ok=True)
         except OSError as exc:
             # Raising here would mask a successful commit or the error that caused the abort;
-            # the file is invisible under every key and clean_stale_temp removes it later.
+            # the file is invisible under every key and a later sweep removes it.
             _log.warning("cannot remove temp file %s: %s", self._temp_path, exc)
 
     def _check_open(self) -> None:

@@ -11,6 +11,10 @@ Writes with durable=False are held in memory (at most `_FLUSH_BYTES` at a time) 
 one transaction when the batch is full or at `sync`; other processes see an object only once it
 is committed. SQLite's transactions make every object appear whole or not at all, and WAL with
 synchronous=FULL makes a commit durable when it returns.
+
+Reads use a read-only connection, opened lazily and swapped for a read-write one when the first
+write comes, so a store whose blob root is read-only (a snapshot, a read-only mount) can still
+be verified and pulled, and a read never creates the database.
 """
 
 from __future__ import annotations
@@ -24,10 +28,11 @@ import weakref
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 from urllib.parse import quote
 
 from artifactstore.errors import BlobNotFoundError, StorageError
+from artifactstore.permissions import make_directories
 from artifactstore.storage.base import InMemoryStage, RootedBackend, utc
 from artifactstore.storage.spi import (
     BackendHealth,
@@ -63,6 +68,7 @@ def _forget_connections_after_fork() -> None:
     # parent's database state from the child.
     for backend in list(_backends):
         backend._connection = None
+        backend._writable = False
         backend._pending = {}
         backend._pending_bytes = 0
         backend._lock = threading.RLock()
@@ -79,6 +85,7 @@ class SQLiteBlobBackend(RootedBackend):
         # Built once: every query names it in the message it would fail with.
         self._path = root / DATABASE_NAME
         self._connection: sqlite3.Connection | None = None
+        self._writable = False
         # (st_dev, st_ino) of the file the connection opened: health tells a replaced file.
         self._opened: tuple[int, int] | None = None
         # One connection per backend object, shared by threads under this lock.
@@ -104,10 +111,10 @@ class SQLiteBlobBackend(RootedBackend):
             pending = self._pending.get(key)
             if pending is not None:
                 return io.BytesIO(pending[0][start:end])
-            row = self._query("SELECT data FROM blobs WHERE key = ?", (key,)).fetchone()
-        if row is None:
+            rows = self._query("SELECT data FROM blobs WHERE key = ?", (key,))
+        if not rows:
             raise BlobNotFoundError(f"no object {key!r} in {self.path}")
-        return io.BytesIO(bytes(row[0])[start:end])
+        return io.BytesIO(bytes(rows[0][0])[start:end])
 
     def head(self, key: str) -> ObjectInfo | None:
         """Describe the object under key, or None."""
@@ -116,12 +123,8 @@ class SQLiteBlobBackend(RootedBackend):
             pending = self._pending.get(key)
             if pending is not None:
                 return ObjectInfo(key, len(pending[0]), utc(pending[1]))
-            if self._connection is None and not self._database_exists():
-                return None
-            row = self._query(
-                "SELECT length(data), stored_at FROM blobs WHERE key = ?", (key,)
-            ).fetchone()
-        return None if row is None else ObjectInfo(key, int(row[0]), utc(float(row[1])))
+            rows = self._query("SELECT length(data), stored_at FROM blobs WHERE key = ?", (key,))
+        return ObjectInfo(key, int(rows[0][0]), utc(float(rows[0][1]))) if rows else None
 
     def delete(self, key: str) -> None:
         """Remove the object; a missing key is not an error."""
@@ -135,11 +138,7 @@ class SQLiteBlobBackend(RootedBackend):
     def iter_keys(self) -> Iterator[str]:
         """Yield every stored key in sorted order (committed and pending alike)."""
         with self._lock:
-            stored = (
-                [row[0] for row in self._query("SELECT key FROM blobs")]
-                if self._database_exists()
-                else []
-            )
+            stored = [row[0] for row in self._query("SELECT key FROM blobs")]
             keys = sorted({*stored, *self._pending})
         yield from keys
 
@@ -186,14 +185,15 @@ class SQLiteBlobBackend(RootedBackend):
     def _probe(self) -> None:
         """Raise StorageError unless the file at the path is the open one and answers a query.
 
-        The open connection (opened first, creating the file if absent, as any use would)
-        would keep reading a deleted or replaced file (it holds the old inode) and its page
-        cache would hide a file overwritten in place, so the query runs on a new connection,
-        which never creates the file (mode=rw).
+        The open connection would keep reading a deleted or replaced file (it holds the old
+        inode) and its page cache would hide a file overwritten in place, so the query runs on
+        a new read-only connection. No database yet (nothing stored) is healthy.
         """
         with self._lock:
-            self._connect()
+            self._reader()
             opened = self._opened
+        if opened is None:
+            return
         try:
             stat = self.path.stat()
         except FileNotFoundError:
@@ -205,7 +205,7 @@ class SQLiteBlobBackend(RootedBackend):
                 f"small-blob database {self.path} was replaced while in use; restart to use it"
             )
         with storage_errors(f"read small-blob database {self.path}"):
-            uri = f"file:{quote(str(self.path))}?mode=rw"
+            uri = f"file:{quote(str(self.path))}?mode=ro"
             probe = sqlite3.connect(uri, uri=True, timeout=_BUSY_TIMEOUT_MS / 1000)
             try:
                 probe.execute("SELECT 1 FROM blobs LIMIT 1").fetchone()
@@ -250,16 +250,48 @@ class SQLiteBlobBackend(RootedBackend):
         with storage_errors(f"stat {self.path}"):
             return self.path.exists()
 
-    def _connect(self) -> sqlite3.Connection:
+    def _reader(self) -> sqlite3.Connection | None:
+        """The connection for reads (read-only until a write comes), or None while there is no
+        database, or no table in it yet: then nothing is stored."""
         if self._connection is None:
+            if not self._database_exists():
+                return None
             with storage_errors(f"open small-blob database {self.path}"):
-                self._root.mkdir(parents=True, exist_ok=True)
-                self._connection = self._open_connection()
-                stat = self.path.stat()
-                self._opened = (stat.st_dev, stat.st_ino)
+                connection = self._open_connection(writable=False)
+                try:
+                    found = connection.execute(
+                        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'blobs'"
+                    ).fetchall()
+                except BaseException:
+                    connection.close()
+                    raise
+            if not found:
+                # A writer in another process has just created the file; it holds no blob.
+                connection.close()
+                return None
+            self._use(connection, writable=False)
         return self._connection
 
-    def _open_connection(self) -> sqlite3.Connection:
+    def _writer(self) -> sqlite3.Connection:
+        """The read-write connection, creating the database (and the root) on first use."""
+        if self._connection is not None and self._writable:
+            return self._connection
+        with storage_errors(f"open small-blob database {self.path}"):
+            make_directories(self._root)
+            connection = self._open_connection(writable=True)
+        if self._connection is not None:
+            self._connection.close()
+        return self._use(connection, writable=True)
+
+    def _use(self, connection: sqlite3.Connection, writable: bool) -> sqlite3.Connection:
+        """Make connection the backend's, noting which file it opened (see _probe)."""
+        with storage_errors(f"stat {self.path}"):
+            stat = self.path.stat()
+        self._connection, self._writable = connection, writable
+        self._opened = (stat.st_dev, stat.st_ino)
+        return connection
+
+    def _open_connection(self, writable: bool) -> sqlite3.Connection:
         """A configured connection; retried while another process is setting the file up.
 
         Switching a new file to WAL takes an exclusive lock for which SQLite does not always
@@ -268,27 +300,59 @@ class SQLiteBlobBackend(RootedBackend):
         """
         deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
         pause = 0.005
+        immutable = False
         while True:
-            connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            connection = self._raw_connection(writable, immutable)
             try:
                 connection.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-                connection.execute("PRAGMA journal_mode = WAL")
-                connection.execute("PRAGMA synchronous = FULL")
-                connection.execute(_SCHEMA)
+                if writable:
+                    connection.execute("PRAGMA journal_mode = WAL")
+                    connection.execute("PRAGMA synchronous = FULL")
+                    connection.execute(_SCHEMA)
+                else:
+                    connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
                 return connection
             except sqlite3.OperationalError as exc:
                 connection.close()
+                if not writable and not immutable and self._needs_immutable(exc):
+                    immutable = True
+                    continue
                 if "locked" not in str(exc) or time.monotonic() > deadline:
                     raise
                 time.sleep(pause)
                 pause = min(pause * 2, 0.2)
 
-    def _query(self, sql: str, parameters: tuple[object, ...] = ()) -> sqlite3.Cursor:
+    def _raw_connection(self, writable: bool, immutable: bool) -> sqlite3.Connection:
+        if writable:
+            return sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        uri = f"{self.path.absolute().as_uri()}?mode=ro" + ("&immutable=1" if immutable else "")
+        return sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+
+    def _needs_immutable(self, exc: sqlite3.OperationalError) -> bool:
+        """True when a read-only open failed only because SQLite cannot create the -shm file of
+        the WAL database (read-only directory or mount) and no -wal file holds changes.
+
+        No writer is active then (a writer keeps the -shm file), and the database file alone
+        holds every committed blob, so it can be read as immutable.
+        """
+        # A read-only mount says CANTOPEN, a read-only directory READONLY_DIRECTORY: compare
+        # the primary result codes (the low byte).
+        if exc.sqlite_errorcode & 0xFF not in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY):
+            return False
+        wal = Path(f"{self.path}-wal")
+        try:
+            return not wal.exists() or wal.stat().st_size == 0
+        except OSError:
+            return False
+
+    def _query(self, sql: str, parameters: tuple[object, ...] = ()) -> list[Any]:
+        """The rows of a read; none while there is no database yet (a read never creates it)."""
         with storage_errors(f"read small-blob database {self.path}"):
-            return self._connect().execute(sql, parameters)
+            connection = self._reader()
+            return [] if connection is None else connection.execute(sql, parameters).fetchall()
 
     def _write(self, statements: list[tuple[str, list[tuple[object, ...]]]]) -> None:
-        connection = self._connect()
+        connection = self._writer()
         with storage_errors(f"write small-blob database {self.path}"):
             # IMMEDIATE: writers from other processes queue on the busy timeout.
             connection.execute("BEGIN IMMEDIATE")
