@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -406,14 +407,33 @@ def _usable_by_others(path: Path) -> bool:
         return False
 
 
+@contextmanager
+def _open_to_others(paths: list[Path]) -> Iterator[None]:
+    """Let other users pass through the folders above paths (tox keeps .tox/ at 0700), and
+    restore their modes afterwards."""
+    changed: dict[Path, int] = {}
+    for path in paths:
+        for folder in [path, *path.parents]:
+            mode = folder.stat().st_mode
+            if folder not in changed and not mode & stat.S_IXOTH:
+                changed[folder] = stat.S_IMODE(mode)
+                folder.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+    try:
+        yield
+    finally:
+        for folder, mode in changed.items():
+            folder.chmod(mode)
+
+
 @pytest.fixture
-def user() -> User:
+def user() -> Iterator[User]:
     """An unprivileged user; as root, 'nobody' (the tests never run as a user root trusts)."""
     source = str(Path(artifactstore.__file__).resolve().parents[1])
     site = [p for p in sys.path if p.endswith("site-packages")]
     pythonpath = os.pathsep.join([source, *site])
     if os.geteuid() != 0:
-        return User(None, None, sys.executable, pythonpath)
+        yield User(None, None, sys.executable, pythonpath)
+        return
     try:
         entry = pwd.getpwnam("nobody")
     except KeyError:
@@ -423,7 +443,8 @@ def user() -> User:
     usable = [str(c) for c in candidates if _usable_by_others(c)]
     if not usable:
         pytest.skip(f"running as root and no {version} that 'nobody' can run")
-    return User(entry.pw_uid, entry.pw_gid, usable[0], pythonpath)
+    with _open_to_others([Path(p) for p in (source, *site)]):
+        yield User(entry.pw_uid, entry.pw_gid, usable[0], pythonpath)
 
 
 @pytest.fixture
