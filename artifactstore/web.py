@@ -68,7 +68,7 @@ class _StoreHolder:
             return self._error
         try:
             if self._store is None:
-                self._store = ArtifactStore.from_settings(self._settings)
+                self._store = ArtifactStore.from_settings(self._settings, create=False)
             return self._store
         except ArtifactStoreError as exc:
             _log.warning("cannot open the store: %s", exc)

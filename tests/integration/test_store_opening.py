@@ -226,7 +226,17 @@ def test_the_web_app_boots_and_answers_503_for_a_database_under_a_file(
     assert answer.status_code == 503
     document = answer.get_json()
     assert document["failing"] == ["database"]
-    assert "cannot create the folder of database" in document["database"]["detail"]
+    assert "no store at" in document["database"]["detail"]
+
+
+def test_the_web_app_never_creates_a_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Serving is not a write: a mistyped path must answer 503, not a new empty healthy store.
+    monkeypatch.setenv("ARTIFACTSTORE_DATABASE_URL", f"sqlite:///{tmp_path}/typo/registry.db")
+    monkeypatch.setenv("ARTIFACTSTORE_STORAGE_LOCAL_ROOT", str(tmp_path / "typo" / "blobs"))
+    answer = create_app().test_client().get("/health")
+    assert answer.status_code == 503
+    assert "no store at" in answer.get_json()["database"]["detail"]
+    assert not (tmp_path / "typo").exists()
 
 
 # -- a read-only blob root -----------------------------------------------------------------
