@@ -20,7 +20,7 @@ from typing import BinaryIO, Protocol
 
 import blake3
 
-from artifactstore.errors import InvalidAddressError
+from artifactstore.errors import InvalidAddressError, InvalidInputError
 
 PRIMARY_ALGORITHM = "blake3"
 CHUNK_SIZE = 1 << 20
@@ -252,11 +252,23 @@ def iter_chunks(
         yield source
         return
     read = getattr(source, "read", None)
-    if read is None:
-        yield from source
-        return
-    while chunk := read(chunk_size):
-        yield chunk
+    if read is not None:
+        chunks: Iterable[object] = iter(lambda: read(chunk_size), b"")
+    elif isinstance(source, Iterable):
+        chunks = source
+    else:
+        raise InvalidInputError(
+            f"cannot read bytes from a {type(source).__name__}; give bytes, a binary file "
+            "object or an iterable of bytes"
+        )
+    for chunk in chunks:
+        if not isinstance(chunk, bytes | bytearray | memoryview):
+            raise InvalidInputError(
+                f"expected bytes from the source, got {type(chunk).__name__} "
+                "(is the file open in text mode?)"
+            )
+        if chunk:
+            yield chunk if isinstance(chunk, bytes) else bytes(chunk)
 
 
 def digest_stream(source: bytes | Iterable[bytes] | BinaryIO) -> DualDigest:

@@ -13,7 +13,11 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Row, func, select
 
 from artifactstore import cbor, schema
-from artifactstore.errors import InvalidRetentionClassError, PackageNotFoundError
+from artifactstore.errors import (
+    InvalidInputError,
+    InvalidRetentionClassError,
+    PackageNotFoundError,
+)
 from artifactstore.identity import ContentAddress, Digest
 from artifactstore.manifest.model import Metadata, validate_metadata
 from artifactstore.naming import check_name, check_version, is_package_spec, parse_package_spec
@@ -129,6 +133,11 @@ def get_package(connection: Connection, ref: PackageRef) -> Package:
             return _package_by_digest(connection, spec.name, str(spec.digest))
         ref = (spec.name, spec.version)
     if isinstance(ref, tuple):
+        if len(ref) != 2:
+            raise InvalidInputError(
+                f"package reference {ref!r} is not a (name, version) pair; give a Package, its "
+                "id, 'NAME:VERSION', 'NAME@blake3:<hex>' or (name, version)"
+            )
         name, version = ref
         found = find_package(connection, check_name(name), check_version(version))
         if found is None:

@@ -181,6 +181,14 @@ BAD_ARGUMENTS: dict[str, Call] = {
     "ingest_file_missing_source": lambda s, t: s.ingest_file(OPEN, "a", str(t / "missing")),
     "ingest_file_directory_source": lambda s, t: s.ingest_file(OPEN, "a", str(t / "src")),
     "ingest_file_finalized": lambda s, t: s.ingest_file(PACKAGE, "a", b"x"),
+    "ingest_file_not_a_source": lambda s, t: s.ingest_file(OPEN, "a", 42),  # type: ignore[arg-type]
+    "ingest_file_text_mode": lambda s, t: s.ingest_file(
+        OPEN,
+        "a",
+        (t / "src" / "small.txt").open(),  # type: ignore[arg-type]
+    ),
+    "ingest_file_chunks_of_text": lambda s, t: s.ingest_file(OPEN, "a", ["x"]),  # type: ignore[list-item]
+    "list_files_short_ref": lambda s, t: s.list_files(("acme/x",)),  # type: ignore[arg-type]
     "ingest_directory_missing": lambda s, t: s.ingest_directory(OPEN, t / "missing"),
     "ingest_directory_a_file": lambda s, t: s.ingest_directory(OPEN, t / "src" / "small.txt"),
     "push_missing_directory": lambda s, t: s.push("acme/x", "1", t / "missing"),
