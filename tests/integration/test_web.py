@@ -195,6 +195,7 @@ def test_health_is_503_when_a_file_is_deleted_or_replaced_under_the_server(
     assert document["failing"] == [part]
 
 
+@pytest.mark.slow  # waits out the 5 s connect timeout, twice
 def test_health_is_503_within_seconds_when_postgresql_does_not_answer(tmp_path: Path) -> None:
     # A listening socket that never accepts: the TCP connection opens, the server never speaks.
     root = tmp_path / "blobs"
