@@ -15,7 +15,7 @@ from artifactstore.database import Database
 from artifactstore.errors import AlreadyExistsError, ConflictError
 from artifactstore.events.model import PACKAGE_ABANDONED, PACKAGE_FINALIZED
 from artifactstore.ingest import require_open
-from artifactstore.manifest.model import format_timestamp, validate_metadata
+from artifactstore.manifest.model import format_timestamp, validate_new_metadata
 from artifactstore.naming import check_name, check_version
 from artifactstore.publish import encode_manifest, opening_events
 from artifactstore.registry import Package, PackageRef
@@ -32,7 +32,7 @@ def create(
     """Create an open package; AlreadyExistsError if (name, version) is taken."""
     check_name(name)
     check_version(version)
-    checked = validate_metadata(metadata or {})
+    checked = validate_new_metadata(metadata or {})
     package_id = str(uuid.uuid4())
     opening = opening_events(db, package_id, name, version, retention_class, checked, actor)
     try:

@@ -59,7 +59,7 @@ class Settings:
     @property
     def redacted_database_url(self) -> str:
         """The database URL with its password and secret query values as '***', safe to print."""
-        return redact_url(self.database_url)
+        return redact_database_url(self.database_url)
 
     @property
     def storage_root(self) -> Path | None:
@@ -129,6 +129,34 @@ def redact_url(text: str) -> str:
     return _SECRET_PAIR.sub(r"\g<key>\g<sep>***", text)
 
 
+def _split_user_info(rest: str) -> tuple[str, str]:
+    """Split what follows 'scheme://' into the user-info and the rest (host, path, query).
+
+    As SQLAlchemy reads it, the password ends at the first '@' and may hold '?', '/', '#',
+    quotes or spaces; an unencoded '@' in it moves the end to the last '@' before the host's
+    end (the first '/' or '?' after the first '@'), so none of it is taken for the host.
+    """
+    first = rest.find("@")
+    if first < 0:
+        return "", rest
+    ends = [i for i in (rest.find("/", first), rest.find("?", first)) if i >= 0]
+    last = rest.rfind("@", first, min(ends, default=len(rest)))
+    return rest[:last], rest[last + 1 :]
+
+
+def redact_database_url(url: str) -> str:
+    """A configured database URL, safe to print: read by its structure, so a password holding
+    '?', '#', a quote or a space is hidden whole (redact_url reads free text)."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, host = _split_user_info(rest)
+    user, colon, _ = userinfo.partition(":")
+    if not sep:
+        return redact_url(url)
+    if colon:
+        url = f"{scheme}://{user}:***@{host}"
+    return _SECRET_PAIR.sub(r"\g<key>\g<sep>***", url)
+
+
 def check_database_url(url: str) -> None:
     """ConfigError unless the URL reads the same to us and to the driver.
 
@@ -139,16 +167,17 @@ def check_database_url(url: str) -> None:
     scheme, sep, rest = url.partition("://")
     if not sep or scheme.split("+", 1)[0] == "sqlite":
         return
-    before_query = rest.split("?", 1)[0]
-    if before_query.count("@") > 1:
+    userinfo, host = _split_user_info(rest)
+    if "@" in userinfo:
         raise ConfigError(
-            f"database URL {redact_url(url)} has more than one '@': write an '@' in the user "
-            "name or password as %40"
+            f"database URL {redact_database_url(url)} has more than one '@': write an '@' in "
+            "the user name or password as %40"
         )
-    location = re.split(r"[/?]", before_query.rpartition("@")[2], maxsplit=1)[0]
+    location = re.split(r"[/?#]", host, maxsplit=1)[0]
     port = location.rpartition("]")[2] if location.startswith("[") else location
     _, colon, port = port.partition(":")
     if colon and port and not (port.isdigit() and 1 <= int(port) <= 65535):
         raise ConfigError(
-            f"database URL {redact_url(url)}: port {port!r} is not a number from 1 to 65535"
+            f"database URL {redact_database_url(url)}: port {port!r} is not a number from 1 "
+            "to 65535"
         )

@@ -43,8 +43,9 @@ def ingest_source(dataplane: DataPlane, source: Source) -> tuple[IngestResult, b
         with tree.open_file(Path(source)) as handle:
             before = os.fstat(handle.fileno())
             result = dataplane.ingest_stream(handle)
-            # A pipe or a /proc file has no size to compare; a regular file must keep its own.
-            if stat.S_ISREG(before.st_mode):
+            # A pipe, or a /proc or sysfs file (regular but sized 0), has no size to compare;
+            # any other regular file must keep its own.
+            if stat.S_ISREG(before.st_mode) and before.st_size > 0:
                 tree.check_unchanged(
                     str(source), handle, result.size, before.st_size, before.st_mtime_ns
                 )

@@ -46,6 +46,7 @@ from artifactstore.manifest.model import (
     manifest_map,
     receipt_value,
     validate_metadata,
+    validate_new_metadata,
 )
 from artifactstore.naming import check_name, check_version
 from artifactstore.registry import Package
@@ -197,7 +198,7 @@ def publish(
     the log lock (see ArtifactStore.publish); the session ends in the same transaction."""
     check_name(name)
     check_version(version)
-    checked = validate_metadata(metadata or {})
+    checked = validate_new_metadata(metadata or {})
     with db.write() as connection:
         registry.retention_class(connection, retention_class)
         existing = registry.find_package(connection, name, version)

@@ -40,6 +40,7 @@ import os
 import secrets
 import shutil
 import stat
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -52,6 +53,8 @@ from artifactstore.storage.spi import storage_errors
 from artifactstore.verifying import VerifyingReader
 
 TEMP_PREFIX = ".artifactstore-pull-"
+_STALE_AGE = 60
+"""Seconds a staging directory is left alone, locked or not: its pull may have just made it."""
 _CHUNK = 1 << 20
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -186,6 +189,8 @@ def _remove_stale(directory: int) -> None:
                 os.unlink(name, dir_fd=directory)  # a temp file of an older version
             continue
         with _opened(fd):
+            if time.time() - os.fstat(fd).st_mtime < _STALE_AGE:
+                continue  # maybe a pull that made it and has not locked it yet
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -199,7 +204,8 @@ def _open_destination(destination: Path) -> int:
         destination.mkdir(parents=True, exist_ok=True)
         return os.open(destination, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:
-        if destination.is_symlink() and not destination.exists():
+        # os.path's tests swallow their own OSErrors: this handler must raise only ours.
+        if os.path.islink(destination) and not os.path.exists(destination):  # noqa: PTH114, PTH110
             reason = "it is a symlink to nothing"
         elif isinstance(exc, FileExistsError):
             reason = "it is not a directory"
@@ -212,7 +218,8 @@ def _make_staging(root: int, name: str, destination: Path) -> int:
     with storage_errors(f"create a temp directory in {str(destination)!r}"):
         os.mkdir(name, 0o700, dir_fd=root)
         fd = os.open(name, _DIRECTORY, dir_fd=root)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # tells _remove_stale this one is alive
+        with contextlib.suppress(OSError):  # no locks (some network filesystems): age alone
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # tells _remove_stale it is alive
         return fd
 
 

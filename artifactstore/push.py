@@ -29,7 +29,7 @@ from artifactstore.database import Database
 from artifactstore.dataplane.spi import DataPlane
 from artifactstore.errors import InvalidInputError
 from artifactstore.identity import digest_stream
-from artifactstore.manifest.model import validate_metadata
+from artifactstore.manifest.model import validate_new_metadata
 from artifactstore.naming import check_name, check_version
 from artifactstore.publish import FileFacts, PushResult
 
@@ -58,7 +58,7 @@ def push(
     """
     check_name(name)
     check_version(version)
-    checked = validate_metadata(metadata or {})
+    checked = validate_new_metadata(metadata or {})
     with db.read() as connection:
         registry.retention_class(connection, retention_class)
     found = tree.scan(directory, skip)

@@ -43,7 +43,7 @@ from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
-from artifactstore.config import check_database_url, redact_url
+from artifactstore.config import check_database_url, redact_database_url
 from artifactstore.errors import ConfigError
 
 SCHEMA_REVISION = "0002"
@@ -310,7 +310,7 @@ def _url_errors(url: str) -> Iterator[None]:
         # The driver's message may quote the whole URL, password included: name only the kind
         # of problem.
         raise ConfigError(
-            f"cannot use database URL {redact_url(url)}: {_url_problem(exc)}"
+            f"cannot use database URL {redact_database_url(url)}: {_url_problem(exc)}"
         ) from exc
 
 

@@ -99,8 +99,8 @@ def _check_scalar(key: str, value: object) -> MetadataScalar:
 def validate_metadata(values: Mapping[str, object]) -> Metadata:
     """Check a metadata mapping and return it as sorted (key, value) pairs, lists as tuples.
 
-    InvalidMetadataError if a key or value is not allowed, or if the map is over
-    MAX_METADATA_BYTES (64 KiB) as canonical CBOR.
+    InvalidMetadataError if a key or value is not allowed. The size limit is for new
+    packages only (`validate_new_metadata`): stored metadata stays readable whatever its size.
     """
     pairs: list[tuple[str, MetadataValue]] = []
     for key, value in values.items():
@@ -118,13 +118,20 @@ def validate_metadata(values: Mapping[str, object]) -> Metadata:
         else:
             pairs.append((key, _check_scalar(key, value)))
     pairs.sort(key=lambda pair: pair[0])
-    size = len(cbor.encode(dict(pairs)))
+    return tuple(pairs)
+
+
+def validate_new_metadata(values: Mapping[str, object]) -> Metadata:
+    """validate_metadata for a package being made: also at most MAX_METADATA_BYTES (64 KiB)
+    as canonical CBOR."""
+    checked = validate_metadata(values)
+    size = len(cbor.encode(dict(checked)))
     if size > MAX_METADATA_BYTES:
         raise InvalidMetadataError(
             f"metadata is {size} bytes as canonical CBOR; at most {MAX_METADATA_BYTES} "
             "(64 KiB) are allowed per package"
         )
-    return tuple(pairs)
+    return checked
 
 
 def _check_metadata(what: str, metadata: Metadata) -> None:
@@ -430,4 +437,5 @@ __all__ = [
     "parse_timestamp",
     "receipt_value",
     "validate_metadata",
+    "validate_new_metadata",
 ]

@@ -365,6 +365,8 @@ def test_pull_force_removes_the_temp_files_an_older_pull_left(
     (dest / "lib" / "deep").mkdir(parents=True)
     (dest / "lib" / "deep" / f"{TEMP_PREFIX}a1b2c3").write_text("an older version's temp file")
     (dest / "keep.txt").write_text("mine\n")
+    an_hour_ago = time.time() - 3600
+    os.utime(dest / f"{TEMP_PREFIX}killed", (an_hour_ago, an_hour_ago))
     cli.ok("pull", NAME, VERSION, dest, "--force")
     assert not list(dest.rglob(f"{TEMP_PREFIX}*"))
     assert set(snapshot(dest)) == {*snapshot(tree), "keep.txt"}

@@ -12,6 +12,7 @@ from artifactstore.config import (
     load_settings,
     local_root,
     local_storage_url,
+    redact_database_url,
     redact_url,
 )
 from artifactstore.dataplane.factory import dataplane_from_settings
@@ -126,3 +127,21 @@ def test_a_malformed_database_url_is_a_config_error_at_settings_load(
 )
 def test_well_formed_database_urls_pass(url: str) -> None:
     check_database_url(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://ci:sec?ret@db/x", "postgresql://ci:***@db/x"),
+        ("postgresql://ci:a'b c\"d#e@db:5432/x", "postgresql://ci:***@db:5432/x"),
+        ("postgresql://ci:p@ss@db/x", "postgresql://ci:***@db/x"),
+        (
+            "postgresql://ci:p%40ss@db/x?application_name=a@b",
+            "postgresql://ci:***@db/x?application_name=a@b",
+        ),
+        ("postgresql://ci@db/x?sslpassword=s&a=1", "postgresql://ci@db/x?sslpassword=***&a=1"),
+        ("sqlite:///var/lib/a.db", "sqlite:///var/lib/a.db"),
+    ],
+)
+def test_a_configured_database_url_is_redacted_by_its_structure(url: str, shown: str) -> None:
+    assert redact_database_url(url) == shown

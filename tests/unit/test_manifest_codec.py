@@ -668,18 +668,22 @@ def test_validate_metadata_sorts_and_converts_lists() -> None:
     )
 
 
-def test_validate_metadata_allows_64_kib_of_canonical_cbor_and_no_more() -> None:
+def test_new_metadata_may_be_64_kib_of_canonical_cbor_and_no_more() -> None:
     from artifactstore.errors import InvalidMetadataError
+    from artifactstore.manifest.model import validate_new_metadata
 
     # {"k": text of n bytes} is 1 (map) + 2 ("k") + 3 (text head) + n bytes of CBOR.
     at_limit = {"k": "x" * (65536 - 6)}
     assert len(cbor.encode(at_limit)) == 65536
-    assert validate_metadata(at_limit) == (("k", at_limit["k"]),)
+    assert validate_new_metadata(at_limit) == (("k", at_limit["k"]),)
+    over = {"k": "x" * (65536 - 5)}
     with pytest.raises(InvalidMetadataError, match="65537 bytes as canonical CBOR"):
-        validate_metadata({"k": "x" * (65536 - 5)})
+        validate_new_metadata(over)
     many = {f"key{i:04d}": [True, 1, "v" * 60] for i in range(1000)}
     with pytest.raises(InvalidMetadataError, match="at most 65536"):
-        validate_metadata(many)
+        validate_new_metadata(many)
+    # Stored metadata stays readable whatever its size (a package from before the limit).
+    assert validate_metadata(over) == (("k", over["k"]),)
 
 
 def test_timestamps_format_and_parse_strictly() -> None:

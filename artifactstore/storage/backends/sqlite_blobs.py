@@ -29,7 +29,6 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
-from urllib.parse import quote
 
 from artifactstore.errors import BlobNotFoundError, StorageError
 from artifactstore.permissions import make_directories
@@ -205,8 +204,7 @@ class SQLiteBlobBackend(RootedBackend):
                 f"small-blob database {self.path} was replaced while in use; restart to use it"
             )
         with storage_errors(f"read small-blob database {self.path}"):
-            uri = f"file:{quote(str(self.path))}?mode=ro"
-            probe = sqlite3.connect(uri, uri=True, timeout=_BUSY_TIMEOUT_MS / 1000)
+            probe = self._open_connection(writable=False)
             try:
                 probe.execute("SELECT 1 FROM blobs LIMIT 1").fetchone()
             finally:
@@ -330,10 +328,12 @@ class SQLiteBlobBackend(RootedBackend):
 
     def _needs_immutable(self, exc: sqlite3.OperationalError) -> bool:
         """True when a read-only open failed only because SQLite cannot create the -shm file of
-        the WAL database (read-only directory or mount) and no -wal file holds changes.
+        the WAL database on a read-only mount, and no -wal file holds changes.
 
-        No writer is active then (a writer keeps the -shm file), and the database file alone
-        holds every committed blob, so it can be read as immutable.
+        Nothing can write there (a snapshot), and the database file alone holds every
+        committed blob, so it can be read as immutable. A directory that is only not writable
+        for this user is not enough: another user may write blobs there later, which an
+        immutable connection would never see.
         """
         # A read-only mount says CANTOPEN, a read-only directory READONLY_DIRECTORY: compare
         # the primary result codes (the low byte).
@@ -341,7 +341,8 @@ class SQLiteBlobBackend(RootedBackend):
             return False
         wal = Path(f"{self.path}-wal")
         try:
-            return not wal.exists() or wal.stat().st_size == 0
+            read_only_mount = bool(os.statvfs(self._root).f_flag & os.ST_RDONLY)
+            return read_only_mount and (not wal.exists() or wal.stat().st_size == 0)
         except OSError:
             return False
 
