@@ -120,16 +120,9 @@ def migrate_database(settings: Settings, fresh: bool = False) -> tuple[str | Non
         engine.dispose()
 
 
-def sqlite_file(engine: Engine) -> Path | None:
-    """The file of an embedded SQLite database, or None (another database, or in memory)."""
-    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
-        return None
-    return Path(str(engine.url.database))
-
-
 def _create_sqlite_folder(engine: Engine) -> None:
     # SQLite creates the file but not its folder; the default lives in ./.artifactstore/.
-    path = sqlite_file(engine)
+    path = schema.sqlite_file(engine.url)
     if path is None:
         return
     try:
@@ -146,7 +139,7 @@ def prepare(engine: Engine, redacted_url: str, create: bool = True) -> bool:
     Returns True when this call created the database (a new embedded store). Without create,
     a SQLite file that does not exist raises StoreNotFoundError and nothing is created.
     """
-    path = sqlite_file(engine)
+    path = schema.sqlite_file(engine.url)
     fresh = False
     if path is not None and not create:
         if not _is_file(path):

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL
 
-from artifactstore import ingest, publish, registry, tree, uploads
+from artifactstore import ingest, publish, registry, schema, tree, uploads
 from artifactstore.database import Database
 from artifactstore.dataplane.spi import DataPlane
 from artifactstore.errors import InvalidInputError
@@ -88,9 +88,9 @@ def own_files(database_url: URL, blob_root: Path | None) -> list[Path]:
     the time.
     """
     found = [] if blob_root is None else [blob_root.absolute()]
-    name = database_url.database
-    if database_url.get_backend_name() == "sqlite" and name and name != ":memory:":
-        database = Path(name).absolute()
+    database = schema.sqlite_file(database_url)
+    if database is not None:
+        database = database.absolute()
         found.append(database)
         found.extend(database.with_name(database.name + end) for end in _DATABASE_COMPANIONS)
     return found

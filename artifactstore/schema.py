@@ -229,7 +229,7 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(parsed)
     event.listen(engine, "connect", _configure_sqlite_connection)
     event.listen(engine, "begin", _begin_sqlite_transaction)
-    path = _sqlite_file(parsed)
+    path = sqlite_file(parsed)
     if path is not None:
         opened: set[FileIdentity | None] = set()
         _opened_files[engine] = (path, opened)
@@ -244,7 +244,7 @@ def probe_engine(url: str) -> Engine:
         parsed = _parse(url)
         if parsed.get_backend_name() != "sqlite":
             return create_engine(parsed, poolclass=NullPool, connect_args=_connect_timeout(parsed))
-        path = _sqlite_file(parsed)
+        path = sqlite_file(parsed)
         if path is None:
             return create_engine(parsed, poolclass=NullPool)
     uri = f"file:{quote(str(path))}?mode=rw"
@@ -287,7 +287,7 @@ _opened_files: weakref.WeakKeyDictionary[Engine, tuple[Path, set[FileIdentity | 
 """Per SQLite engine: its file, and the (st_dev, st_ino) of each file its connections opened."""
 
 
-def _sqlite_file(parsed: URL) -> Path | None:
+def sqlite_file(parsed: URL) -> Path | None:
     """The file of a SQLite URL's database, or None (another database, or in memory)."""
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
