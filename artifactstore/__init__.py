@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from artifactstore.config import configure_logging as configure_logging
     from artifactstore.config import load_settings as load_settings
     from artifactstore.config import redact_url as redact_url
+    from artifactstore.duration import parse_duration as parse_duration
     from artifactstore.errors import AlreadyExistsError as AlreadyExistsError
     from artifactstore.errors import ArtifactStoreError as ArtifactStoreError
     from artifactstore.errors import BlobNotFoundError as BlobNotFoundError
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from artifactstore.errors import SchemaVersionError as SchemaVersionError
     from artifactstore.errors import StorageError as StorageError
     from artifactstore.errors import StoreNotFoundError as StoreNotFoundError
+    from artifactstore.errors import TokenNotFoundError as TokenNotFoundError
     from artifactstore.events.log import ChainReport as ChainReport
     from artifactstore.events.log import LogHead as LogHead
     from artifactstore.events.model import Event as Event
@@ -66,6 +68,7 @@ if TYPE_CHECKING:
     from artifactstore.registry import Package as Package
     from artifactstore.registry import StoredFile as StoredFile
     from artifactstore.store import ArtifactStore as ArtifactStore
+    from artifactstore.tokens import Token as Token
 
 _LOCATIONS = {
     "Problem": "artifactstore.audit",
@@ -77,6 +80,7 @@ _LOCATIONS = {
     "configure_logging": "artifactstore.config",
     "load_settings": "artifactstore.config",
     "redact_url": "artifactstore.config",
+    "parse_duration": "artifactstore.duration",
     "AlreadyExistsError": "artifactstore.errors",
     "ArtifactStoreError": "artifactstore.errors",
     "BlobNotFoundError": "artifactstore.errors",
@@ -101,6 +105,7 @@ _LOCATIONS = {
     "SchemaVersionError": "artifactstore.errors",
     "StorageError": "artifactstore.errors",
     "StoreNotFoundError": "artifactstore.errors",
+    "TokenNotFoundError": "artifactstore.errors",
     "ChainReport": "artifactstore.events.log",
     "LogHead": "artifactstore.events.log",
     "Event": "artifactstore.events.model",
@@ -120,6 +125,7 @@ _LOCATIONS = {
     "Package": "artifactstore.registry",
     "StoredFile": "artifactstore.registry",
     "ArtifactStore": "artifactstore.store",
+    "Token": "artifactstore.tokens",
 }
 
 __all__ = [
@@ -166,6 +172,8 @@ __all__ = [
     "StorageError",
     "StoreNotFoundError",
     "StoredFile",
+    "Token",
+    "TokenNotFoundError",
     "VerifyReport",
     "__version__",
     "check_health",
@@ -174,6 +182,7 @@ __all__ = [
     "is_package_spec",
     "load_settings",
     "migrate_database",
+    "parse_duration",
     "parse_package_spec",
     "redact_url",
 ]

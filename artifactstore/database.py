@@ -5,15 +5,20 @@ following the log, migrating) runs inside `errors(url)`, the way httpx maps its 
 errors at one edge: a unique or foreign-key violation becomes ConflictError (two writers
 raced), anything else DatabaseError, with the URL's password hidden and the driver's message
 cut to its first line (the rest can quote SQL and parameters). `Database` holds the
-transactions the store and its recipes (push, publish, ingest, audit) run in.
+transactions the store and its recipes (push, publish, ingest, audit) run in, and a forked
+child gets fresh connections for each (`_forget_connections_after_fork`).
 """
 
 from __future__ import annotations
 
+import getpass
+import os
+import socket
 import uuid
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 
 import sqlalchemy.exc
 from sqlalchemy import Connection, Engine
@@ -45,6 +50,33 @@ def reason(exc: sqlalchemy.exc.SQLAlchemyError) -> str:
     return redact_url(text[0]) if text else type(exc).__name__
 
 
+def utc_now() -> datetime:
+    """The current time in UTC: the store's clock, unless a caller gives another."""
+    return datetime.now(UTC)
+
+
+def default_actor() -> str:
+    """Who writes when the caller names no one: 'user@host'."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+_open_databases: weakref.WeakSet[Database] = weakref.WeakSet()
+
+
+def _forget_connections_after_fork() -> None:
+    # A child must not use the parent's database connections (SQLAlchemy's advice for
+    # multiprocessing): drop them from the pool without closing the parent's sockets.
+    for db in list(_open_databases):
+        db.engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forget_connections_after_fork)
+
+
 class Database:
     """The registry database as the store's recipes use it: transactions inside the error
     boundary, and the writer of new events (who and when, then log and views together)."""
@@ -57,6 +89,7 @@ class Database:
         self.actor = actor
         self.now = now
         self._writer = schema.writer(engine)
+        _open_databases.add(self)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

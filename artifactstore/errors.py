@@ -14,7 +14,8 @@ ArtifactStoreError
 ├── NotFoundError (LookupError)
 │   ├── PackageNotFoundError
 │   ├── PackageFileNotFoundError
-│   └── BlobNotFoundError
+│   ├── BlobNotFoundError
+│   └── TokenNotFoundError
 ├── ConflictError
 │   ├── AlreadyExistsError      (name, version) taken, or a path added twice
 │   ├── PackageFinalizedError   the package is immutable now
@@ -96,6 +97,10 @@ class PackageFileNotFoundError(NotFoundError):
 
 class BlobNotFoundError(NotFoundError):
     """No blob under that content address in the backend."""
+
+
+class TokenNotFoundError(NotFoundError):
+    """No server token of that name."""
 
 
 class ConflictError(ArtifactStoreError):

@@ -4,8 +4,8 @@
 sequence and chain digest, and every write transaction locks that one row before it reads the
 state it checks (`events.log.lock_head`). `upload_sessions`, with the blobs each holds and the
 files a push has staged, is operational state like the head: not a view, never replayed.
-`artifact_packages`, `artifact_files`, `storage_locations` and `retention_state` are views that
-replay rebuilds from the log. `retention_classes` (seeded by the first migration) is
+`artifact_packages`, `artifact_files`, `storage_locations`, `retention_state` and `tokens` are
+views that replay rebuilds from the log. `retention_classes` (seeded by the first migration) is
 reference data. Timestamps are RFC 3339 UTC text with microseconds:
 identical on SQLite and PostgreSQL, so canonical dumps of the views compare byte for byte.
 """
@@ -46,7 +46,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 from artifactstore.config import check_database_url, redact_database_url
 from artifactstore.errors import ConfigError
 
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 """The Alembic revision this code expects; a test keeps it equal to the migrations' head."""
 
 GENESIS_CHAIN_DIGEST = "0" * 64
@@ -208,7 +208,21 @@ upload_session_files = Table(
     Column("stored_at", _TIMESTAMP, nullable=False),
 )
 
-VIEW_TABLES = (artifact_packages, artifact_files, storage_locations, retention_state)
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("scope", String(8), nullable=False),
+    Column("prefix", String(255), nullable=True),
+    # The SHA-256 of the secret (artifactstore.tokens says why no slow KDF), never the secret.
+    Column("secret_sha256", _HEX_DIGEST, nullable=False),
+    Column("created_at", _TIMESTAMP, nullable=False),
+    Column("expires_at", _TIMESTAMP, nullable=True),
+    Column("revoked_at", _TIMESTAMP, nullable=True),
+    CheckConstraint("scope IN ('read', 'write', 'admin')", name="scope"),
+)
+
+VIEW_TABLES = (artifact_packages, artifact_files, storage_locations, retention_state, tokens)
 """Tables replay rebuilds from the log, parents before children."""
 
 _WRITE_OPTION = "artifactstore_write"

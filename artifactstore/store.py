@@ -10,18 +10,15 @@ session (`uploads`) and publishes the whole version in one such transaction (`pu
 Reads of a finalized package go through its manifest, taken from the finalize event in the log
 and checked against the digest the views name (`trust`). Reads never take the write lock. One
 store may be shared by threads, and a forked child gets fresh database connections
-(`_forget_connections_after_fork`).
+(`database.Database`).
 """
 
 from __future__ import annotations
 
-import getpass
 import io
 import os
-import socket
-import weakref
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Self
@@ -39,6 +36,7 @@ from artifactstore import (
     registry,
     retention,
     schema,
+    tokens,
     tree,
     trust,
 )
@@ -60,35 +58,11 @@ from artifactstore.naming import check_name, check_path, check_version
 from artifactstore.publish import PushResult
 from artifactstore.registry import Package, PackageRef, RetentionClass, StoredFile
 from artifactstore.storage.spi import BackendHealth
+from artifactstore.tokens import Token
 from artifactstore.verifying import VerifyingReader
 
 ManifestFormat = str
 _FORMATS = ("cbor", "jcs")
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-_open_stores: weakref.WeakSet[ArtifactStore] = weakref.WeakSet()
-
-
-def _forget_connections_after_fork() -> None:
-    # A child must not use the parent's database connections (SQLAlchemy's advice for
-    # multiprocessing): drop them from the pool without closing the parent's sockets.
-    for store in list(_open_stores):
-        store.engine.dispose(close=False)
-
-
-os.register_at_fork(after_in_child=_forget_connections_after_fork)
-
-
-def _default_actor() -> str:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = str(os.getuid())
-    return f"{user}@{socket.gethostname()}"
 
 
 class ArtifactStore:
@@ -101,14 +75,13 @@ class ArtifactStore:
         *,
         redacted_url: str = "",
         actor: str | None = None,
-        now: Callable[[], datetime] = _utc_now,
+        now: Callable[[], datetime] = database.utc_now,
         blob_root: Path | None = None,
     ) -> None:
         url = redacted_url or redact_url(engine.url.render_as_string(hide_password=True))
-        self._db = Database(engine, url, actor or _default_actor(), now)
+        self._db = Database(engine, url, actor or database.default_actor(), now)
         self._dataplane = dataplane
         self._own_files = push.own_files(engine.url, blob_root)
-        _open_stores.add(self)
 
     # -- opening and closing -------------------------------------------------------------
 
@@ -437,6 +410,32 @@ class ArtifactStore:
         """BLAKE3 over a canonical dump of every view row."""
         with self._db.read() as connection:
             return views.state_digest(connection)
+
+    # -- server tokens (see tokens.py) -----------------------------------------------------
+
+    def create_token(
+        self,
+        name: str,
+        scope: str,
+        prefix: str | None = None,
+        expires_in: timedelta | None = None,
+        *,
+        actor: str | None = None,
+    ) -> tuple[Token, str]:
+        """Create a token; returns it and its secret, which is never shown again."""
+        return tokens.create(self._db, name, scope, prefix, expires_in, actor)
+
+    def list_tokens(self) -> list[Token]:
+        """Every token by name, revoked and expired ones too; never a secret."""
+        return tokens.list_tokens(self._db)
+
+    def revoke_token(self, name: str, *, actor: str | None = None) -> Token:
+        """Revoke a token (again: no change); TokenNotFoundError if there is none."""
+        return tokens.revoke(self._db, name, actor)
+
+    def authenticate_token(self, secret: str) -> Token | None:
+        """The token a secret belongs to, revoked or expired too (see Token.allows), or None."""
+        return tokens.authenticate(self._db, secret)
 
     # -- health ----------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         PushResult,
         ReplayReport,
         StoredFile,
+        Token,
         VerifyReport,
     )
 
@@ -241,6 +242,46 @@ def event(found: Event, as_json: bool) -> None:
         )
     # A follower is usually piped into another program that wants each event now.
     sys.stdout.flush()
+
+
+def _token(found: Token) -> dict[str, object]:
+    return {
+        "created_at": found.created_at,
+        "expires_at": found.expires_at,
+        "name": found.name,
+        "prefix": found.prefix,
+        "revoked_at": found.revoked_at,
+        "scope": found.scope,
+    }
+
+
+def token_created(created: Token, secret: str, as_json: bool) -> None:
+    """`token create`: the secret alone (for `$(...)`), or the token and its secret.
+
+    The one place a secret is printed.
+    """
+    if as_json:
+        emit_json({**_token(created), "secret": secret})
+    else:
+        click.echo(secret)
+
+
+def tokens(found: Sequence[Token], as_json: bool) -> None:
+    """`token list`: name, scope, prefix, created, expires, revoked; tab-separated, '-' for none."""
+    if as_json:
+        emit_json([_token(t) for t in found])
+        return
+    for t in found:
+        fields = (t.name, t.scope, t.prefix, t.created_at, t.expires_at, t.revoked_at)
+        click.echo("\t".join(field or "-" for field in fields))
+
+
+def token_revoked(revoked: Token, as_json: bool) -> None:
+    """`token revoke`: the token, now with its revocation time."""
+    if as_json:
+        emit_json(_token(revoked))
+    else:
+        click.echo(f"token {revoked.name} revoked at {revoked.revoked_at}")
 
 
 class Progress:

@@ -7,7 +7,9 @@ from a view row, which anyone with database access could edit).
 
 The package rules (SPEC "Concepts"): a package is created once; files are added and the
 package finalized or abandoned only while it is open; after its finalize only retention
-events may follow, and after an abandon nothing.
+events may follow, and after an abandon nothing. The token rules: a token name is created
+once (never reused, even after its revocation) and revoked only while active; token events
+name no package.
 """
 
 from __future__ import annotations
@@ -16,17 +18,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from artifactstore import schema
+from artifactstore.cbor import decode_strict
+from artifactstore.errors import ManifestError
 from artifactstore.events.model import (
     FILE_INGESTED,
     PACKAGE_ABANDONED,
     PACKAGE_CREATED,
     PACKAGE_FINALIZED,
     RETENTION_ASSIGNED,
+    TOKEN_CREATED,
+    TOKEN_EVENTS,
+    TOKEN_REVOKED,
     Event,
     digest_event,
 )
 
 OPEN, FINALIZED, ABANDONED = "open", "finalized", "abandoned"
+ACTIVE, REVOKED = "active", "revoked"
 
 AFTER_FINALIZE = frozenset({RETENTION_ASSIGNED})
 """Event types that may follow a package's finalize (retention changes; later holds and ends)."""
@@ -60,6 +68,36 @@ def next_state(state: str | None, event_type: str) -> str:
     return allowed[state]
 
 
+_TOKEN_TRANSITIONS: dict[str, dict[str | None, str]] = {
+    TOKEN_CREATED: {None: ACTIVE},
+    TOKEN_REVOKED: {ACTIVE: REVOKED},
+}
+
+
+def next_token_state(state: str | None, event_type: str) -> str:
+    """The token state after a token event; RuleError if the token rules forbid it.
+
+    state is None for a token name the log has never mentioned.
+    """
+    allowed = _TOKEN_TRANSITIONS[event_type]
+    if state not in allowed:
+        where = {None: "an unknown token", ACTIVE: "an active token"}.get(state, "a revoked token")
+        raise RuleError(f"{event_type} is not allowed on {where}")
+    return allowed[state]
+
+
+def token_name(payload: bytes) -> str:
+    """The token name a token event's payload names; RuleError if it names none."""
+    try:
+        value = decode_strict(payload)
+    except ManifestError as exc:
+        raise RuleError(f"token event payload is not canonical CBOR: {exc}") from None
+    name = value.get("name") if isinstance(value, dict) else None
+    if not isinstance(name, str):
+        raise RuleError("token event payload names no token")
+    return name
+
+
 @dataclass(frozen=True, slots=True)
 class LogProblem:
     """The first thing wrong at one sequence; kind is 'chain' (bytes, gaps) or 'rule'."""
@@ -86,6 +124,7 @@ class LogChecker:
     last_sequence: int = 0
     chain_digest: str = schema.GENESIS_CHAIN_DIGEST
     states: dict[str, str] = field(default_factory=dict)
+    token_states: dict[str, str] = field(default_factory=dict)
 
     def check(self, event: Event) -> list[LogProblem]:
         """Check one event against everything before it; return its problems (usually none)."""
@@ -117,7 +156,9 @@ class LogChecker:
             )
         self.last_sequence = event.sequence
         self.chain_digest = event.chain_digest
-        if event.package_id is not None:
+        if event.event_type in TOKEN_EVENTS:
+            problems.extend(self._check_token(event))
+        elif event.package_id is not None:
             try:
                 self.states[event.package_id] = next_state(
                     self.states.get(event.package_id), event.event_type
@@ -127,6 +168,20 @@ class LogChecker:
                     LogProblem(event.sequence, "rule", f"package {event.package_id}: {exc}")
                 )
         return problems
+
+    def _check_token(self, event: Event) -> list[LogProblem]:
+        try:
+            if event.package_id is not None:
+                raise RuleError(f"{event.event_type} names package {event.package_id}")
+            name = token_name(event.payload)
+        except RuleError as exc:
+            return [LogProblem(event.sequence, "rule", str(exc))]
+        try:
+            state = next_token_state(self.token_states.get(name), event.event_type)
+        except RuleError as exc:
+            return [LogProblem(event.sequence, "rule", f"token {name}: {exc}")]
+        self.token_states[name] = state
+        return []
 
     def finish(self, head_sequence: int, head_digest: str) -> list[LogProblem]:
         """Problems once every event up to the head was fed: head mismatch, unseen checkpoints."""

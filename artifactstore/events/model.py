@@ -20,6 +20,10 @@ RETENTION_ASSIGNED = "v1.retention.assigned"
 FILE_INGESTED = "v1.file.ingested"
 PACKAGE_FINALIZED = "v1.package.finalized"
 PACKAGE_ABANDONED = "v1.package.abandoned"
+TOKEN_CREATED = "v1.token.created"
+TOKEN_REVOKED = "v1.token.revoked"
+TOKEN_EVENTS = (TOKEN_CREATED, TOKEN_REVOKED)
+"""Events about server tokens: no package id; the token's name is in the payload."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,9 @@ Payloads (canonical CBOR maps unless said otherwise):
   stored_at. A later event for the same path replaces the file.
 - `v1.package.finalized`: the canonical CBOR manifest itself.
 - `v1.package.abandoned`: an empty map; the open package and its files leave the views.
+- `v1.token.created`: name, scope, prefix (or null), secret_sha256 (hex), expires_at (or null);
+  no package id. Never the secret.
+- `v1.token.revoked`: name; the token keeps its row, with revoked_at set.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from artifactstore.events.model import (
     PACKAGE_CREATED,
     PACKAGE_FINALIZED,
     RETENTION_ASSIGNED,
+    TOKEN_CREATED,
+    TOKEN_REVOKED,
     Event,
 )
 from artifactstore.manifest import reader
@@ -182,11 +187,35 @@ def _package_abandoned(connection: Connection, event: Event) -> None:
     )
 
 
+def _token_created(connection: Connection, event: Event) -> None:
+    payload = _payload(event)
+    connection.execute(
+        insert(schema.tokens).values(
+            name=payload["name"],
+            scope=payload["scope"],
+            prefix=payload["prefix"],
+            secret_sha256=payload["secret_sha256"],
+            created_at=event.occurred_at,
+            expires_at=payload["expires_at"],
+        )
+    )
+
+
+def _token_revoked(connection: Connection, event: Event) -> None:
+    connection.execute(
+        update(schema.tokens)
+        .where(schema.tokens.c.name == _payload(event)["name"])
+        .values(revoked_at=event.occurred_at)
+    )
+
+
 _HANDLERS: dict[str, Callable[[Connection, Event], None]] = {
     PACKAGE_CREATED: _package_created,
     RETENTION_ASSIGNED: _retention_assigned,
     PACKAGE_FINALIZED: _package_finalized,
     PACKAGE_ABANDONED: _package_abandoned,
+    TOKEN_CREATED: _token_created,
+    TOKEN_REVOKED: _token_revoked,
 }
 
 
@@ -286,11 +315,12 @@ _GROUPED_BY = {
     schema.artifact_files.name: "package_id",
     schema.retention_state.name: "package_id",
     schema.storage_locations.name: "content_address",
+    schema.tokens.name: "name",
 }
 
 
 def fingerprints(connection: Connection) -> dict[tuple[str, str], str]:
-    """A digest of the view rows per (table, package id or content address)."""
+    """A digest of the view rows per (table, package id, content address or token name)."""
     hashers: dict[tuple[str, str], Any] = {}
     for table in schema.VIEW_TABLES:
         column = _GROUPED_BY[table.name]
@@ -322,6 +352,8 @@ def _differences(
     for table, key in sorted(changed):
         if table == schema.storage_locations.name:
             what = f"blob {key}"
+        elif table == schema.tokens.name:
+            what = f"token {key}"
         else:
             what = f"package {names[key]}" if key in names else f"package id {key}"
         if (table, key) not in rebuilt:
