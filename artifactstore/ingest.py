@@ -108,25 +108,58 @@ def stage_directory(
             uploads.stage(connection, session, staged, db.now())
 
 
-def check_can_add(db: Database, ref: PackageRef, paths: list[str], replace: bool) -> None:
+def add(
+    db: Database,
+    ref: PackageRef,
+    paths: list[str],
+    batches: Iterable[list[Ingested]],
+    replace: bool,
+    actor: str | None,
+) -> list[StoredFile]:
+    """Add files to an open package: every path checked first (batches is lazy, so no blob is
+    stored before), then each batch of stored files committed in its own transaction."""
+    known = check_can_add(db, ref, paths, replace)
+    stored: list[StoredFile] = []
+    for ingested in batches:
+        files, known = commit_files(db, ref, ingested, replace, actor, known)
+        stored.extend(files)
+    return stored
+
+
+def check_can_add(db: Database, ref: PackageRef, paths: list[str], replace: bool) -> int:
     """Raise unless the package is open, (without replace) has none of paths yet, and none of
-    paths clashes with its files (naming.check_paths: prefixes, NFC and case twins)."""
+    paths clashes with its files (naming.check_paths: prefixes, NFC and case twins); returns
+    how many files it has."""
     with db.read() as connection:
         package = registry.get_package(connection, ref)
         require_open(package)
-        _require_addable(package, paths, registry.package_paths(connection, package.id), replace)
+        existing = registry.package_paths(connection, package.id)
+        _require_addable(package, paths, existing, replace)
+        return len(existing)
 
 
 def commit_files(
-    db: Database, ref: PackageRef, ingested: list[Ingested], replace: bool, actor: str | None
-) -> list[StoredFile]:
-    """Add stored files to an open package in one transaction (one v1.file.ingested each)."""
+    db: Database,
+    ref: PackageRef,
+    ingested: list[Ingested],
+    replace: bool,
+    actor: str | None,
+    known: int,
+) -> tuple[list[StoredFile], int]:
+    """Add stored files to an open package in one transaction (one v1.file.ingested each);
+    returns them and the package's file count after.
+
+    known is the file count when the paths were checked: files are never taken out of an open
+    package, so an unchanged count means nobody added a path since, and the check holds.
+    """
     with db.write() as connection:
         package = registry.get_package(connection, ref)
         require_open(package)
-        # Checked again under the lock: another writer may have added a clashing path since.
-        paths = [path for path, _, _ in ingested]
-        _require_addable(package, paths, registry.package_paths(connection, package.id), replace)
+        if registry.file_count(connection, package.id) != known:
+            # Another writer added files since: check again, under the lock.
+            paths = [path for path, _, _ in ingested]
+            existing = registry.package_paths(connection, package.id)
+            _require_addable(package, paths, existing, replace)
         # One commit, one moment: the batch's events share their timestamp.
         now = format_timestamp(db.now())
         db.record(
@@ -136,7 +169,8 @@ def commit_files(
                 for item in ingested
             ],
         )
-    return [
+        count = registry.file_count(connection, package.id)
+    stored = [
         StoredFile(
             path=path,
             size=result.size,
@@ -147,6 +181,7 @@ def commit_files(
         )
         for path, result, executable in ingested
     ]
+    return stored, count
 
 
 def require_open(package: Package) -> None:

@@ -263,6 +263,13 @@ def package_file(connection: Connection, package_id: str, path: str) -> StoredFi
     return None if row is None else _stored_file(row)
 
 
+def file_count(connection: Connection, package_id: str) -> int:
+    """How many files a package has."""
+    files = schema.artifact_files
+    query = select(func.count()).where(files.c.package_id == package_id)
+    return int(connection.execute(query).scalar_one())
+
+
 def package_paths(connection: Connection, package_id: str) -> set[str]:
     """The set of paths already in a package."""
     files = schema.artifact_files

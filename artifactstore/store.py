@@ -226,11 +226,12 @@ class ArtifactStore:
     ) -> StoredFile:
         """Stream one file into an open package; a path already there needs replace=True."""
         check_path(path)
-        ingest.check_can_add(self._db, ref, [path], replace)
-        result, inferred = ingest.ingest_source(self._dataplane, source)
-        is_executable = inferred if executable is None else executable
-        ingested = [(path, result, is_executable)]
-        [stored] = ingest.commit_files(self._db, ref, ingested, replace, actor)
+
+        def stored_blob() -> Iterator[list[ingest.Ingested]]:
+            result, inferred = ingest.ingest_source(self._dataplane, source)
+            yield [(path, result, inferred if executable is None else executable)]
+
+        [stored] = ingest.add(self._db, ref, [path], stored_blob(), replace, actor)
         return stored
 
     def ingest_directory(
@@ -249,11 +250,8 @@ class ArtifactStore:
         dies between batches the package stays open with the batches before.
         """
         found = tree.scan(directory, self._own_files)
-        ingest.check_can_add(self._db, ref, [f.path for f in found], replace)
-        stored: list[StoredFile] = []
-        for ingested in ingest.store_blobs(self._db, self._dataplane, found, progress):
-            stored.extend(ingest.commit_files(self._db, ref, ingested, replace, actor))
-        return stored
+        batches = ingest.store_blobs(self._db, self._dataplane, found, progress)
+        return ingest.add(self._db, ref, [f.path for f in found], batches, replace, actor)
 
     # -- finalize and push -----------------------------------------------------------------
 
