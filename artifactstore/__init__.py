@@ -62,6 +62,9 @@ if TYPE_CHECKING:
     from artifactstore.manifest.model import Manifest as Manifest
     from artifactstore.migration import migrate_database as migrate_database
     from artifactstore.naming import PackageSpec as PackageSpec
+    from artifactstore.naming import check_name as check_name
+    from artifactstore.naming import check_path as check_path
+    from artifactstore.naming import check_version as check_version
     from artifactstore.naming import is_package_spec as is_package_spec
     from artifactstore.naming import parse_package_spec as parse_package_spec
     from artifactstore.publish import PushResult as PushResult
@@ -119,6 +122,9 @@ _LOCATIONS = {
     "Manifest": "artifactstore.manifest.model",
     "migrate_database": "artifactstore.migration",
     "PackageSpec": "artifactstore.naming",
+    "check_name": "artifactstore.naming",
+    "check_path": "artifactstore.naming",
+    "check_version": "artifactstore.naming",
     "is_package_spec": "artifactstore.naming",
     "parse_package_spec": "artifactstore.naming",
     "PushResult": "artifactstore.publish",
@@ -177,6 +183,9 @@ __all__ = [
     "VerifyReport",
     "__version__",
     "check_health",
+    "check_name",
+    "check_path",
+    "check_version",
     "configure_logging",
     "digest_stream",
     "is_package_spec",

@@ -1,12 +1,14 @@
 """The HTTP app: a Flask factory that gunicorn serves (`gunicorn 'artifactstore.web:create_app()'`).
 
-Only `GET /health` exists so far. The app must come up even when the database is down, so a
-load balancer can see it is unhealthy: without a store given, the factory tries to open one
-from the ARTIFACTSTORE_* variables and, if that fails, tries again on each request until it
-works (one request at a time; the others answer at once with the last error instead of
-queueing behind a slow database). `HTTP_STATUSES` is the one table from errors to HTTP
-statuses; every error the app answers, unknown routes and methods and unexpected exceptions
-included, is JSON `{"error": message}`.
+`GET /health` is here; the package API under /v1 is api.py's blueprint. The app must come up
+even when the database is down, so a load balancer can see it is unhealthy: without a store
+given, the factory tries to open one from the ARTIFACTSTORE_* variables and, if that fails,
+tries again on each request until it works (one request at a time; the others answer at once
+with the last error instead of queueing behind a slow database). `HTTP_STATUSES` is the one
+table from errors to HTTP statuses; every error the app answers, unknown routes and methods and
+unexpected exceptions included, is JSON `{"error": message}`, and under /v1 the API's
+`{"error": {"code", "message"}}`. ARTIFACTSTORE_ANONYMOUS_READ=1 (`serve --anonymous-read`)
+lets /v1 reads go without a token.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from artifactstore import (
     InvalidInputError,
     NotFoundError,
     Settings,
+    api,
     check_health,
     configure_logging,
     load_settings,
@@ -86,6 +89,8 @@ def create_app(store: ArtifactStore | None = None) -> Flask:
     # Open now so a misconfiguration shows in the log at boot; a failure is retried per request.
     holder.get()
     app = Flask(__name__)
+    app.config[api.ANONYMOUS_READ] = os.environ.get(api.ANONYMOUS_READ) == "1"
+    app.register_blueprint(api.blueprint(holder.get))
 
     @app.get("/health")
     def get_health() -> tuple[Response, int]:
@@ -105,6 +110,8 @@ def create_app(store: ArtifactStore | None = None) -> Flask:
         # Flask's own errors (unknown route, method, and the 500 that wraps an unexpected
         # exception, already logged with its traceback) come as HTML; the API answers JSON,
         # naming only the status and the request, never the exception's text.
+        if request.path == "/v1" or request.path.startswith("/v1/"):
+            return api.http_error(exc)
         response = exc.get_response()
         response.set_data(json.dumps({"error": f"{exc.name}: {request.method} {request.path}"}))
         response.content_type = "application/json"

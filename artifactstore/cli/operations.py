@@ -134,12 +134,17 @@ def _serve_environment(settings: Settings) -> dict[str, str]:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1), help="Processes.")
+@click.option(
+    "--anonymous-read", is_flag=True, help="Let /v1 reads go without a token (writes never)."
+)
 @pass_state
-def serve(state: CliState, host: str, port: int, workers: int) -> None:
-    """Run the HTTP app (GET /health) under gunicorn.
+def serve(state: CliState, host: str, port: int, workers: int, anonymous_read: bool) -> None:
+    """Run the HTTP app (GET /health, the /v1 package API) under gunicorn.
 
     gunicorn replaces this process; the settings reach the app through the ARTIFACTSTORE_*
-    environment variables.
+    environment variables. Reads need a token ('artifactstore token create') unless
+    --anonymous-read is given; the flag alone decides, an inherited
+    ARTIFACTSTORE_ANONYMOUS_READ is overridden.
 
     \b
     Example:
@@ -152,7 +157,9 @@ def serve(state: CliState, host: str, port: int, workers: int) -> None:
     # it, so it is off.
     argv += ["--no-control-socket", "artifactstore.web:create_app()"]
     # exec, not a child: signals from a supervisor reach gunicorn's arbiter directly.
-    os.execve(sys.executable, argv, _serve_environment(state.settings))
+    environ = _serve_environment(state.settings)
+    environ[f"{ENV_PREFIX}ANONYMOUS_READ"] = "1" if anonymous_read else "0"
+    os.execve(sys.executable, argv, environ)
 
 
 COMMANDS = (version, migrate, health, replay, checkpoint, serve)

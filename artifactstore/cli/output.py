@@ -220,21 +220,24 @@ def packages(found: Sequence[Package], as_json: bool) -> None:
         click.echo(f"{p}\t{p.state}\t{p.retention_class}\t{p.manifest_digest or '-'}")
 
 
+def event_json(found: Event) -> dict[str, object]:
+    """One event as `events --json` and the HTTP API's /v1/events write it."""
+    return {
+        "actor": found.actor,
+        "chain_digest": found.chain_digest,
+        "event_id": found.event_id,
+        "event_type": found.event_type,
+        "occurred_at": found.occurred_at,
+        "package_id": found.package_id,
+        "payload": found.payload_value(),
+        "sequence": found.sequence,
+    }
+
+
 def event(found: Event, as_json: bool) -> None:
     """`events`: one line per event (JSON Lines with --json), flushed at once for followers."""
     if as_json:
-        emit_json(
-            {
-                "actor": found.actor,
-                "chain_digest": found.chain_digest,
-                "event_id": found.event_id,
-                "event_type": found.event_type,
-                "occurred_at": found.occurred_at,
-                "package_id": found.package_id,
-                "payload": found.payload_value(),
-                "sequence": found.sequence,
-            }
-        )
+        emit_json(event_json(found))
     else:
         click.echo(
             f"{found.sequence}\t{found.occurred_at}\t{found.event_type}\t"
