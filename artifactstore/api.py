@@ -261,8 +261,7 @@ def blueprint(get_store: Callable[[], ArtifactStore | ArtifactStoreError]) -> Bl
         since = _number("since", 0, 0, None)
         limit = _number("limit", DEFAULT_EVENT_LIMIT, 1, MAX_EVENT_LIMIT)
         wait = _number("wait", 0, 0, MAX_WAIT_SECONDS)
-        prefix = None if token is None else token.prefix
-        found = _read_events(store(), _visibility(store(), prefix), since, limit, wait)
+        found = _read_events(store(), _visibility(store(), token), since, limit, wait)
         lines = (json.dumps(event_json(e), sort_keys=True, ensure_ascii=False) for e in found)
         return Response("".join(f"{line}\n" for line in lines), mimetype="application/jsonl")
 
@@ -353,16 +352,19 @@ def _number(name: str, default: int, least: int, most: int | None) -> int:
     return int(text)
 
 
-def _visibility(store: ArtifactStore, prefix: str | None) -> Callable[[Event], bool]:
-    """Whether an event is visible to a token of prefix: all are to an unprefixed one; to a
-    prefixed one, those of packages under the prefix (not those of no package, e.g. tokens)."""
+def _visibility(store: ArtifactStore, token: Token | None) -> Callable[[Event], bool]:
+    """Whether an event is visible to token (None: an anonymous read). Events of no package
+    (tokens made and revoked) only to an admin token without a prefix; package events to all,
+    except that a prefixed token sees only the packages under its prefix."""
+    prefix = None if token is None else token.prefix
+    admin = token is not None and token.scope == "admin" and prefix is None
     names: dict[str, str | None] = {}
 
     def visible(event: Event) -> bool:
+        if event.package_id is None:
+            return admin
         if prefix is None:
             return True
-        if event.package_id is None:
-            return False
         if event.package_id not in names:
             try:
                 names[event.package_id] = store.package(event.package_id).name
