@@ -45,7 +45,7 @@ from artifactstore import (
     check_path,
     check_version,
 )
-from artifactstore.cli.output import event_json
+from artifactstore.cli.output import event_json, package_json
 
 _log = logging.getLogger(__name__)
 
@@ -178,20 +178,6 @@ def stream_range(reader: BinaryIO, start: int, end: int, label: str) -> Iterator
             yield held
 
 
-def _package_json(package: Package) -> dict[str, object]:
-    return {
-        "created_at": package.created_at,
-        "finalized_at": package.finalized_at,
-        "id": package.id,
-        "manifest_digest": package.manifest_digest,
-        "metadata": dict(package.metadata),
-        "name": package.name,
-        "retention_class": package.retention_class,
-        "state": package.state,
-        "version": package.version,
-    }
-
-
 def _file_json(found: StoredFile) -> dict[str, object]:
     return {
         "content_address": str(found.content_address),
@@ -235,7 +221,7 @@ def blueprint(get_store: Callable[[], ArtifactStore | ArtifactStoreError]) -> Bl
         found = store().list_packages(name)
         if token is not None and token.prefix is not None:
             found = [p for p in found if p.name.startswith(token.prefix)]
-        return jsonify({"packages": [_package_json(p) for p in found]})
+        return jsonify({"packages": [package_json(p) for p in found]})
 
     @api.get("/packages/<path:rest>")
     def package_route(rest: str) -> Response:
@@ -246,14 +232,14 @@ def blueprint(get_store: Callable[[], ArtifactStore | ArtifactStoreError]) -> Bl
             if not found:
                 raise PackageNotFoundError(f"no package named {name!r}")
             found.sort(key=lambda p: (p.created_at, p.version), reverse=True)
-            return jsonify({"name": name, "versions": [_package_json(p) for p in found]})
+            return jsonify({"name": name, "versions": [package_json(p) for p in found]})
         package = store().get_package(name, version)
         if leaf == "manifest":
             return _manifest(store(), package)
         if leaf == "file":
             return _file(store(), package)
         files = [_file_json(f) for f in store().list_files(package)]
-        return jsonify({**_package_json(package), "files": files})
+        return jsonify({**package_json(package), "files": files})
 
     @api.get("/events")
     def events() -> Response:

@@ -199,25 +199,25 @@ def verified(report: VerifyReport, as_json: bool) -> None:
 def packages(found: Sequence[Package], as_json: bool) -> None:
     """`ls`: name:version, state, retention class and manifest digest, tab-separated."""
     if as_json:
-        emit_json(
-            [
-                {
-                    "created_at": p.created_at,
-                    "finalized_at": p.finalized_at,
-                    "id": p.id,
-                    "manifest_digest": p.manifest_digest,
-                    "metadata": dict(p.metadata),
-                    "name": p.name,
-                    "retention_class": p.retention_class,
-                    "state": p.state,
-                    "version": p.version,
-                }
-                for p in found
-            ]
-        )
+        emit_json([package_json(p) for p in found])
         return
     for p in found:
         click.echo(f"{p}\t{p.state}\t{p.retention_class}\t{p.manifest_digest or '-'}")
+
+
+def package_json(package: Package) -> dict[str, object]:
+    """One package as `ls --json` and the HTTP API write it."""
+    return {
+        "created_at": package.created_at,
+        "finalized_at": package.finalized_at,
+        "id": package.id,
+        "manifest_digest": package.manifest_digest,
+        "metadata": dict(package.metadata),
+        "name": package.name,
+        "retention_class": package.retention_class,
+        "state": package.state,
+        "version": package.version,
+    }
 
 
 def event_json(found: Event) -> dict[str, object]:
