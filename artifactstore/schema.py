@@ -46,7 +46,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 from artifactstore.config import check_database_url, redact_database_url
 from artifactstore.errors import ConfigError
 
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 """The Alembic revision this code expects; a test keeps it equal to the migrations' head."""
 
 GENESIS_CHAIN_DIGEST = "0" * 64
@@ -190,6 +190,12 @@ upload_session_blobs = Table(
     metadata,
     _owned_by("session_id", "upload_sessions.id"),
     Column("content_address", _ADDRESS, primary_key=True),
+    # What the server's hash of an HTTP upload found (empty for a local push's blobs).
+    Column("size", BigInteger, nullable=True),
+    Column("digest_sha256", _HEX_DIGEST, nullable=True),
+    Column("backend_id", String(64), nullable=True),
+    Column("object_key", String(300), nullable=True),
+    Column("stored_at", _TIMESTAMP, nullable=True),
     # Garbage collection asks "does any live session hold this blob?".
     Index(None, "content_address"),
 )
