@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from artifactstore.errors import InvalidRetentionClassError as InvalidRetentionClassError
     from artifactstore.errors import LogIntegrityError as LogIntegrityError
     from artifactstore.errors import ManifestError as ManifestError
+    from artifactstore.errors import MissingBlobsError as MissingBlobsError
     from artifactstore.errors import NotFoundError as NotFoundError
     from artifactstore.errors import PackageFileNotFoundError as PackageFileNotFoundError
     from artifactstore.errors import PackageFinalizedError as PackageFinalizedError
@@ -49,6 +50,8 @@ if TYPE_CHECKING:
     from artifactstore.errors import StorageError as StorageError
     from artifactstore.errors import StoreNotFoundError as StoreNotFoundError
     from artifactstore.errors import TokenNotFoundError as TokenNotFoundError
+    from artifactstore.errors import error_class as error_class
+    from artifactstore.errors import error_code as error_code
     from artifactstore.events.log import ChainReport as ChainReport
     from artifactstore.events.log import LogHead as LogHead
     from artifactstore.events.model import Event as Event
@@ -100,6 +103,7 @@ _LOCATIONS = {
     "InvalidRetentionClassError": "artifactstore.errors",
     "LogIntegrityError": "artifactstore.errors",
     "ManifestError": "artifactstore.errors",
+    "MissingBlobsError": "artifactstore.errors",
     "NotFoundError": "artifactstore.errors",
     "PackageFileNotFoundError": "artifactstore.errors",
     "PackageFinalizedError": "artifactstore.errors",
@@ -109,6 +113,8 @@ _LOCATIONS = {
     "StorageError": "artifactstore.errors",
     "StoreNotFoundError": "artifactstore.errors",
     "TokenNotFoundError": "artifactstore.errors",
+    "error_class": "artifactstore.errors",
+    "error_code": "artifactstore.errors",
     "ChainReport": "artifactstore.events.log",
     "LogHead": "artifactstore.events.log",
     "Event": "artifactstore.events.model",
@@ -163,6 +169,7 @@ __all__ = [
     "LogIntegrityError",
     "Manifest",
     "ManifestError",
+    "MissingBlobsError",
     "NotFoundError",
     "Package",
     "PackageFileNotFoundError",
@@ -188,6 +195,8 @@ __all__ = [
     "check_version",
     "configure_logging",
     "digest_stream",
+    "error_class",
+    "error_code",
     "is_package_spec",
     "load_settings",
     "migrate_database",

@@ -31,34 +31,39 @@ from artifactstore import (
     ArtifactStoreError,
     ConflictError,
     DatabaseError,
+    DigestMismatchError,
     Event,
     InvalidInputError,
+    MissingBlobsError,
     NotFoundError,
     Package,
     PackageFileNotFoundError,
     PackageNotFoundError,
-    PackageStateError,
     StorageError,
     StoredFile,
     Token,
     check_name,
     check_path,
     check_version,
+    error_code,
 )
 from artifactstore.cli.output import event_json, package_json
 
 _log = logging.getLogger(__name__)
 
-API_ERRORS: tuple[tuple[type[ArtifactStoreError], int, str], ...] = (
-    (NotFoundError, 404, "not_found"),
-    (PackageStateError, 409, "package_state"),
-    (ConflictError, 409, "conflict"),
-    (InvalidInputError, 400, "invalid_input"),
-    (DatabaseError, 503, "unavailable"),
-    (StorageError, 503, "unavailable"),
-    (ArtifactStoreError, 500, "internal"),
+API_ERRORS: tuple[tuple[type[ArtifactStoreError], int], ...] = (
+    (NotFoundError, 404),
+    (ConflictError, 409),
+    (MissingBlobsError, 422),
+    (InvalidInputError, 400),
+    (DigestMismatchError, 422),
+    (DatabaseError, 503),
+    (StorageError, 503),
+    (ArtifactStoreError, 500),
 )
-"""Library errors to (status, code), first match wins. A 5xx answer never carries the error's
+"""Library errors to HTTP statuses, first match wins. The code is the error's own
+(`error_code`: PackageNotFoundError is package_not_found), so the remote client can raise the
+same class again; a 5xx answer says "unavailable" or "internal" and never carries the error's
 text (it is logged instead)."""
 
 _HTTP_CODES = {400: "invalid_input", 404: "not_found", 405: "method_not_allowed"}
@@ -105,11 +110,19 @@ def http_error(exc: HTTPException) -> Response:
 
 
 def _library_error(exc: ArtifactStoreError) -> Response:
-    status, code = next((s, c) for kind, s, c in API_ERRORS if isinstance(exc, kind))
-    if status < 500:
-        return error_response(status, code, str(exc))
-    _log.error("%s %s failed: %s", request.method, request.path, exc)
-    return error_response(status, code, "the server failed; its log has the details")
+    status = next(s for kind, s in API_ERRORS if isinstance(exc, kind))
+    if status >= 500:
+        _log.error("%s %s failed: %s", request.method, request.path, exc)
+        code = "unavailable" if status == 503 else "internal"
+        return error_response(status, code, "the server failed; its log has the details")
+    response = error_response(status, error_code(type(exc)), str(exc))
+    if isinstance(exc, MissingBlobsError):
+        response.set_data(
+            json.dumps(
+                {"error": {"code": "missing_blobs", "message": str(exc), "missing": exc.missing}}
+            )
+        )
+    return response
 
 
 def route(rest: str) -> tuple[str, str | None, str | None]:

@@ -9,7 +9,8 @@ ArtifactStoreError
 │   ├── InvalidNameError        package name or version outside the OCI grammars
 │   ├── InvalidPathError        a file path SPEC forbids, a symlink or special file
 │   ├── InvalidMetadataError    a metadata key or value of the wrong type
-│   └── InvalidRetentionClassError
+│   ├── InvalidRetentionClassError
+│   └── MissingBlobsError       a publish names blobs the store does not have (`.missing`)
 ├── ManifestError (ValueError)  bytes that are not a canonical v1 manifest
 ├── NotFoundError (LookupError)
 │   ├── PackageNotFoundError
@@ -29,10 +30,14 @@ ArtifactStoreError
 ```
 
 Errors carry no exit codes or HTTP statuses: `cli.py` and `web.py` each map them in one table.
-Builtin mixins keep `except ValueError` / `except LookupError` working for callers.
+Builtin mixins keep `except ValueError` / `except LookupError` working for callers. Over HTTP
+an error travels as its code (`error_code`: the class name in snake_case, without "Error"),
+and the remote client raises the class of that code again (`error_class`).
 """
 
 from __future__ import annotations
+
+import re
 
 
 class ArtifactStoreError(Exception):
@@ -73,6 +78,14 @@ class InvalidMetadataError(InvalidInputError):
 
 class InvalidRetentionClassError(InvalidInputError):
     """A retention class that is not one of the seeded classes."""
+
+
+class MissingBlobsError(InvalidInputError):
+    """A publish or add names blobs the store does not have; `missing` lists their addresses."""
+
+    def __init__(self, message: str, missing: list[str]) -> None:
+        super().__init__(message)
+        self.missing = missing
 
 
 class ManifestError(ArtifactStoreError, ValueError):
@@ -141,3 +154,20 @@ class DatabaseError(ArtifactStoreError):
 
 class SchemaVersionError(ArtifactStoreError):
     """The database schema is behind or ahead of this version of artifactstore."""
+
+
+def error_code(kind: type[ArtifactStoreError]) -> str:
+    """The code an error class travels as over HTTP: PackageNotFoundError -> package_not_found."""
+    name = kind.__name__.removesuffix("Error")
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def error_class(code: str) -> type[ArtifactStoreError] | None:
+    """The error class whose code is code (see error_code), or None for no such class."""
+    pending: list[type[ArtifactStoreError]] = [ArtifactStoreError]
+    while pending:
+        kind = pending.pop()
+        if error_code(kind) == code:
+            return kind
+        pending.extend(kind.__subclasses__())
+    return None

@@ -68,18 +68,69 @@ def stage(
     """Hold the files' blobs for the session and stage the files; renews the session."""
     rows = [_file_row(session_id, staged) for staged in files]
     blobs = {row["digest_primary"] for row in rows}
-    held = [{"session_id": session_id, "content_address": f"blake3:{hex_}"} for hex_ in blobs]
+    held = [_held_row(session_id, f"blake3:{hex_}", None) for hex_ in blobs]
     if held:
         schema.execute_many(connection, _hold_blob, held)
     if rows:
         # A path staged again (a file listed twice cannot happen in one tree) replaces the row.
         schema.execute_many(connection, _stage_file, rows)
+    _renew(connection, session_id, now)
+
+
+def _renew(connection: Connection, session_id: str, now: datetime) -> None:
     sessions = schema.upload_sessions
     connection.execute(
         update(sessions)
         .where(sessions.c.id == session_id)
         .values(expires_at=format_timestamp(now + SESSION_LIFETIME))
     )
+
+
+@dataclass(frozen=True, slots=True)
+class BlobFacts:
+    """What the store knows of one stored blob: enough to name it in a file entry."""
+
+    content_address: str
+    size: int
+    sha256: str
+    backend_id: str
+    object_key: str
+    stored_at: str
+
+
+def hold_blobs(
+    connection: Connection, session_id: str, blobs: Iterable[BlobFacts], now: datetime
+) -> None:
+    """Hold stored blobs for the session, with what is known of them; renews the session."""
+    rows = [_held_row(session_id, facts.content_address, facts) for facts in blobs]
+    if rows:
+        schema.execute_many(connection, _hold_blob_facts, rows)
+    _renew(connection, session_id, now)
+
+
+def known_blobs(connection: Connection, addresses: Iterable[str]) -> dict[str, BlobFacts]:
+    """What is known of each of the addresses: from the blobs packages name (storage_locations),
+    else from what a live session's upload found; addresses known to neither are left out."""
+    wanted = sorted(set(addresses))
+    found: dict[str, BlobFacts] = {}
+    locations, held = schema.storage_locations, schema.upload_session_blobs
+    sessions = schema.upload_sessions
+    for start in range(0, len(wanted), _PAGE):
+        page = wanted[start : start + _PAGE]
+        for row in connection.execute(
+            select(locations).where(locations.c.content_address.in_(page))
+        ):
+            found[row.content_address] = _facts(row)
+        rest = [address for address in page if address not in found]
+        if rest:
+            query = (
+                select(held)
+                .join(sessions, sessions.c.id == held.c.session_id)
+                .where(held.c.content_address.in_(rest), held.c.size.is_not(None))
+            )
+            for row in connection.execute(query):
+                found[row.content_address] = _facts(row)
+    return found
 
 
 def staged_files(connection: Connection, session_id: str) -> Iterator[list[StagedFile]]:
@@ -108,6 +159,38 @@ def end_session(connection: Connection, session_id: str) -> None:
 
 def _hold_blob(connection: Connection) -> Any:
     return schema.dialect_insert(connection)(schema.upload_session_blobs).on_conflict_do_nothing()
+
+
+def _hold_blob_facts(connection: Connection) -> Any:
+    statement = schema.dialect_insert(connection)(schema.upload_session_blobs)
+    columns = ("size", "digest_sha256", "backend_id", "object_key", "stored_at")
+    return statement.on_conflict_do_update(
+        index_elements=["session_id", "content_address"],
+        set_={name: statement.excluded[name] for name in columns},
+    )
+
+
+def _held_row(session_id: str, address: str, facts: BlobFacts | None) -> dict[str, Any]:
+    return {
+        "session_id": session_id,
+        "content_address": address,
+        "size": None if facts is None else facts.size,
+        "digest_sha256": None if facts is None else facts.sha256,
+        "backend_id": None if facts is None else facts.backend_id,
+        "object_key": None if facts is None else facts.object_key,
+        "stored_at": None if facts is None else facts.stored_at,
+    }
+
+
+def _facts(row: Any) -> BlobFacts:
+    return BlobFacts(
+        content_address=row.content_address,
+        size=int(row.size),
+        sha256=row.digest_sha256,
+        backend_id=row.backend_id,
+        object_key=row.object_key,
+        stored_at=row.stored_at,
+    )
 
 
 def _stage_file(connection: Connection) -> Any:
