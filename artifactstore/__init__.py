@@ -1,7 +1,8 @@
 """artifactstore: a content-addressed, verifiable store for build outputs.
 
-`ArtifactStore.open()` gives the whole library surface; the names below are the public API,
-and all that the command line and the web app use.
+`ArtifactStore.open()` gives the whole library surface, and `connect(url, token)` the same
+methods on a running server; the names below are the public API, and all that the command
+line and the web app use.
 They are imported on first use (PEP 562), so `artifactstore version` and other light entry
 points do not pay for SQLAlchemy at start-up.
 """
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from artifactstore.config import load_settings as load_settings
     from artifactstore.config import redact_url as redact_url
     from artifactstore.duration import parse_duration as parse_duration
+    from artifactstore.errors import AccessDeniedError as AccessDeniedError
     from artifactstore.errors import AlreadyExistsError as AlreadyExistsError
     from artifactstore.errors import ArtifactStoreError as ArtifactStoreError
     from artifactstore.errors import BlobNotFoundError as BlobNotFoundError
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
     from artifactstore.errors import PackageNotFoundError as PackageNotFoundError
     from artifactstore.errors import PackageStateError as PackageStateError
     from artifactstore.errors import SchemaVersionError as SchemaVersionError
+    from artifactstore.errors import ServerUnavailableError as ServerUnavailableError
     from artifactstore.errors import StorageError as StorageError
     from artifactstore.errors import StoreNotFoundError as StoreNotFoundError
     from artifactstore.errors import TokenNotFoundError as TokenNotFoundError
@@ -73,6 +76,8 @@ if TYPE_CHECKING:
     from artifactstore.publish import PushResult as PushResult
     from artifactstore.registry import Package as Package
     from artifactstore.registry import StoredFile as StoredFile
+    from artifactstore.remote.store import RemoteStore as RemoteStore
+    from artifactstore.remote.store import connect as connect
     from artifactstore.store import ArtifactStore as ArtifactStore
     from artifactstore.tokens import Token as Token
 
@@ -87,6 +92,7 @@ _LOCATIONS = {
     "load_settings": "artifactstore.config",
     "redact_url": "artifactstore.config",
     "parse_duration": "artifactstore.duration",
+    "AccessDeniedError": "artifactstore.errors",
     "AlreadyExistsError": "artifactstore.errors",
     "ArtifactStoreError": "artifactstore.errors",
     "BlobNotFoundError": "artifactstore.errors",
@@ -110,6 +116,7 @@ _LOCATIONS = {
     "PackageNotFoundError": "artifactstore.errors",
     "PackageStateError": "artifactstore.errors",
     "SchemaVersionError": "artifactstore.errors",
+    "ServerUnavailableError": "artifactstore.errors",
     "StorageError": "artifactstore.errors",
     "StoreNotFoundError": "artifactstore.errors",
     "TokenNotFoundError": "artifactstore.errors",
@@ -136,6 +143,8 @@ _LOCATIONS = {
     "PushResult": "artifactstore.publish",
     "Package": "artifactstore.registry",
     "StoredFile": "artifactstore.registry",
+    "RemoteStore": "artifactstore.remote.store",
+    "connect": "artifactstore.remote.store",
     "ArtifactStore": "artifactstore.store",
     "Token": "artifactstore.tokens",
 }
@@ -144,6 +153,7 @@ __all__ = [
     "DEFAULT_DATABASE_URL",
     "DEFAULT_STORAGE_ROOT",
     "ENV_PREFIX",
+    "AccessDeniedError",
     "AlreadyExistsError",
     "ArtifactStore",
     "ArtifactStoreError",
@@ -179,8 +189,10 @@ __all__ = [
     "PackageStateError",
     "Problem",
     "PushResult",
+    "RemoteStore",
     "ReplayReport",
     "SchemaVersionError",
+    "ServerUnavailableError",
     "Settings",
     "StorageError",
     "StoreNotFoundError",
@@ -194,6 +206,7 @@ __all__ = [
     "check_path",
     "check_version",
     "configure_logging",
+    "connect",
     "digest_stream",
     "error_class",
     "error_code",

@@ -4,6 +4,8 @@
 ArtifactStoreError
 ├── ConfigError                 a setting or URL that cannot be used
 │   └── StoreNotFoundError      no store where the settings point (nothing was created)
+├── AccessDeniedError           the server refused the token (401/403); names the scope needed
+├── ServerUnavailableError      the server cannot be reached, timed out, or failed (5xx)
 ├── InvalidInputError (ValueError)
 │   ├── InvalidAddressError     a content address that does not parse
 │   ├── InvalidNameError        package name or version outside the OCI grammars
@@ -54,6 +56,14 @@ class StoreNotFoundError(ConfigError):
     A ConfigError, not a NotFoundError: the fault is the configured location (a mistyped
     path), not a missing package, so the web app never answers it with a 404.
     """
+
+
+class AccessDeniedError(ArtifactStoreError):
+    """The server refused the request (401 or 403); the message names the scope it needs."""
+
+
+class ServerUnavailableError(ArtifactStoreError):
+    """The server at the URL cannot be reached, timed out, or failed (5xx); names the URL."""
 
 
 class InvalidInputError(ArtifactStoreError, ValueError):

@@ -10,15 +10,15 @@ Resolving and checking paths instead would leave a window between the check and 
 which a racing process hits.
 
 Verified, then visible. Files are written into one private staging directory,
-`DEST/.artifactstore-pull-<random>` (mode 0700), rather than beside their targets: a pull
-then holds two descriptors (DEST and the staging directory) whatever the number of
-directories in the package, and a failure has one directory to remove. Each file streams
-from the data plane through a `VerifyingReader` (BLAKE3, the content address, and the size,
-over the bytes written). Only when all files are written and verified is the filesystem
-synced once, each file renamed from the staging directory to its final name, and the
-filesystem synced again: two syncs however many files. A failure or an interrupt (SIGINT,
-or SIGTERM in the CLI) removes the staging directory; files already renamed stay, each whole
-and verified. A rename cannot cross filesystems, so a mount point inside DEST is an error.
+`DEST/.artifactstore-pull-<random>` (mode 0700), rather than beside their targets: a pull then
+holds two descriptors (DEST and the staging directory) whatever the number of directories in
+the package, and a failure has one directory to remove. Each file streams from its source (the
+data plane, or a server's download) through a `VerifyingReader` (BLAKE3, the content address,
+and the size, over the bytes written). Only when all files are written and verified is the
+filesystem synced once, each file renamed from the staging directory to its final name, and the
+filesystem synced again: two syncs however many files. A failure or an interrupt (SIGINT, or
+SIGTERM in the CLI) removes the staging directory; files already renamed stay, each whole and
+verified. A rename cannot cross filesystems, so a mount point inside DEST is an error.
 
 Modes. Files are created with mode 0666, or 0777 for executables, and directories with 0777;
 the kernel takes the umask off as it does for any new file. The umask is never read:
@@ -43,8 +43,8 @@ import stat
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
-from artifactstore.dataplane.spi import DataPlane
 from artifactstore.durability import sync_filesystem
 from artifactstore.errors import InvalidPathError
 from artifactstore.naming import check_path
@@ -61,13 +61,16 @@ _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def pull(
-    dataplane: DataPlane,
+    open_blob: Callable[[StoredFile], BinaryIO],
     label: str,
     files: list[StoredFile],
     destination: Path,
     progress: Callable[[int], None] | None = None,
 ) -> list[StoredFile]:
-    """Write files (of the package called label) under destination, verified; returns them."""
+    """Write files (of the package called label) under destination, verified; returns them.
+
+    open_blob gives a stream of one file's bytes: from the data plane, or from a server.
+    """
     for stored in files:
         # The store validated paths on ingest; checking again guards against a tampered
         # database.
@@ -82,7 +85,7 @@ def pull(
             try:
                 for index, stored in enumerate(files):
                     staged.append(str(index))
-                    _write_verified(dataplane, label, stored, staging, staged[-1], destination)
+                    _write_verified(open_blob, label, stored, staging, staged[-1], destination)
                     if progress is not None:
                         progress(stored.size)
                 _sync(destination)
@@ -224,7 +227,7 @@ def _make_staging(root: int, name: str, destination: Path) -> int:
 
 
 def _write_verified(
-    dataplane: DataPlane,
+    open_blob: Callable[[StoredFile], BinaryIO],
     label: str,
     stored: StoredFile,
     staging: int,
@@ -239,7 +242,7 @@ def _write_verified(
         # SHA-256 (the slower digest) was checked on ingest and `verify` re-checks both.
         buffer = memoryview(bytearray(_CHUNK))
         with os.fdopen(fd, "wb") as out:
-            stream = dataplane.serve_object(stored.content_address)
+            stream = open_blob(stored)
             label_path = f"{label} {stored.path}"
             with VerifyingReader(stream, stored.content_address, stored.size, label_path) as reader:
                 # readinto returns 0 only after the size and digest were checked.

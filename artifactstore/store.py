@@ -346,7 +346,8 @@ class ArtifactStore:
     ) -> list[StoredFile]:
         """Write every file of a finalized package under destination, each verified."""
         files = self.finalized_files(ref, expect_digest)
-        return pull.pull(self._dataplane, trust.label(ref), files, Path(destination), progress)
+        serve, to = self._dataplane.serve_object, Path(destination)
+        return pull.pull(lambda f: serve(f.content_address), trust.label(ref), files, to, progress)
 
     def verify_package(
         self,

@@ -28,7 +28,7 @@ from artifactstore import (
     load_settings,
 )
 from artifactstore.cli import operations, packages, tokens
-from artifactstore.cli.context import CliState
+from artifactstore.cli.context import TOKEN_ENV, CliState
 from artifactstore.cli.failures import (
     EXIT_CODES,
     EXIT_INTERRUPTED,
@@ -63,6 +63,18 @@ __all__ = ["EXIT_CODES", "cli", "exit_code_for", "main"]
     metavar="URL",
     help=f"Where the blobs live, file:///abs/path [env {ENV_PREFIX}STORAGE_URL].",
 )
+@click.option(
+    "--server",
+    metavar="URL",
+    envvar=f"{ENV_PREFIX}SERVER",
+    help=f"Work on the artifactstore server at URL instead of a local store "
+    f"[env {ENV_PREFIX}SERVER].",
+)
+@click.option(
+    "--token-file",
+    metavar="PATH",
+    help=f"File holding the server token [else env {TOKEN_ENV}].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 @click.option(
     "-v",
@@ -77,6 +89,8 @@ def cli(
     database_url: str | None,
     storage_root: str | None,
     storage_url: str | None,
+    server: str | None,
+    token_file: str | None,
     as_json: bool,
     verbose: bool,
 ) -> None:
@@ -84,15 +98,21 @@ def cli(
 
     Exit codes: 0 ok, 1 a check failed, 2 bad usage or input.
 
+    With --server the package commands (push, pull, verify NAME VERSION, ls, show, cat,
+    events) talk to a running server (`artifactstore serve`), with the same output.
+
     \b
     Example:
       artifactstore push acme/app 1.4.2 dist/ && artifactstore pull acme/app 1.4.2 out/
+      artifactstore --server https://artifacts.example pull acme/app@blake3:9f2c... out/
     """
     if storage_root and storage_url:
         raise click.UsageError("give --root DIR or --storage URL, not both")
+    if server and (database_url or storage_root or storage_url):
+        raise click.UsageError("--server works on a server; --db, --root and --storage are local")
     settings = load_settings(os.environ, database_url, storage_root, storage_url)
     configure_logging(settings)
-    ctx.obj = CliState(settings, as_json)
+    ctx.obj = CliState(settings, as_json, server or None, token_file)
 
 
 for command in (*operations.COMMANDS, *packages.COMMANDS, *tokens.COMMANDS):

@@ -14,31 +14,83 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from artifactstore import ArtifactStore, Settings
+    from artifactstore import ArtifactStore, RemoteStore, Settings
+
+    Store = ArtifactStore | RemoteStore
+    """What the package commands work on: a local store, or a server (--server)."""
+
+TOKEN_ENV = "ARTIFACTSTORE_TOKEN"
 
 
 @dataclass(frozen=True, slots=True)
 class CliState:
-    """What the group callback hands every command: the Settings and the output mode."""
+    """What the group callback hands every command: the Settings and the output mode, and
+    the server (--server) with the file holding its token (--token-file), if any."""
 
     settings: Settings
     as_json: bool
+    server: str | None = None
+    token_file: str | None = None
 
 
 pass_state = click.make_pass_decorator(CliState)
 
 
-def open_store(ctx: click.Context, create: bool = False) -> ArtifactStore:
-    """Open the store the settings describe; it is closed when the command ends.
+def _state(ctx: click.Context) -> CliState:
+    state = ctx.find_object(CliState)
+    assert state is not None  # the group callback always sets it
+    return state
+
+
+def open_store(ctx: click.Context, create: bool = False) -> Store:
+    """Open the store the settings describe, or connect to the server; closed at the end.
 
     Only writing commands pass create: every other command on a missing embedded store fails
     with StoreNotFoundError ("no store at ...", exit 2) and creates nothing.
     """
+    from artifactstore import connect
+
+    state = _state(ctx)
+    if state.server is None:
+        return open_local_store(ctx, create)
+    return ctx.with_resource(connect(state.server, _token(state.token_file)))
+
+
+def open_local_store(
+    ctx: click.Context, create: bool = False, what: str | None = None
+) -> ArtifactStore:
+    """Open the local store the settings describe (see open_store); exit 2 with --server."""
     from artifactstore import ArtifactStore
 
-    state = ctx.find_object(CliState)
-    assert state is not None  # the group callback always sets it
+    require_local(ctx, what)
+    state = _state(ctx)
     return ctx.with_resource(ArtifactStore.from_settings(state.settings, create=create))
+
+
+def require_local(ctx: click.Context, what: str | None = None) -> None:
+    """Exit 2 with one line if --server is given: the command (or what of it) is local only."""
+    if _state(ctx).server is not None:
+        raise click.UsageError(
+            f"'{what or ctx.command_path}' is not available with --server; "
+            "it works on a local store only"
+        )
+
+
+def _token(token_file: str | None) -> str | None:
+    """The token: the first line of token_file, else $ARTIFACTSTORE_TOKEN, else none."""
+    from artifactstore import ConfigError
+
+    if token_file is None:
+        return os.environ.get(TOKEN_ENV) or None
+    try:
+        text = Path(token_file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"cannot read the token file {token_file!r}: {reason}") from None
+    lines = text.strip().splitlines()
+    if not lines:
+        raise ConfigError(f"the token file {token_file!r} is empty")
+    return lines[0].strip()
 
 
 def is_empty_directory(path: Path) -> bool:

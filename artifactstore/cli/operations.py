@@ -10,7 +10,7 @@ import click
 
 from artifactstore import ENV_PREFIX
 from artifactstore.cli import output
-from artifactstore.cli.context import CliState, open_store, pass_state
+from artifactstore.cli.context import CliState, open_local_store, pass_state, require_local
 from artifactstore.cli.failures import EXIT_CHECK_FAILED
 
 if TYPE_CHECKING:
@@ -33,7 +33,8 @@ def version(state: CliState) -> None:
 @click.option("--fresh", is_flag=True, help="Drop every table first, then recreate them.")
 @click.option("--yes", is_flag=True, help="Do not ask before --fresh drops the tables.")
 @pass_state
-def migrate(state: CliState, fresh: bool, yes: bool) -> None:
+@click.pass_context
+def migrate(ctx: click.Context, state: CliState, fresh: bool, yes: bool) -> None:
     """Upgrade the database schema to the revision this version needs.
 
     Works on a database that is behind, which every other command refuses. --fresh drops all
@@ -44,6 +45,7 @@ def migrate(state: CliState, fresh: bool, yes: bool) -> None:
     Example:
       artifactstore --db postgresql://ci@db.example/artifacts migrate
     """
+    require_local(ctx)
     url = state.settings.redacted_database_url
     if fresh and not yes:
         if not sys.stdin.isatty():
@@ -72,7 +74,7 @@ def health(ctx: click.Context, state: CliState) -> None:
     from artifactstore import ArtifactStoreError, StoreNotFoundError, check_health
 
     try:
-        opened: ArtifactStore | ArtifactStoreError = open_store(ctx)
+        opened: ArtifactStore | ArtifactStoreError = open_local_store(ctx)
     except StoreNotFoundError:
         raise
     except ArtifactStoreError as exc:
@@ -100,7 +102,7 @@ def replay(ctx: click.Context, state: CliState, check: bool, force: bool) -> Non
     Example:
       artifactstore replay --check
     """
-    report = open_store(ctx).replay(check=check, force=force)
+    report = open_local_store(ctx).replay(check=check, force=force)
     output.replay(report, check, state.as_json)
     if check and not report.identical:
         ctx.exit(EXIT_CHECK_FAILED)
@@ -119,7 +121,7 @@ def checkpoint(ctx: click.Context, state: CliState) -> None:
     Example:
       artifactstore checkpoint > checkpoint.txt
     """
-    output.checkpoint(open_store(ctx).checkpoint(), state.as_json)
+    output.checkpoint(open_local_store(ctx).checkpoint(), state.as_json)
 
 
 def _serve_environment(settings: Settings) -> dict[str, str]:
@@ -138,7 +140,10 @@ def _serve_environment(settings: Settings) -> dict[str, str]:
     "--anonymous-read", is_flag=True, help="Let /v1 reads go without a token (writes never)."
 )
 @pass_state
-def serve(state: CliState, host: str, port: int, workers: int, anonymous_read: bool) -> None:
+@click.pass_context
+def serve(
+    ctx: click.Context, state: CliState, host: str, port: int, workers: int, anonymous_read: bool
+) -> None:
     """Run the HTTP app (GET /health, the /v1 package API) under gunicorn.
 
     gunicorn replaces this process; the settings reach the app through the ARTIFACTSTORE_*
@@ -150,6 +155,7 @@ def serve(state: CliState, host: str, port: int, workers: int, anonymous_read: b
     Example:
       artifactstore --db postgresql://as@db/artifacts serve --host 0.0.0.0 --port 8080
     """
+    require_local(ctx)
     argv = [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}"]
     argv += ["--workers", str(workers)]
     # gunicorn's control socket is one path per user (~/.gunicorn/gunicorn.ctl): a second

@@ -12,6 +12,7 @@ from artifactstore.cli.context import (
     CliState,
     expect_digest_option,
     is_empty_directory,
+    open_local_store,
     open_store,
     package_args,
     parse_checkpoints,
@@ -168,13 +169,14 @@ def verify(
         raise click.UsageError("--checkpoint goes with --all")
     if not args and expect_digest:
         raise click.UsageError("--expect-digest goes with NAME VERSION")
-    store = open_store(ctx)
     if args:
         ref, _ = package_args(args)
+        store = open_store(ctx)
         files = store.list_files(ref) if Progress.is_wanted() else []
         with Progress("verify", len(files), sum(f.size for f in files)) as progress:
             report = store.verify_package(ref, progress.advance, expect_digest)
     else:
+        store = open_local_store(ctx, what=f"{ctx.command_path} --all")
         files = (
             [f for p in store.list_packages() for f in store.list_files(p)]
             if Progress.is_wanted()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from artifactstore.cli import output
-from artifactstore.cli.context import CliState, open_store, pass_state
+from artifactstore.cli.context import CliState, open_local_store, pass_state
 
 
 @click.group()
@@ -63,7 +63,7 @@ def create(
     from artifactstore import parse_duration
 
     lifetime = None if expires_in is None else parse_duration(expires_in)
-    store = open_store(ctx, create=True)
+    store = open_local_store(ctx, create=True)
     created, secret = store.create_token(name, scope, prefix, lifetime)
     output.token_created(created, secret, state.as_json)
 
@@ -78,7 +78,7 @@ def list_tokens(ctx: click.Context, state: CliState) -> None:
     Example:
       artifactstore token list
     """
-    output.tokens(open_store(ctx).list_tokens(), state.as_json)
+    output.tokens(open_local_store(ctx).list_tokens(), state.as_json)
 
 
 @token.command()
@@ -94,7 +94,7 @@ def revoke(ctx: click.Context, state: CliState, name: str) -> None:
     Example:
       artifactstore token revoke ci-acme
     """
-    output.token_revoked(open_store(ctx).revoke_token(name), state.as_json)
+    output.token_revoked(open_local_store(ctx).revoke_token(name), state.as_json)
 
 
 COMMANDS = (token,)

@@ -1,0 +1,78 @@
+"""Remote verify: download every file of a version and re-hash it on the client.
+
+The file list is the checked manifest's (`reading`); each file's bytes are hashed with both
+digests (BLAKE3 and SHA-256) and their size counted, and compared with the manifest. Findings
+are collected as in a local verify, one Problem each, with the same wording: an open package
+("not finalized (open)"), a manifest that is not the expected one (the server's JSON listing
+is then checked instead), a file the server cannot find, or one whose bytes differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from artifactstore.audit import Problem, VerifyReport
+from artifactstore.errors import IntegrityError, NotFoundError
+from artifactstore.identity import digest_stream
+from artifactstore.registry import StoredFile
+from artifactstore.remote import reading
+from artifactstore.remote.download import Download
+from artifactstore.remote.transport import Transport
+from artifactstore.remote.values import field, file_from_json, manifest_files
+
+
+def verify_package(
+    transport: Transport,
+    located: reading.Located,
+    progress: Callable[[int], None] | None,
+    expected: str | None,
+) -> VerifyReport:
+    """Re-hash every file of the version on the client; the report lists each problem."""
+    document = transport.call("GET", located.route)
+    label = str(located)
+    problems: list[Problem] = []
+    state = field(document, "state", str, f"GET {located.route}")
+    files: list[StoredFile] | None = None
+    if state != "finalized":
+        problems.append(Problem(label, None, f"not finalized ({state})"))
+    else:
+        try:
+            data = reading.manifest_bytes(transport, located, expected)
+            files = manifest_files(reading.decode(located, data))
+        except IntegrityError as exc:
+            problems.append(Problem(label, None, str(exc)))
+    if files is None:
+        listed = field(document, "files", list, f"GET {located.route}")
+        files = [file_from_json(item, f"GET {located.route}") for item in listed]
+    total = 0
+    for stored in files:
+        found = _check(transport, located, stored)
+        total += stored.size
+        if progress is not None:
+            progress(stored.size)
+        if found is not None:
+            problems.append(Problem(label, stored.path, f"{stored.content_address}: {found}"))
+    return VerifyReport(1, len(files), total, tuple(problems))
+
+
+def _check(transport: Transport, located: reading.Located, stored: StoredFile) -> str | None:
+    """What is wrong with the bytes the server sends for one file, or None."""
+    label = f"{located} {stored.path}"
+    download = Download(
+        transport, f"{located.route}/file", stored.path, stored.content_address, stored.size, label
+    )
+    try:
+        with download:
+            actual = digest_stream(download)
+    except NotFoundError:
+        return "missing"
+    except IntegrityError as exc:
+        return str(exc)
+    problems = []
+    if actual.blake3.hex != stored.blake3.hex:
+        problems.append(f"blake3 mismatch: expected {stored.blake3.hex} got {actual.blake3.hex}")
+    if actual.sha256.hex != stored.sha256.hex:
+        problems.append(f"sha256 mismatch: expected {stored.sha256.hex} got {actual.sha256.hex}")
+    if actual.size != stored.size:
+        problems.append(f"size mismatch: expected {stored.size} got {actual.size}")
+    return "; ".join(problems) or None
