@@ -74,7 +74,9 @@ if TYPE_CHECKING:
     from artifactstore.registry import Package as Package
     from artifactstore.registry import StoredFile as StoredFile
     from artifactstore.store import ArtifactStore as ArtifactStore
+    from artifactstore.tokens import TOKEN_SCOPES as TOKEN_SCOPES
     from artifactstore.tokens import Token as Token
+    from artifactstore.uploaded import NamedBlob as NamedBlob
 
 _LOCATIONS = {
     "Problem": "artifactstore.audit",
@@ -138,12 +140,15 @@ _LOCATIONS = {
     "StoredFile": "artifactstore.registry",
     "ArtifactStore": "artifactstore.store",
     "Token": "artifactstore.tokens",
+    "TOKEN_SCOPES": "artifactstore.tokens",
+    "NamedBlob": "artifactstore.uploaded",
 }
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
     "DEFAULT_STORAGE_ROOT",
     "ENV_PREFIX",
+    "TOKEN_SCOPES",
     "AlreadyExistsError",
     "ArtifactStore",
     "ArtifactStoreError",
@@ -170,6 +175,7 @@ __all__ = [
     "Manifest",
     "ManifestError",
     "MissingBlobsError",
+    "NamedBlob",
     "NotFoundError",
     "Package",
     "PackageFileNotFoundError",
