@@ -79,7 +79,9 @@ if TYPE_CHECKING:
     from artifactstore.remote.store import RemoteStore as RemoteStore
     from artifactstore.remote.store import connect as connect
     from artifactstore.store import ArtifactStore as ArtifactStore
+    from artifactstore.tokens import TOKEN_SCOPES as TOKEN_SCOPES
     from artifactstore.tokens import Token as Token
+    from artifactstore.uploaded import NamedBlob as NamedBlob
 
 _LOCATIONS = {
     "Problem": "artifactstore.audit",
@@ -147,12 +149,15 @@ _LOCATIONS = {
     "connect": "artifactstore.remote.store",
     "ArtifactStore": "artifactstore.store",
     "Token": "artifactstore.tokens",
+    "TOKEN_SCOPES": "artifactstore.tokens",
+    "NamedBlob": "artifactstore.uploaded",
 }
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
     "DEFAULT_STORAGE_ROOT",
     "ENV_PREFIX",
+    "TOKEN_SCOPES",
     "AccessDeniedError",
     "AlreadyExistsError",
     "ArtifactStore",
@@ -180,6 +185,7 @@ __all__ = [
     "Manifest",
     "ManifestError",
     "MissingBlobsError",
+    "NamedBlob",
     "NotFoundError",
     "Package",
     "PackageFileNotFoundError",

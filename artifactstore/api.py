@@ -27,6 +27,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from artifactstore import (
+    TOKEN_SCOPES,
     ArtifactStore,
     ArtifactStoreError,
     ConflictError,
@@ -125,22 +126,24 @@ def _library_error(exc: ArtifactStoreError) -> Response:
     return response
 
 
-def route(rest: str) -> tuple[str, str | None, str | None]:
+def route(
+    rest: str, leaves: tuple[str, ...] = ("manifest", "file")
+) -> tuple[str, str | None, str | None]:
     """Split what follows /v1/packages/ into (name, version, leaf), reading from the right.
 
-    An optional last segment 'manifest' or 'file' is the leaf, before it the version, before
-    that the segment 'versions'; the rest is the name. `a/b/versions` lists the versions of
-    'a/b' (version None). ApiError 404 if the path has no 'versions' segment where it must.
+    An optional last segment, one of leaves, is the leaf, before it the version, before that
+    the segment 'versions'; the rest is the name. `a/b/versions` lists the versions of 'a/b'
+    (version None). ApiError 404 if the path has no 'versions' segment where it must.
     """
     parts = rest.split("/")
     leaf = None
-    if len(parts) >= 4 and parts[-1] in ("manifest", "file") and parts[-3] == "versions":
+    if len(parts) >= 4 and parts[-1] in leaves and parts[-3] == "versions":
         leaf = parts.pop()
     version = None
     if len(parts) >= 3 and parts[-2] == "versions":
         version = parts.pop()
     if len(parts) < 2 or parts.pop() != "versions":
-        raise ApiError(404, "not_found", f"no route GET /v1/packages/{rest}")
+        raise ApiError(404, "not_found", f"no route {request.method} /v1/packages/{rest}")
     name = check_name("/".join(parts))
     return name, None if version is None else check_version(version), leaf
 
@@ -191,7 +194,8 @@ def stream_range(reader: BinaryIO, start: int, end: int, label: str) -> Iterator
             yield held
 
 
-def _file_json(found: StoredFile) -> dict[str, object]:
+def file_json(found: StoredFile) -> dict[str, object]:
+    """One file of a package as the API writes it."""
     return {
         "content_address": str(found.content_address),
         "executable": found.executable,
@@ -206,26 +210,10 @@ def blueprint(get_store: Callable[[], ArtifactStore | ArtifactStoreError]) -> Bl
     api = Blueprint("api", __name__, url_prefix="/v1")
 
     def store() -> ArtifactStore:
-        opened = get_store()
-        if isinstance(opened, ArtifactStoreError):
-            raise opened
-        return opened
+        return opened(get_store)
 
     def authorize(name: str | None) -> Token | None:
-        """The request's token if it may read name (None: no one package); None when the read
-        is anonymous and allowed. ApiError 401 or 403 otherwise."""
-        header = request.headers.get("Authorization")
-        if header is None:
-            if current_app.config.get(ANONYMOUS_READ):
-                return None
-            raise ApiError(401, "unauthorized", "send a token: 'Authorization: Bearer <token>'")
-        scheme, _, secret = header.strip().partition(" ")
-        token = store().authenticate_token(secret.strip()) if scheme.lower() == "bearer" else None
-        if token is None:
-            raise ApiError(401, "unauthorized", "the Authorization header holds no known token")
-        if not token.allows("read", name, datetime.now(UTC)):
-            raise ApiError(403, "forbidden", _refusal(token, name))
-        return token
+        return authorize_request(store(), name, "read")
 
     @api.get("/packages")
     def list_packages() -> Response:
@@ -251,7 +239,7 @@ def blueprint(get_store: Callable[[], ArtifactStore | ArtifactStoreError]) -> Bl
             return _manifest(store(), package)
         if leaf == "file":
             return _file(store(), package)
-        files = [_file_json(f) for f in store().list_files(package)]
+        files = [file_json(f) for f in store().list_files(package)]
         return jsonify({**package_json(package), "files": files})
 
     @api.get("/events")
@@ -269,13 +257,41 @@ def blueprint(get_store: Callable[[], ArtifactStore | ArtifactStoreError]) -> Bl
     return api
 
 
-def _refusal(token: Token, name: str | None) -> str:
-    """Why token may not read name, as far as the token shows it (never its secret)."""
+def opened(get_store: Callable[[], ArtifactStore | ArtifactStoreError]) -> ArtifactStore:
+    """The store get_store gives; the error that keeps it closed is raised."""
+    found = get_store()
+    if isinstance(found, ArtifactStoreError):
+        raise found
+    return found
+
+
+def authorize_request(store: ArtifactStore, name: str | None, scope: str) -> Token | None:
+    """The request's token if it may act with scope on name (None: no one package); None when
+    the request is an anonymous read and the server allows those. ApiError 401 or 403 otherwise.
+    """
+    header = request.headers.get("Authorization")
+    if header is None:
+        if scope == "read" and current_app.config.get(ANONYMOUS_READ):
+            return None
+        raise ApiError(401, "unauthorized", "send a token: 'Authorization: Bearer <token>'")
+    scheme, _, secret = header.strip().partition(" ")
+    token = store.authenticate_token(secret.strip()) if scheme.lower() == "bearer" else None
+    if token is None:
+        raise ApiError(401, "unauthorized", "the Authorization header holds no known token")
+    if not token.allows(scope, name, datetime.now(UTC)):
+        raise ApiError(403, "forbidden", _refusal(token, name, scope))
+    return token
+
+
+def _refusal(token: Token, name: str | None, scope: str) -> str:
+    """Why token may not act with scope on name, as far as the token shows (never its secret)."""
     if token.revoked_at is not None:
         return f"token {token.name!r} is revoked"
     if token.prefix is not None and name is not None and not name.startswith(token.prefix):
-        return f"token {token.name!r} may read only names under {token.prefix!r}, not {name!r}"
-    return f"token {token.name!r} has expired or lacks the read scope"
+        return f"token {token.name!r} may {scope} only names under {token.prefix!r}, not {name!r}"
+    if TOKEN_SCOPES.index(token.scope) < TOKEN_SCOPES.index(scope):
+        return f"token {token.name!r} has the {token.scope} scope; this needs {scope}"
+    return f"token {token.name!r} has expired"
 
 
 def _manifest(store: ArtifactStore, package: Package) -> Response:

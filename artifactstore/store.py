@@ -54,11 +54,12 @@ from artifactstore.events.model import Event
 from artifactstore.ingest import Source
 from artifactstore.manifest import codec, projection
 from artifactstore.manifest.model import Manifest
-from artifactstore.naming import check_name, check_path, check_version
+from artifactstore.naming import check_path
 from artifactstore.publish import PushResult
 from artifactstore.registry import Package, PackageRef, RetentionClass, StoredFile
 from artifactstore.storage.spi import BackendHealth
 from artifactstore.tokens import Token
+from artifactstore.uploaded import UploadedBlobs
 from artifactstore.verifying import VerifyingReader
 
 ManifestFormat = str
@@ -153,6 +154,11 @@ class ArtifactStore:
         return self._dataplane
 
     @property
+    def uploads(self) -> UploadedBlobs:
+        """Blobs received over the network, and packages published or assembled from them."""
+        return UploadedBlobs(self._db, self._dataplane)
+
+    @property
     def redacted_url(self) -> str:
         """The database URL with its password hidden."""
         return self._db.url
@@ -178,11 +184,6 @@ class ArtifactStore:
         """Look a package up by name and version; PackageNotFoundError if there is none."""
         with self._db.read() as connection:
             return registry.get_package(connection, (name, version))
-
-    def find_package(self, name: str, version: str) -> Package | None:
-        """The package (name, version), or None if there is none."""
-        with self._db.read() as connection:
-            return registry.find_package(connection, check_name(name), check_version(version))
 
     def package(self, ref: PackageRef) -> Package:
         """Resolve a package object, id or (name, version) pair to its current state."""

@@ -40,7 +40,7 @@ from artifactstore.events.checker import ACTIVE, RuleError, next_token_state, to
 from artifactstore.events.model import TOKEN_CREATED, TOKEN_EVENTS, TOKEN_REVOKED
 from artifactstore.manifest.model import format_timestamp, parse_timestamp
 
-SCOPES = ("read", "write", "admin")
+TOKEN_SCOPES = ("read", "write", "admin")
 """The scopes, weakest first: each allows what the ones before it allow."""
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
@@ -66,8 +66,8 @@ class Token:
         a name its prefix does not begin. package_name None is a call about no one package (a
         blob upload): only scope, expiry and revocation count then.
         """
-        needed = SCOPES.index(check_scope(scope))
-        if self.revoked_at is not None or SCOPES.index(self.scope) < needed:
+        needed = TOKEN_SCOPES.index(check_scope(scope))
+        if self.revoked_at is not None or TOKEN_SCOPES.index(self.scope) < needed:
             return False
         if self.expires_at is not None and now >= parse_timestamp(self.expires_at):
             return False
@@ -75,8 +75,8 @@ class Token:
 
 
 def check_scope(scope: str) -> str:
-    """Return scope if it is one of SCOPES; InvalidInputError otherwise."""
-    if scope not in SCOPES:
+    """Return scope if it is one of TOKEN_SCOPES; InvalidInputError otherwise."""
+    if scope not in TOKEN_SCOPES:
         raise InvalidInputError(f"token scope {scope!r} is not one of read, write, admin")
     return scope
 

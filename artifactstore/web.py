@@ -31,6 +31,7 @@ from artifactstore import (
     NotFoundError,
     Settings,
     api,
+    api_write,
     check_health,
     configure_logging,
     load_settings,
@@ -90,7 +91,9 @@ def create_app(store: ArtifactStore | None = None) -> Flask:
     holder.get()
     app = Flask(__name__)
     app.config[api.ANONYMOUS_READ] = os.environ.get(api.ANONYMOUS_READ) == "1"
-    app.register_blueprint(api.blueprint(holder.get))
+    routes = api.blueprint(holder.get)
+    api_write.register(routes, holder.get)
+    app.register_blueprint(routes)
 
     @app.get("/health")
     def get_health() -> tuple[Response, int]:

@@ -137,12 +137,25 @@ def _serve_environment(settings: Settings) -> dict[str, str]:
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1), help="Processes.")
 @click.option(
+    "--timeout",
+    default=600,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Seconds a request may take before its worker is restarted (large uploads).",
+)
+@click.option(
     "--anonymous-read", is_flag=True, help="Let /v1 reads go without a token (writes never)."
 )
 @pass_state
 @click.pass_context
 def serve(
-    ctx: click.Context, state: CliState, host: str, port: int, workers: int, anonymous_read: bool
+    ctx: click.Context,
+    state: CliState,
+    host: str,
+    port: int,
+    workers: int,
+    timeout: int,
+    anonymous_read: bool,
 ) -> None:
     """Run the HTTP app (GET /health, the /v1 package API) under gunicorn.
 
@@ -157,7 +170,9 @@ def serve(
     """
     require_local(ctx)
     argv = [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}"]
-    argv += ["--workers", str(workers)]
+    # A sync worker busy with one request longer than gunicorn's timeout (30 s by default) is
+    # killed: a large upload or download on a slow link needs far more.
+    argv += ["--workers", str(workers), "--timeout", str(timeout)]
     # gunicorn's control socket is one path per user (~/.gunicorn/gunicorn.ctl): a second
     # server takes it over, and stopping either deletes it under the other. Nothing here uses
     # it, so it is off.

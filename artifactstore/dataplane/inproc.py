@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 from artifactstore.dataplane.spi import IngestResult, VerifyResult
-from artifactstore.errors import BlobNotFoundError
+from artifactstore.errors import BlobNotFoundError, DigestMismatchError
 from artifactstore.identity import (
     ContentAddress,
     Digest,
@@ -80,6 +80,7 @@ class InProcessDataPlane:
         *,
         durable: bool = True,
         probe: bool = False,
+        expected: ContentAddress | None = None,
     ) -> IngestResult:
         """Hash and store the source in one pass; a blob already present is left untouched."""
         if self._before_first_write is not None:
@@ -90,7 +91,7 @@ class InProcessDataPlane:
             found = self._find_existing(cast(BinaryIO, source), durable)
             if found is not None:
                 return found
-        if isinstance(source, bytes):
+        if isinstance(source, bytes) and expected is None:
             if len(source) <= self._small_limit:
                 return self._ingest_small(source, durable)
             if not durable:
@@ -105,7 +106,7 @@ class InProcessDataPlane:
             if size > self._small_limit:
                 break
         else:
-            return self._ingest_small(b"".join(head), durable)
+            return self._ingest_small(b"".join(head), durable, expected)
         hasher = DualHasher()
         with self._backend.stage() as staged:
             # SHA-256 already runs on a worker thread inside DualHasher; a writer thread on top
@@ -114,6 +115,7 @@ class InProcessDataPlane:
                 hasher.update(chunk)
                 staged.write(chunk)
             digests = hasher.result()
+            _check_expected(digests, expected)
             key = object_key(digests.content_address)
             receipt, existed = staged.commit(key, durable=durable)
         return self._result(digests, receipt, existed, durable, self._backend)
@@ -138,8 +140,11 @@ class InProcessDataPlane:
         receipt = StorageReceipt(holder.backend_id, key, info.size, info.modified_at)
         return self._result(digests, receipt, True, durable, holder)
 
-    def _ingest_small(self, data: bytes, durable: bool) -> IngestResult:
+    def _ingest_small(
+        self, data: bytes, durable: bool, expected: ContentAddress | None = None
+    ) -> IngestResult:
         digests = digest_stream(data)
+        _check_expected(digests, expected)
         backend = self._small or self._backend
         key = object_key(digests.content_address)
         receipt, existed = backend.put(key, (data,), durable=durable)
@@ -249,3 +254,11 @@ class InProcessDataPlane:
             if not small.reachable:
                 return small
         return health
+
+
+def _check_expected(digests: DualDigest, expected: ContentAddress | None) -> None:
+    """Raise DigestMismatchError if the bytes are not the blob the caller named."""
+    if expected is not None and digests.content_address.hex != expected.hex:
+        raise DigestMismatchError(
+            f"the bytes sent for {expected} hash to {digests.content_address}; nothing was stored"
+        )

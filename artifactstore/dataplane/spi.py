@@ -63,8 +63,12 @@ class DataPlane(Protocol):
         *,
         durable: bool = True,
         probe: bool = False,
+        expected: ContentAddress | None = None,
     ) -> IngestResult:
         """Hash and store the source (one bytes object, chunks, or a binary file) in one pass.
+
+        With expected, bytes that hash to another address raise DigestMismatchError and
+        nothing is stored (an upload that must be the blob it names).
 
         A blob already present is left untouched (already_present=True). With durable=True the
         blob is on stable storage on return; otherwise call `sync`. With probe=True and a

@@ -38,7 +38,7 @@ def _read_file(store: ArtifactStore, path: str) -> bytes:
 DATABASE_CALLS: dict[str, Call] = {
     "create_package": lambda s, t: s.create_package("acme/new", "1"),
     "get_package": lambda s, t: s.get_package(*PACKAGE),
-    "find_package": lambda s, t: s.find_package(*PACKAGE),
+    "uploads.missing": lambda s, t: s.uploads.missing([f"blake3:{'0' * 64}"]),
     "list_packages": lambda s, t: s.list_packages(),
     "list_files": lambda s, t: s.list_files(PACKAGE),
     "retention_class": lambda s, t: s.retention_class("ci"),

@@ -54,6 +54,15 @@ def get(url: str) -> tuple[int, bytes]:
 @contextmanager
 def running(argv: list[str], env: dict[str, str], port: int) -> Iterator[str]:
     """Start a server process, wait until it answers on port, and stop it by PID afterwards."""
+    with started(argv, env, port) as (base, _):
+        yield base
+
+
+@contextmanager
+def started(
+    argv: list[str], env: dict[str, str], port: int
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """running(), giving the process too: (base URL, process)."""
     process = subprocess.Popen(
         argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
@@ -68,7 +77,7 @@ def running(argv: list[str], env: dict[str, str], port: int) -> Iterator[str]:
             except (urllib.error.URLError, ConnectionError):
                 assert time.monotonic() < deadline, "server did not answer within 30 s"
                 time.sleep(0.1)
-        yield base
+        yield base, process
     finally:
         process.terminate()
         try:

@@ -1,0 +1,194 @@
+"""Packages from blobs sent over the network: which blobs a client must send, receiving one,
+and publishing or adding files that name blobs already received.
+
+A remote push hashes on the client, asks which blobs the store lacks (`missing`), sends only
+those (`receive`), then names them in one publish (`publish`) or, for assembly by several
+jobs, adds them to an open package (`add`). The server hashes every byte it receives and
+stores a blob only under the address its bytes hash to, so a client can never make a file
+entry name bytes it did not send: the size and SHA-256 of each file come from the server's own
+hash (kept in the upload session that holds the blob) or from the blobs packages already name,
+never from the client.
+
+Every blob a client is told it need not send, and every blob it sends, is held by an upload
+session for a day (`uploads.SESSION_LIFETIME`), so garbage collection keeps it until a publish
+names it. A client gone mid-upload leaves no blob: bytes become visible only whole and
+checked.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import IO, BinaryIO
+
+from artifactstore import ingest, publish, uploads
+from artifactstore.database import Database
+from artifactstore.dataplane.spi import DataPlane, IngestResult
+from artifactstore.errors import InvalidInputError, InvalidPathError, MissingBlobsError
+from artifactstore.identity import ContentAddress, Digest, DualDigest
+from artifactstore.manifest.model import format_timestamp, parse_timestamp
+from artifactstore.naming import check_path, check_paths
+from artifactstore.publish import PushResult
+from artifactstore.registry import PackageRef, StoredFile
+from artifactstore.storage.spi import StorageReceipt
+
+MAX_BLOBS_ASKED = 10000
+"""The most addresses one `missing` call takes."""
+
+
+@dataclass(frozen=True, slots=True)
+class NamedBlob:
+    """A file a client names: its package path, the address of a blob it sent, its mode."""
+
+    path: str
+    content_address: ContentAddress
+    executable: bool
+
+    @classmethod
+    def checked(cls, path: object, content_address: object, executable: object) -> NamedBlob:
+        """A NamedBlob from untrusted values; InvalidInputError (or a subclass) names the bad
+        one."""
+        if not isinstance(path, str) or not isinstance(content_address, str):
+            raise InvalidInputError("a file needs a text 'path' and 'content_address'")
+        if not isinstance(executable, bool):
+            raise InvalidInputError(f"file {path!r}: 'executable' must be true or false")
+        return cls(check_path(path), ContentAddress.parse(content_address), executable)
+
+
+class UploadedBlobs:
+    """Blobs received over the network and packages made of them (see the module docstring)."""
+
+    def __init__(self, db: Database, dataplane: DataPlane) -> None:
+        self._db = db
+        self._dataplane = dataplane
+
+    def missing(self, addresses: Iterable[str], actor: str | None = None) -> list[str]:
+        """The addresses (in the order given, once each) whose blobs the store does not have.
+
+        The ones it has are held by a new upload session, so they stay until a publish names
+        them. InvalidInputError for a malformed address or more than MAX_BLOBS_ASKED of them.
+        """
+        wanted = list(dict.fromkeys(str(ContentAddress.parse(a)) for a in addresses))
+        if len(wanted) > MAX_BLOBS_ASKED:
+            raise InvalidInputError(
+                f"{len(wanted)} blobs asked about at once; the most is {MAX_BLOBS_ASKED}"
+            )
+        present = self._present(wanted)
+        self._hold(list(present.values()), actor)
+        return [address for address in wanted if address not in present]
+
+    def receive(
+        self, address: str, source: BinaryIO | IO[bytes], actor: str | None = None
+    ) -> tuple[uploads.BlobFacts, bool]:
+        """Store the blob address from source, streamed and hashed as it is written; returns
+        what the store knows of it and whether it was stored now (False: it was there).
+
+        DigestMismatchError, with nothing stored, if the bytes hash to another address.
+        """
+        expected = ContentAddress.parse(address)
+        result = self._dataplane.ingest_stream(source, expected=expected)
+        facts = _facts(result)
+        self._hold([facts], actor)
+        return facts, not result.already_present
+
+    def publish(
+        self,
+        name: str,
+        version: str,
+        files: list[NamedBlob],
+        retention_class: str,
+        metadata: Mapping[str, object] | None,
+        actor: str | None = None,
+    ) -> PushResult:
+        """Publish files of received blobs as (name, version), atomically, like a push.
+
+        MissingBlobsError lists the blobs the store does not have; the rest as
+        ArtifactStore.push (identical again: created=False; different: ConflictError).
+        """
+        paths = [file.path for file in files]
+        if len(set(paths)) != len(paths):
+            twice = next(p for p in paths if paths.count(p) > 1)
+            raise InvalidPathError(f"file path {twice!r} is listed twice")
+        check_paths(paths)
+        staged = self._staged(files)
+        with uploads.held(self._db, actor) as session:
+            with self._db.write(lock=False) as connection:
+                uploads.stage(connection, session, staged, self._db.now())
+            return publish.publish(
+                self._db, session, name, version, retention_class, metadata, actor
+            )
+
+    def add(
+        self, ref: PackageRef, files: list[NamedBlob], replace: bool, actor: str | None = None
+    ) -> list[StoredFile]:
+        """Add files of received blobs to an open package (as ArtifactStore.ingest_file does)."""
+        ingested = [(s.path, _result(s), s.executable) for s in self._staged(files)]
+        return ingest.add(self._db, ref, [s.path for s in files], [ingested], replace, actor)
+
+    def _present(self, addresses: list[str]) -> dict[str, uploads.BlobFacts]:
+        """What is known of each address whose blob is stored; the others are left out."""
+        with self._db.read() as connection:
+            known = uploads.known_blobs(connection, addresses)
+        return {
+            address: facts
+            for address, facts in known.items()
+            if self._dataplane.stat_object(ContentAddress.parse(address)) is not None
+        }
+
+    def _hold(self, blobs: list[uploads.BlobFacts], actor: str | None) -> None:
+        if not blobs:
+            return
+        session = str(uuid.uuid4())
+        with self._db.write(lock=False) as connection:
+            uploads.open_session(connection, session, actor or self._db.actor, self._db.now())
+            uploads.hold_blobs(connection, session, blobs, self._db.now())
+
+    def _staged(self, files: list[NamedBlob]) -> list[uploads.StagedFile]:
+        """The files as a push stages them; MissingBlobsError if a blob is not stored."""
+        present = self._present([str(f.content_address) for f in files])
+        missing = list(dict.fromkeys(str(f.content_address) for f in files) - present.keys())
+        if missing:
+            raise MissingBlobsError(
+                f"{len(missing)} blob(s) named by the files are not in the store "
+                f"(first: {missing[0]}); send them first",
+                missing,
+            )
+        staged = []
+        for file in files:
+            facts = present[str(file.content_address)]
+            staged.append(
+                uploads.StagedFile(
+                    path=file.path,
+                    size=facts.size,
+                    blake3=file.content_address.hex,
+                    sha256=facts.sha256,
+                    executable=file.executable,
+                    backend_id=facts.backend_id,
+                    object_key=facts.object_key,
+                    stored_at=facts.stored_at,
+                )
+            )
+        return staged
+
+
+def _facts(result: IngestResult) -> uploads.BlobFacts:
+    return uploads.BlobFacts(
+        content_address=str(result.content_address),
+        size=result.size,
+        sha256=result.digests.sha256.hex,
+        backend_id=result.receipt.backend_id,
+        object_key=result.receipt.key,
+        stored_at=format_timestamp(result.receipt.stored_at),
+    )
+
+
+def _result(staged: uploads.StagedFile) -> IngestResult:
+    """An IngestResult for a blob already stored (what ingest.commit_files records)."""
+    digests = DualDigest(
+        Digest("blake3", staged.blake3), Digest("sha256", staged.sha256), staged.size
+    )
+    receipt = StorageReceipt(
+        staged.backend_id, staged.object_key, staged.size, parse_timestamp(staged.stored_at)
+    )
+    return IngestResult(digests, receipt, True)
