@@ -4,8 +4,9 @@
 ``postgresql`` (tox's ``postgres`` factor sets it). `database_url` gives each test the URL of
 a fresh, empty database of that kind; on the PostgreSQL leg the suite starts its own
 throwaway server (tests/pg_server.py) the first time a test needs it, and every test that
-uses `database_url` or `postgres_server` is marked ``postgres``, so ``pytest -m postgres``
-runs exactly those. Tests that use `postgres_server` directly are skipped on the SQLite leg.
+uses `database_url`, `module_database_url` or `postgres_server` is marked ``postgres``, so
+``pytest -m postgres`` runs exactly those. Tests that use `postgres_server` directly are
+skipped on the SQLite leg.
 
 When that server cannot start, the tests that need it are skipped, except under ``CI=true``
 (or ``1``), where they fail: a CI leg that silently skips proves nothing (restic's rule).
@@ -31,6 +32,8 @@ pytest_plugins = ["pytester"]
 DATABASE_ENV = "ARTIFACTSTORE_TEST_DATABASE"
 DATABASE_KINDS = ("sqlite", "postgresql")
 _KIND_KEY = pytest.StashKey[str]()
+_DATABASE_FIXTURES = ("database_url", "module_database_url", "postgres_server")
+"""A test using one of these runs on this leg's database: on PostgreSQL it is marked postgres."""
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -55,7 +58,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     on_postgres = config.stash[_KIND_KEY] == "postgresql"
     for item in items:
         fixtures = getattr(item, "fixturenames", ())
-        if on_postgres and ("database_url" in fixtures or "postgres_server" in fixtures):
+        if on_postgres and any(name in fixtures for name in _DATABASE_FIXTURES):
             item.add_marker(pytest.mark.postgres)
         elif "postgres_server" in fixtures:
             # A test of the server itself belongs to the PostgreSQL leg; the SQLite leg
@@ -100,6 +103,23 @@ def database_url(
     """The SQLAlchemy URL of a fresh, empty database; dropped after the test."""
     if database_kind == "sqlite":
         yield f"sqlite:///{tmp_path}/registry.db"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    name = f"t_{uuid.uuid4().hex}"
+    server.create_database(name)
+    try:
+        yield server.url(name)
+    finally:
+        server.drop_database(name)
+
+
+@pytest.fixture(scope="module")
+def module_database_url(
+    database_kind: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """Like database_url, one fresh database shared by a module's tests (a served store)."""
+    if database_kind == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('module-db')}/registry.db"
         return
     server: PostgresServer = request.getfixturevalue("postgres_server")
     name = f"t_{uuid.uuid4().hex}"

@@ -115,7 +115,7 @@ class Download(io.RawIOBase):
         )
         self._response = response
         self._check(response)
-        return response.iter_raw(CHUNK)
+        return response.iter_raw()  # as the bytes arrive: a chunk size would hold them back
 
     def _check(self, response: httpx.Response) -> None:
         etag = response.headers.get("ETag", "").removeprefix("W/").strip('"')

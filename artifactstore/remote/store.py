@@ -25,6 +25,7 @@ from artifactstore import pull as pulling
 from artifactstore import tree
 from artifactstore.audit import VerifyReport
 from artifactstore.errors import (
+    ConflictError,
     InvalidInputError,
     MissingBlobsError,
     PackageFileNotFoundError,
@@ -36,7 +37,7 @@ from artifactstore.ingest import Source
 from artifactstore.manifest import projection
 from artifactstore.manifest.model import Manifest, validate_new_metadata
 from artifactstore.naming import check_name, check_path, check_version
-from artifactstore.publish import PushResult
+from artifactstore.publish import PushResult, compare
 from artifactstore.registry import Package, PackageRef, StoredFile
 from artifactstore.remote import checking, events, reading, upload
 from artifactstore.remote.download import Download
@@ -216,7 +217,8 @@ class RemoteStore:
         """
         _no_actor(actor)
         located = reading.Located(check_name(name), check_version(version), None)
-        checked = dict(validate_new_metadata(metadata or {}))
+        checked_metadata = validate_new_metadata(metadata or {})
+        checked = dict(checked_metadata)
         found = tree.scan(directory)
         if not found and not allow_empty:
             raise InvalidInputError(
@@ -231,11 +233,24 @@ class RemoteStore:
             if progress is not None:
                 progress(item.size)
 
-        if self._exists(located):
+        wanted = upload.missing(self._transport, (f.address for f in files))
+        existing = self._find(located)
+        if existing is None:
+            self.uploaded_blobs += upload.upload(self._transport, files, wanted, settled)
+        elif existing.is_finalized:
+            # Compared here, as a local push compares, so a conflict uploads nothing.
+            data = reading.manifest_bytes(self._transport, located, existing.manifest_digest)
+            pushed = ((f.path, f.size, f.address.hex, f.sha256, f.executable) for f in files)
+            found_difference = compare(
+                data, existing.retention_class, pushed, retention_class, checked_metadata
+            ).difference
+            if found_difference is not None:
+                raise ConflictError(
+                    f"package {existing} already exists with other content: "
+                    f"{found_difference}; versions are immutable, push a new version"
+                )
             for item in files:
-                settled(item)  # compared by the server, nothing uploaded
-        else:
-            self._upload(files, settled)
+                settled(item)
         body = {
             "files": [f.file_json() for f in files],
             "metadata": checked,
@@ -335,12 +350,14 @@ class RemoteStore:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _exists(self, located: reading.Located) -> bool:
+    def _find(self, located: reading.Located) -> Package | None:
+        """The version a push is about to write, if it exists (a refusal names write)."""
+        route = located.route
         try:
-            self.get_package(located.name, located.version)
+            answer = self._transport.call("GET", route, scope="write")
         except PackageNotFoundError:
-            return False
-        return True
+            return None
+        return package_from_json(answer, f"GET {route}")
 
     def _upload(
         self, files: list[upload.LocalFile], settled: Callable[[upload.LocalFile], None] | None

@@ -91,8 +91,13 @@ class Transport:
         *,
         params: Mapping[str, str | int] | None = None,
         body: object = None,
+        scope: str | None = None,
     ) -> object:
-        """Send a request (body as JSON, if any) and return the JSON answer."""
+        """Send a request (body as JSON, if any) and return the JSON answer.
+
+        scope names the token scope a refusal says is needed, when the operation this request
+        is part of needs more than the method alone does (a push looking its version up).
+        """
         content = None if body is None else json.dumps(body, sort_keys=True).encode()
         response = self.send(
             method,
@@ -100,6 +105,7 @@ class Transport:
             params=params,
             body=None if content is None else (lambda: content),
             headers={"Content-Type": "application/json"} if content is not None else None,
+            scope=scope,
         )
         try:
             return response.json()
@@ -136,6 +142,7 @@ class Transport:
         headers: Mapping[str, str] | None = None,
         stream: bool = False,
         read_timeout: float | None = None,
+        scope: str | None = None,
     ) -> httpx.Response:
         """Send one request, trying an idempotent one again on failure; raise error answers."""
         attempts = self._attempts if method in IDEMPOTENT else 1
@@ -169,7 +176,7 @@ class Transport:
                     raise self.unavailable(exc) from exc
                 finally:
                     response.close()
-                raise self.error(method, path, response)
+                raise self.error(method, path, response, scope)
             return response
         raise AssertionError("unreachable: the last attempt returns or raises")
 
@@ -183,7 +190,9 @@ class Transport:
             f"cannot reach the artifactstore server at {self.shown_url}: {reason}"
         )
 
-    def error(self, method: str, path: str, response: httpx.Response) -> ArtifactStoreError:
+    def error(
+        self, method: str, path: str, response: httpx.Response, scope: str | None = None
+    ) -> ArtifactStoreError:
         """The library error an error answer stands for (see the module docstring)."""
         status = response.status_code
         code, message, missing = _error_body(response)
@@ -195,7 +204,7 @@ class Transport:
             )
             return AccessDeniedError(
                 f"the server at {self.shown_url} refused {method} {path} ({status}): it needs "
-                f"a token with the {scope_for(method)} scope{given}; it said: {message}"
+                f"a token with the {scope or scope_for(method)} scope{given}; it said: {message}"
             )
         if status >= 500:
             return ServerUnavailableError(
