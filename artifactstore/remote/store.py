@@ -30,6 +30,7 @@ from artifactstore.errors import (
     MissingBlobsError,
     PackageFileNotFoundError,
     PackageNotFoundError,
+    PackageStateError,
 )
 from artifactstore.events.model import Event
 from artifactstore.identity import iter_chunks
@@ -251,6 +252,11 @@ class RemoteStore:
                 )
             for item in files:
                 settled(item)
+        else:
+            raise PackageStateError(
+                f"package {existing} is open for assembly; finalize or abandon it "
+                "(a push never adds to an open package)"
+            )
         body = {
             "files": [f.file_json() for f in files],
             "metadata": checked,

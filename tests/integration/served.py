@@ -128,11 +128,13 @@ def serving(database_url: str, where: Path) -> Iterator[Served]:
 
 
 class Proxy:
-    """A loopback TCP proxy to a server that records request heads and can cut answers.
+    """A loopback TCP proxy to a server that records request heads and breaks some exchanges.
 
-    `cut(when, after)`: the next answer to a request whose head satisfies when is cut off
-    after `after` bytes (headers included): the proxy closes both connections, as a network
-    failure would. Each request is forwarded as it is; each answer too, until a cut.
+    Each rule applies once, to the next request whose head (request line and headers)
+    satisfies its test: `cut` lets `after` bytes of the answer through, `cut_upload` lets
+    `after` bytes of the request through, and then the proxy closes both connections, as a
+    network failure would; `refuse` answers `status` itself (and closes) instead of
+    forwarding the request. Everything else passes through unchanged.
     """
 
     def __init__(self, upstream: str) -> None:
@@ -141,7 +143,7 @@ class Proxy:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
         self.heads: list[str] = []
-        self._cuts: list[tuple[Callable[[str], bool], int]] = []
+        self._rules: list[tuple[str, Callable[[str], bool], int]] = []
         self._lock = threading.Lock()
         self._closed = False
         threading.Thread(target=self._accept, daemon=True).start()
@@ -149,7 +151,17 @@ class Proxy:
     def cut(self, when: Callable[[str], bool], after: int) -> None:
         """Cut the next answer to a request whose head satisfies when after `after` bytes."""
         with self._lock:
-            self._cuts.append((when, after))
+            self._rules.append(("answer", when, after))
+
+    def cut_upload(self, when: Callable[[str], bool], after: int) -> None:
+        """Cut the next request whose head satisfies when after `after` bytes of it."""
+        with self._lock:
+            self._rules.append(("request", when, after))
+
+    def refuse(self, when: Callable[[str], bool], status: int) -> None:
+        """Answer the next request whose head satisfies when with status, unforwarded."""
+        with self._lock:
+            self._rules.append(("refuse", when, status))
 
     def close(self) -> None:
         """Stop accepting connections."""
@@ -167,18 +179,38 @@ class Proxy:
             threading.Thread(target=self._up, args=(client, server, budget), daemon=True).start()
             threading.Thread(target=self._down, args=(server, client, budget), daemon=True).start()
 
+    def _rule(self, head: str) -> tuple[str, int] | None:
+        with self._lock:
+            self.heads.append(head)
+            for index, (kind, when, number) in enumerate(self._rules):
+                if when(head):
+                    del self._rules[index]
+                    return kind, number
+        return None
+
     def _up(self, client: socket.socket, server: socket.socket, budget: list[int | None]) -> None:
+        up_budget: int | None = None
         with contextlib.suppress(OSError):
             while data := client.recv(1 << 16):
                 if data[:8].split(b" ")[0] in (b"GET", b"PUT", b"POST", b"DELETE", b"HEAD"):
-                    head = data.split(b"\r\n\r\n")[0].decode("latin-1")
-                    with self._lock:
-                        self.heads.append(head)
-                        for index, (when, after) in enumerate(self._cuts):
-                            if when(head):
-                                budget[0] = after
-                                del self._cuts[index]
-                                break
+                    rule = self._rule(data.split(b"\r\n\r\n")[0].decode("latin-1"))
+                    if rule is not None and rule[0] == "refuse":
+                        body = b'{"error": {"code": "unavailable", "message": "proxy says no"}}'
+                        client.sendall(
+                            f"HTTP/1.1 {rule[1]} Refused\r\nContent-Type: application/json\r\n"
+                            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                            + body
+                        )
+                        break
+                    if rule is not None and rule[0] == "answer":
+                        budget[0] = rule[1]
+                    if rule is not None and rule[0] == "request":
+                        up_budget = rule[1]
+                if up_budget is not None and len(data) >= up_budget:
+                    server.sendall(data[:up_budget])
+                    break
+                if up_budget is not None:
+                    up_budget -= len(data)
                 server.sendall(data)
         _close(client, server)
 

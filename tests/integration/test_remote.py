@@ -306,6 +306,46 @@ def test_an_upload_whose_answer_is_lost_is_sent_again(server: Served, tmp_path: 
         assert local.verify_package(("acme/upload-cut", "1")).ok
 
 
+def test_an_upload_cut_halfway_is_sent_again_and_nothing_half_stored(
+    server: Served, tmp_path: Path
+) -> None:
+    source = make_tree(tmp_path / "dist", "half")
+    data = (source / "lib" / "deep" / "data.bin").read_bytes()
+    address = f"blake3:{blake3.blake3(data).hexdigest()}"
+    proxy = Proxy(server.url)
+    try:
+        # The first upload of data.bin loses its connection after half of its bytes.
+        proxy.cut_upload(lambda head: head.startswith(f"PUT /v1/blobs/{address}"), BIG // 2)
+        with connect(proxy.url, server.writer) as store:
+            result = store.push("acme/half", "1", source)
+        puts = [h for h in proxy.heads if h.startswith(f"PUT /v1/blobs/{address}")]
+    finally:
+        proxy.close()
+    assert len(puts) == 2  # cut, then sent again whole
+    assert result.created
+    with server.open() as local:
+        assert local.verify_package(("acme/half", "1")).ok
+        with local.get_file(("acme/half", "1"), "lib/deep/data.bin") as reader:
+            assert reader.read() == data
+
+
+def test_a_read_is_retried_after_a_503_and_a_post_is_not(server: Served, tmp_path: Path) -> None:
+    make_tree(tmp_path / "dist", "retry")
+    proxy = Proxy(server.url)
+    try:
+        proxy.refuse(lambda head: head.startswith("GET /v1/packages "), 503)
+        proxy.refuse(lambda head: head.startswith("POST /v1/blobs/missing"), 503)
+        with connect(proxy.url, server.writer) as store:
+            assert isinstance(store.list_packages(), list)
+            with pytest.raises(ServerUnavailableError, match=r"\(503 unavailable\)"):
+                store.push("acme/retry", "1", tmp_path / "dist")
+        lists = [h for h in proxy.heads if h.startswith("GET /v1/packages ")]
+        posts = [h for h in proxy.heads if h.startswith("POST /v1/blobs/missing")]
+    finally:
+        proxy.close()
+    assert (len(lists), len(posts)) == (2, 1)
+
+
 # -- following the log -----------------------------------------------------------------------
 
 
