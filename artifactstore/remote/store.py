@@ -36,7 +36,7 @@ from artifactstore.events.model import Event
 from artifactstore.identity import iter_chunks
 from artifactstore.ingest import Source
 from artifactstore.manifest import projection
-from artifactstore.manifest.model import Manifest, validate_new_metadata
+from artifactstore.manifest.model import Manifest, Metadata, validate_new_metadata
 from artifactstore.naming import check_name, check_path, check_version
 from artifactstore.publish import PushResult, compare
 from artifactstore.registry import Package, PackageRef, StoredFile
@@ -238,25 +238,10 @@ class RemoteStore:
         existing = self._find(located)
         if existing is None:
             self.uploaded_blobs += upload.upload(self._transport, files, wanted, settled)
-        elif existing.is_finalized:
-            # Compared here, as a local push compares, so a conflict uploads nothing.
-            data = reading.manifest_bytes(self._transport, located, existing.manifest_digest)
-            pushed = ((f.path, f.size, f.address.hex, f.sha256, f.executable) for f in files)
-            found_difference = compare(
-                data, existing.retention_class, pushed, retention_class, checked_metadata
-            ).difference
-            if found_difference is not None:
-                raise ConflictError(
-                    f"package {existing} already exists with other content: "
-                    f"{found_difference}; versions are immutable, push a new version"
-                )
+        else:
+            self._compare(existing, located, files, retention_class, checked_metadata)
             for item in files:
                 settled(item)
-        else:
-            raise PackageStateError(
-                f"package {existing} is open for assembly; finalize or abandon it "
-                "(a push never adds to an open package)"
-            )
         body = {
             "files": [f.file_json() for f in files],
             "metadata": checked,
@@ -355,6 +340,30 @@ class RemoteStore:
         self._transport.call("POST", f"{located.route}/abandon", body={})
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _compare(
+        self,
+        existing: Package,
+        located: reading.Located,
+        files: list[upload.LocalFile],
+        retention_class: str,
+        metadata: Metadata,
+    ) -> None:
+        """Check a push against the version that exists, as a local push does, uploading
+        nothing: ConflictError naming the first difference, PackageStateError if it is open."""
+        if not existing.is_finalized:
+            raise PackageStateError(
+                f"package {existing} is open for assembly; finalize or abandon it "
+                "(a push never adds to an open package)"
+            )
+        data = reading.manifest_bytes(self._transport, located, existing.manifest_digest)
+        pushed = ((f.path, f.size, f.address.hex, f.sha256, f.executable) for f in files)
+        found = compare(data, existing.retention_class, pushed, retention_class, metadata)
+        if found.difference is not None:
+            raise ConflictError(
+                f"package {existing} already exists with other content: {found.difference}; "
+                "versions are immutable, push a new version"
+            )
 
     def _find(self, located: reading.Located) -> Package | None:
         """The version a push is about to write, if it exists (a refusal names write)."""

@@ -29,6 +29,7 @@ from artifactstore import (
     ConflictError,
     DigestMismatchError,
     PackageNotFoundError,
+    PackageStateError,
     RemoteStore,
     ServerUnavailableError,
     connect,
@@ -164,6 +165,8 @@ def test_assembly_through_the_library(server: Served, tmp_path: Path) -> None:
         with store.get_file(package, "stream.txt") as reader:
             assert reader.read() == b"hello assembly\n"
         store.create_package("acme/parts", "2")
+        with pytest.raises(PackageStateError, match="open for assembly"):
+            store.push("acme/parts", "2", tree)
         store.abandon_package(("acme/parts", "2"))
         with server.open() as local:
             assert local.get_package("acme/parts", "1").manifest_digest == str(manifest.digest)
