@@ -40,14 +40,13 @@ from artifactstore import (
     PackageFileNotFoundError,
     PackageNotFoundError,
     StorageError,
-    StoredFile,
     Token,
     check_name,
     check_path,
     check_version,
     error_code,
 )
-from artifactstore.cli.output import event_json, package_json
+from artifactstore.cli.output import event_json, file_json, package_json
 
 _log = logging.getLogger(__name__)
 
@@ -191,16 +190,6 @@ def stream_range(reader: BinaryIO, start: int, end: int, label: str) -> Iterator
             yield held
 
 
-def _file_json(found: StoredFile) -> dict[str, object]:
-    return {
-        "content_address": str(found.content_address),
-        "executable": found.executable,
-        "path": found.path,
-        "sha256": str(found.sha256),
-        "size": found.size,
-    }
-
-
 def blueprint(get_store: Callable[[], ArtifactStore | ArtifactStoreError]) -> Blueprint:
     """The /v1 routes over the store get_store gives (or the error that keeps it closed)."""
     api = Blueprint("api", __name__, url_prefix="/v1")
@@ -251,7 +240,7 @@ def blueprint(get_store: Callable[[], ArtifactStore | ArtifactStoreError]) -> Bl
             return _manifest(store(), package)
         if leaf == "file":
             return _file(store(), package)
-        files = [_file_json(f) for f in store().list_files(package)]
+        files = [file_json(f) for f in store().list_files(package)]
         return jsonify({**package_json(package), "files": files})
 
     @api.get("/events")
