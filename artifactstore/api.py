@@ -41,14 +41,13 @@ from artifactstore import (
     PackageFileNotFoundError,
     PackageNotFoundError,
     StorageError,
-    StoredFile,
     Token,
     check_name,
     check_path,
     check_version,
     error_code,
 )
-from artifactstore.cli.output import event_json, package_json
+from artifactstore.cli.output import event_json, file_json, package_json
 
 _log = logging.getLogger(__name__)
 
@@ -192,17 +191,6 @@ def stream_range(reader: BinaryIO, start: int, end: int, label: str) -> Iterator
             return
         if held:
             yield held
-
-
-def file_json(found: StoredFile) -> dict[str, object]:
-    """One file of a package as the API writes it."""
-    return {
-        "content_address": str(found.content_address),
-        "executable": found.executable,
-        "path": found.path,
-        "sha256": str(found.sha256),
-        "size": found.size,
-    }
 
 
 def blueprint(get_store: Callable[[], ArtifactStore | ArtifactStoreError]) -> Blueprint:

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from flask import Blueprint, Response, jsonify, request
 
 from artifactstore import ArtifactStore, ArtifactStoreError, InvalidInputError, NamedBlob, Token
-from artifactstore.api import ApiError, authorize_request, file_json, opened, route
-from artifactstore.cli.output import package_json
+from artifactstore.api import ApiError, authorize_request, opened, route
+from artifactstore.cli.output import file_json, package_json
 
 MAX_JSON_BYTES = 64 * 1024 * 1024
 """The largest JSON body: a publish of 100,000 files with long paths is about 20 MB."""

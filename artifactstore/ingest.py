@@ -21,7 +21,7 @@ from artifactstore.dataplane.spi import DataPlane, IngestResult
 from artifactstore.errors import AlreadyExistsError, InvalidPathError, PackageFinalizedError
 from artifactstore.events.model import FILE_INGESTED
 from artifactstore.manifest.model import format_timestamp
-from artifactstore.naming import check_paths
+from artifactstore.naming import check_path, check_paths
 from artifactstore.registry import Package, PackageRef, StoredFile
 
 Source = bytes | str | os.PathLike[str] | BinaryIO | Iterable[bytes]
@@ -108,6 +108,27 @@ def stage_directory(
             uploads.stage(connection, session, staged, db.now())
 
 
+def add_file(
+    db: Database,
+    dataplane: DataPlane,
+    ref: PackageRef,
+    path: str,
+    source: Source,
+    replace: bool,
+    executable: bool | None,
+    actor: str | None,
+) -> StoredFile:
+    """Store one source's blob and add it to an open package as path (see `add`)."""
+    check_path(path)
+
+    def stored_blob() -> Iterator[list[Ingested]]:
+        result, inferred = ingest_source(dataplane, source)
+        yield [(path, result, inferred if executable is None else executable)]
+
+    [stored] = add(db, ref, [path], stored_blob(), replace, actor)
+    return stored
+
+
 def add(
     db: Database,
     ref: PackageRef,
@@ -117,8 +138,12 @@ def add(
     actor: str | None,
 ) -> list[StoredFile]:
     """Add files to an open package: every path checked first (batches is lazy, so no blob is
-    stored before), then each batch of stored files committed in its own transaction."""
-    known = check_can_add(db, ref, paths, replace)
+    stored before), then each batch of stored files committed in its own transaction.
+
+    A path the package has already is compared once its content is known (`commit_files`):
+    the same BLAKE3 and executable bit is kept as it is, anything else is AlreadyExistsError.
+    """
+    known = check_can_add(db, ref, paths)
     stored: list[StoredFile] = []
     for ingested in batches:
         files, known = commit_files(db, ref, ingested, replace, actor, known)
@@ -126,15 +151,18 @@ def add(
     return stored
 
 
-def check_can_add(db: Database, ref: PackageRef, paths: list[str], replace: bool) -> int:
-    """Raise unless the package is open, (without replace) has none of paths yet, and none of
-    paths clashes with its files (naming.check_paths: prefixes, NFC and case twins); returns
-    how many files it has."""
+def check_can_add(db: Database, ref: PackageRef, paths: list[str]) -> int:
+    """Raise unless the package is open and none of paths clashes with its files
+    (naming.check_paths: prefixes, NFC and case twins); returns how many files it has.
+
+    A path the package has already is no clash here: its content is not known yet, so
+    `commit_files` decides.
+    """
     with db.read() as connection:
         package = registry.get_package(connection, ref)
         require_open(package)
         existing = registry.package_paths(connection, package.id)
-        _require_addable(package, paths, existing, replace)
+        _require_no_clash(package, paths, existing)
         return len(existing)
 
 
@@ -149,26 +177,31 @@ def commit_files(
     """Add stored files to an open package in one transaction (one v1.file.ingested each);
     returns them and the package's file count after.
 
-    known is the file count when the paths were checked: files are never taken out of an open
-    package, so an unchanged count means nobody added a path since, and the check holds.
+    Under the write lock, a path the package has already is checked (`_require_addable`):
+    without replace, the same content is kept and appends nothing (a retried job, or two jobs
+    adding one file, succeed), and other content raises AlreadyExistsError with nothing of the
+    batch added; with replace, the file is recorded again whatever it holds. known is the file
+    count when the paths were checked: files are never taken out of an open package, so an
+    unchanged count means nobody added a path since, and the clash check holds.
     """
     with db.write() as connection:
         package = registry.get_package(connection, ref)
         require_open(package)
+        paths = [path for path, _, _ in ingested]
+        present = registry.package_files_at(connection, package.id, paths)
+        new = _require_addable(package, ingested, present, replace)
         if registry.file_count(connection, package.id) != known:
             # Another writer added files since: check again, under the lock.
-            paths = [path for path, _, _ in ingested]
             existing = registry.package_paths(connection, package.id)
-            _require_addable(package, paths, existing, replace)
+            _require_no_clash(package, [path for path, _, _ in new], existing)
         # One commit, one moment: the batch's events share their timestamp.
         now = format_timestamp(db.now())
-        db.record(
-            connection,
-            [
-                db.event(FILE_INGESTED, package.id, staged_payload(staged_file(*item)), actor, now)
-                for item in ingested
-            ],
-        )
+        events = [
+            db.event(FILE_INGESTED, package.id, staged_payload(staged_file(*item)), actor, now)
+            for item in new
+        ]
+        if events:
+            db.record(connection, events)
         count = registry.file_count(connection, package.id)
     stored = [
         StoredFile(
@@ -190,15 +223,33 @@ def require_open(package: Package) -> None:
         raise PackageFinalizedError(f"package {package} is finalized and cannot change")
 
 
-def _require_addable(package: Package, paths: list[str], existing: set[str], replace: bool) -> None:
-    if not replace:
-        seen: set[str] = set()
-        for path in paths:
-            if path in existing or path in seen:
-                raise AlreadyExistsError(
-                    f"package {package} already has {path!r}; pass replace=True to overwrite it"
-                )
-            seen.add(path)
+def _require_addable(
+    package: Package, ingested: list[Ingested], present: dict[str, StoredFile], replace: bool
+) -> list[Ingested]:
+    """The files to record: all with replace; else those at a new path, after raising
+    AlreadyExistsError for one the package has with another BLAKE3 or executable bit."""
+    if replace:
+        return ingested
+    new: list[Ingested] = []
+    for path, result, executable in ingested:
+        there = present.get(path)
+        if there is None:
+            new.append((path, result, executable))
+        elif there.blake3.hex != result.digests.blake3.hex:
+            raise AlreadyExistsError(
+                f"package {package} already has {path!r} with other content "
+                f"({there.blake3}; this one is {result.digests.blake3})"
+            )
+        elif there.executable != executable:
+            raise AlreadyExistsError(
+                f"package {package} already has {path!r} with the executable bit "
+                f"{'set' if there.executable else 'unset'} (this one has it "
+                f"{'set' if executable else 'unset'})"
+            )
+    return new
+
+
+def _require_no_clash(package: Package, paths: list[str], existing: set[str]) -> None:
     try:
         check_paths(paths, existing)
     except InvalidPathError as exc:

@@ -263,6 +263,20 @@ def package_file(connection: Connection, package_id: str, path: str) -> StoredFi
     return None if row is None else _stored_file(row)
 
 
+def package_files_at(
+    connection: Connection, package_id: str, paths: Iterable[str]
+) -> dict[str, StoredFile]:
+    """The files a package has at any of paths, by path."""
+    files = schema.artifact_files
+    found: dict[str, StoredFile] = {}
+    for chunk in _in_chunks(paths):
+        rows = connection.execute(
+            select(files).where(files.c.package_id == package_id, files.c.path.in_(chunk))
+        )
+        found.update((row.path, _stored_file(row)) for row in rows)
+    return found
+
+
 def file_count(connection: Connection, package_id: str) -> int:
     """How many files a package has."""
     files = schema.artifact_files

@@ -54,7 +54,6 @@ from artifactstore.events.model import Event
 from artifactstore.ingest import Source
 from artifactstore.manifest import codec, projection
 from artifactstore.manifest.model import Manifest
-from artifactstore.naming import check_path
 from artifactstore.publish import PushResult
 from artifactstore.registry import Package, PackageRef, RetentionClass, StoredFile
 from artifactstore.storage.spi import BackendHealth
@@ -225,15 +224,14 @@ class ArtifactStore:
         *,
         actor: str | None = None,
     ) -> StoredFile:
-        """Stream one file into an open package; a path already there needs replace=True."""
-        check_path(path)
+        """Stream one file into an open package.
 
-        def stored_blob() -> Iterator[list[ingest.Ingested]]:
-            result, inferred = ingest.ingest_source(self._dataplane, source)
-            yield [(path, result, inferred if executable is None else executable)]
-
-        [stored] = ingest.add(self._db, ref, [path], stored_blob(), replace, actor)
-        return stored
+        A path already there with the same content (BLAKE3 and executable bit) succeeds and
+        appends nothing; with other content it raises AlreadyExistsError, unless replace=True,
+        which records the file again whatever it holds (ingest.commit_files).
+        """
+        args = (self._db, self._dataplane, ref, path, source, replace, executable, actor)
+        return ingest.add_file(*args)
 
     def ingest_directory(
         self,
@@ -243,14 +241,15 @@ class ArtifactStore:
         progress: Callable[[int], None] | None = None,
         *,
         actor: str | None = None,
+        prefix: str = "",
     ) -> list[StoredFile]:
-        """Add every regular file under directory to an open package (sorted; symlinks refused).
+        """Add every regular file under directory to an open package, as prefix/<its path there>.
 
-        Paths are all checked before any blob is written. Files are committed in batches of
-        ingest.COMMIT_BATCH, which keeps memory flat however many files there are; if the process
-        dies between batches the package stays open with the batches before.
+        Paths are checked before any blob is written (tree.scan); one already there is kept or
+        refused as in ingest_file. Batches of ingest.COMMIT_BATCH files keep memory flat; if
+        the process dies (or a batch is refused) the package keeps the batches before.
         """
-        found = tree.scan(directory, self._own_files)
+        found = tree.scan(directory, self._own_files, prefix)
         batches = ingest.store_blobs(self._db, self._dataplane, found, progress)
         return ingest.add(self._db, ref, [f.path for f in found], batches, replace, actor)
 

@@ -46,8 +46,11 @@ def is_executable(mode: int) -> bool:
     return bool(mode & (stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH))
 
 
-def scan(root: str | os.PathLike[str], skip: Iterable[Path] = ()) -> list[TreeFile]:
-    """Every regular file under root, sorted by the UTF-8 bytes of its package path.
+def scan(
+    root: str | os.PathLike[str], skip: Iterable[Path] = (), prefix: str = ""
+) -> list[TreeFile]:
+    """Every regular file under root, sorted by the UTF-8 bytes of its package path: prefix
+    (a directory inside the package; a trailing '/' is optional) joined with its path here.
 
     Entries that are one of the skip paths (compared by the identity of the directory holding
     them and their name, not by text) are left out, with everything under them.
@@ -62,7 +65,7 @@ def scan(root: str | os.PathLike[str], skip: Iterable[Path] = ()) -> list[TreeFi
     if not stat.S_ISDIR(info.st_mode):
         raise InvalidPathError(f"{str(base)!r} is not a directory")
     found: list[TreeFile] = []
-    _walk(base, (info.st_dev, info.st_ino), "", _identities(skip), found)
+    _walk(base, (info.st_dev, info.st_ino), prefix.removesuffix("/"), _identities(skip), found)
     found.sort(key=lambda f: f.path.encode("utf-8"))
     check_paths(f.path for f in found)
     return found

@@ -4,8 +4,9 @@ Settings are read once, in the group callback (`--db`, `--root` or `--storage`, 
 ARTIFACTSTORE_* variables, else `./.artifactstore/`), and held in `ctx.obj`; commands open the
 store only when they need it, and import the heavy modules (SQLAlchemy, alembic) inside the
 command, so `version` and `--help` start fast. The commands live in `operations`,
-`packages` and `tokens`, what they print in `output`, how they fail in `failures`. Like the
-web app, the command line uses only the public library surface (`artifactstore.__all__`).
+`packages`, `assembly` and `tokens`, what they print in `output`, how they fail in
+`failures`. Like the web app, the command line uses only the public library surface
+(`artifactstore.__all__`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from artifactstore import (
     configure_logging,
     load_settings,
 )
-from artifactstore.cli import operations, packages, tokens
+from artifactstore.cli import assembly, operations, packages, tokens
 from artifactstore.cli.context import TOKEN_ENV, CliState
 from artifactstore.cli.failures import (
     EXIT_CODES,
@@ -99,7 +100,8 @@ def cli(
     Exit codes: 0 ok, 1 a check failed, 2 bad usage or input.
 
     With --server the package commands (push, pull, verify NAME VERSION, ls, show, cat,
-    events) talk to a running server (`artifactstore serve`), with the same output.
+    events, create, add, finalize, abandon) talk to a running server (`artifactstore
+    serve`), with the same output.
 
     \b
     Example:
@@ -115,7 +117,7 @@ def cli(
     ctx.obj = CliState(settings, as_json, server or None, token_file)
 
 
-for command in (*operations.COMMANDS, *packages.COMMANDS, *tokens.COMMANDS):
+for command in (*operations.COMMANDS, *packages.COMMANDS, *assembly.COMMANDS, *tokens.COMMANDS):
     cli.add_command(command)
 
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         Event,
         HealthReport,
         LogHead,
+        Manifest,
         Package,
         PushResult,
         ReplayReport,
@@ -218,6 +219,67 @@ def package_json(package: Package) -> dict[str, object]:
         "state": package.state,
         "version": package.version,
     }
+
+
+def file_json(found: StoredFile) -> dict[str, object]:
+    """One file as `show` of an open package and the HTTP API write it."""
+    return {
+        "content_address": str(found.content_address),
+        "executable": found.executable,
+        "path": found.path,
+        "sha256": str(found.sha256),
+        "size": found.size,
+    }
+
+
+def open_package(package: Package, files: Sequence[StoredFile]) -> None:
+    """`show` of an open package: the package, state 'open', and its files so far, as JSON."""
+    emit_json({**package_json(package), "files": [file_json(f) for f in files]})
+
+
+def created(package: Package, as_json: bool) -> None:
+    """`create`: the package, open."""
+    if as_json:
+        emit_json(package_json(package))
+    else:
+        click.echo(f"created {package} (open)")
+
+
+def added(ref: str, files: Sequence[StoredFile], as_json: bool) -> None:
+    """`add`: how many files (and bytes) the package now holds from PATH."""
+    total = sum(f.size for f in files)
+    name, _, version = ref.partition(":")
+    if as_json:
+        emit_json({"bytes": total, "files": len(files), "name": name, "version": version})
+    else:
+        click.echo(f"added {_count(len(files), 'file')} ({human_bytes(total)}) to {ref}")
+
+
+def finalized(manifest: Manifest, as_json: bool) -> None:
+    """`finalize`: the manifest digest alone, as push prints it, or with the package."""
+    digest = str(manifest.digest)
+    if as_json:
+        package = manifest.package
+        emit_json(
+            {
+                "digest": digest,
+                "files": len(manifest.files),
+                "manifest_digest": digest,
+                "name": package.name,
+                "version": package.version,
+            }
+        )
+    else:
+        click.echo(digest)
+
+
+def abandoned(ref: str, as_json: bool) -> None:
+    """`abandon`: the package, now abandoned."""
+    name, _, version = ref.partition(":")
+    if as_json:
+        emit_json({"name": name, "state": "abandoned", "version": version})
+    else:
+        click.echo(f"abandoned {ref}")
 
 
 def event_json(found: Event) -> dict[str, object]:

@@ -224,17 +224,26 @@ def list_packages(ctx: click.Context, state: CliState, name: str | None) -> None
 def show(
     ctx: click.Context, args: tuple[str, ...], manifest_format: str, expect_digest: str | None
 ) -> None:
-    """Print the manifest of a finalized package.
+    """Print the manifest of a finalized package, or what an open one holds so far.
 
     The manifest of package NAME VERSION as the event log fixed it, as JCS or raw CBOR;
-    --json changes nothing here.
+    --json changes nothing here. A package open for assembly has no manifest yet: show
+    prints it as JSON with "state": "open" and its files so far (as JCS only, and not with
+    --expect-digest, which exit 2 for it).
 
     \b
     Example:
       artifactstore show acme/app 1.4.2 --format cbor | b3sum
     """
     ref, _ = package_args(args)
-    data = open_store(ctx).get_manifest_bytes(ref, manifest_format, expect_digest)
+    store = open_store(ctx)
+    name, colon, version = ref.partition(":")
+    if colon and manifest_format == "jcs" and expect_digest is None:
+        package = store.get_package(name, version)
+        if package.state == "open":
+            output.open_package(package, store.list_files(ref))
+            return
+    data = store.get_manifest_bytes(ref, manifest_format, expect_digest)
     # JSON gets a newline like any text output; CBOR goes out byte-exact for digesting.
     sys.stdout.buffer.write(data + b"\n" if manifest_format == "jcs" else data)
     sys.stdout.buffer.flush()

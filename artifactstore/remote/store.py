@@ -306,14 +306,15 @@ class RemoteStore:
         progress: Callable[[int], None] | None = None,
         *,
         actor: str | None = None,
+        prefix: str = "",
     ) -> list[StoredFile]:
-        """Upload every regular file under directory into an open package (sorted).
+        """Upload every regular file under directory into an open package, as prefix/<path>.
 
         Paths are all checked before anything is sent; files are added in batches.
         """
         _no_actor(actor)
         located = reading.resolve(self._transport, ref)
-        found = tree.scan(directory)
+        found = tree.scan(directory, (), prefix)
         files = [upload.hash_file(item) for item in found]
         stored: list[StoredFile] = []
         for start in range(0, len(files), _ADD_BATCH):

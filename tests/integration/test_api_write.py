@@ -227,8 +227,11 @@ def test_assembly_open_add_finalize(writer: Writer) -> None:
     added = writer.call("POST", f"{base}/add", json={"files": [tool]})
     assert added.status_code == 200
     assert [f["path"] for f in added.get_json()["files"]] == ["bin/tool"]
-    twice = writer.call("POST", f"{base}/add", json={"files": [tool]})
-    assert twice.status_code == 409 and error_code(twice) == "already_exists"
+    # The same file again is no change; another blob under its path is a conflict.
+    assert writer.call("POST", f"{base}/add", json={"files": [tool]}).status_code == 200
+    other = {**tool, "content_address": address(SMALL)}
+    clash = writer.call("POST", f"{base}/add", json={"files": [other]})
+    assert clash.status_code == 409 and error_code(clash) == "already_exists"
     assert writer.call("POST", f"{base}/add", json={"files": [script]}).status_code == 200
     finalized = writer.call("POST", f"{base}/finalize")
     assert finalized.status_code == 200 and finalized.get_json()["state"] == "finalized"

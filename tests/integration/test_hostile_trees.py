@@ -144,7 +144,7 @@ def test_a_clashing_path_added_between_check_and_commit_is_refused(store: Artifa
     # Two assembly jobs: the second checked its path before the first committed 'a'; the
     # commit checks again under the lock.
     package = store.create_package(NAME, VERSION)
-    known = check_can_add(store._db, package, ["a/b"], replace=False)
+    known = check_can_add(store._db, package, ["a/b"])
     stored, executable = store.dataplane.ingest_stream(b"inner"), False
     store.ingest_file(package, "a", b"outer")
     with pytest.raises(InvalidPathError, match="'a' and 'a/b'"):

@@ -176,6 +176,31 @@ def test_assembly_through_the_library(server: Served, tmp_path: Path) -> None:
             store.get_package("acme/parts", "3")
 
 
+def test_assembly_commands_over_the_server(server: Served, tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "dist", "jobs")
+    first, second = runner(server, tmp_path / "job1"), runner(server, tmp_path / "job2")
+    first.ok("create", "acme/jobs", "1", "--retention", "ci", "--meta", "git_sha=3f2a")
+    first.ok("add", "acme/jobs", "1", str(tree / "lib"), "--prefix", "linux")
+    second.ok("add", "acme/jobs:1", str(tree / "bin" / "app"), "--prefix", "bin")
+    second.ok("add", "acme/jobs:1", str(tree / "bin" / "app"), "--prefix", "bin")  # a retry
+    opened = json.loads(first.ok("show", "acme/jobs", "1").text)
+    assert opened["state"] == "open" and len(opened["files"]) == 4
+    digest = second.ok("finalize", "acme/jobs", "1").text.strip()
+    with server.open() as local:
+        package = local.get_package("acme/jobs", "1")
+        assert package.manifest_digest == digest
+        assert [f.path for f in local.list_files(package)] == [
+            "bin/app",
+            "linux/copy.txt",
+            "linux/deep/data.bin",
+            "linux/empty",
+        ]
+        assert local.list_files(package)[0].executable
+    first.ok("create", "acme/jobs", "2")
+    first.ok("abandon", "acme/jobs", "2")
+    one_error_line(first("add", "acme/jobs", "2", str(tree)), 2)  # abandoned
+
+
 def test_pinned_digests_are_checked_on_the_client(server: Served, tmp_path: Path) -> None:
     make_tree(tmp_path / "dist", "pin")
     cli = runner(server, tmp_path)
