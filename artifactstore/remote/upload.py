@@ -54,18 +54,7 @@ class LocalFile:
 
 def hash_file(found: tree.TreeFile) -> LocalFile:
     """Hash one scanned file with both digests; InvalidInputError if it changed meanwhile."""
-    with tree.open_file(found.source) as handle:
-        digests = digest_stream(handle)
-        tree.check_unchanged(found.source, handle, digests.size, found.size, found.mtime_ns)
-    return LocalFile(
-        found.path,
-        found.source,
-        found.size,
-        found.mtime_ns,
-        found.executable,
-        digests.content_address,
-        digests.sha256.hex,
-    )
+    return _hash(found.path, found.source, found.size, found.mtime_ns, found.executable)
 
 
 def hash_path(path: str, source: str | os.PathLike[str], executable: bool | None) -> LocalFile:
@@ -76,12 +65,16 @@ def hash_path(path: str, source: str | os.PathLike[str], executable: bool | None
     except OSError as exc:
         raise InvalidInputError(f"cannot read {location!r}: {exc.strerror}") from exc
     own = tree.is_executable(info.st_mode)
-    found = tree.TreeFile(path, location, info.st_size, info.st_mtime_ns, own)
-    hashed = hash_file(found)
-    if executable is None or executable == own:
-        return hashed
+    chosen = own if executable is None else executable
+    return _hash(path, location, info.st_size, info.st_mtime_ns, chosen)
+
+
+def _hash(path: str, source: str, size: int, mtime_ns: int, executable: bool) -> LocalFile:
+    with tree.open_file(source) as handle:
+        digests = digest_stream(handle)
+        tree.check_unchanged(source, handle, digests.size, size, mtime_ns)
     return LocalFile(
-        path, location, hashed.size, hashed.mtime_ns, executable, hashed.address, hashed.sha256
+        path, source, size, mtime_ns, executable, digests.content_address, digests.sha256.hex
     )
 
 
