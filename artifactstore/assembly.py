@@ -17,7 +17,7 @@ from artifactstore.events.model import PACKAGE_ABANDONED, PACKAGE_FINALIZED
 from artifactstore.ingest import require_open
 from artifactstore.manifest.model import format_timestamp, validate_new_metadata
 from artifactstore.naming import check_name, check_version
-from artifactstore.publish import encode_manifest, opening_events
+from artifactstore.publish import encode_manifest, opening_events, spool
 from artifactstore.registry import Package, PackageRef
 
 
@@ -62,6 +62,7 @@ def finalize(db: Database, ref: PackageRef, actor: str | None) -> bytes:
         package = registry.get_package(connection, ref)
         if package.is_finalized:
             return trust.finalize_event(connection, package, None).payload
-        payload = encode_manifest(connection, package, format_timestamp(db.now()))
-        db.record(connection, [db.event(PACKAGE_FINALIZED, package.id, payload, actor)])
-        return payload
+        with spool() as out:
+            manifest = encode_manifest(connection, package, format_timestamp(db.now()), out)
+            db.record(connection, [db.event(PACKAGE_FINALIZED, package.id, manifest, actor)])
+            return b"".join(manifest.chunks())

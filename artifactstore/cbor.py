@@ -18,7 +18,7 @@ from __future__ import annotations
 import io
 import struct
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, cast
+from typing import Any, BinaryIO, cast
 
 import cbor2
 
@@ -62,6 +62,28 @@ class Array:
             yield item
         if count != self._length:
             raise ManifestError(f"an array announced {self._length} items but had {count}")
+
+
+class Chunks:
+    """A byte string of known length given in pieces (a payload read back from a file), for
+    `encode_map_chunks`, which passes the pieces through; it can be encoded once."""
+
+    __slots__ = ("_length", "_pieces")
+
+    def __init__(self, length: int, pieces: Iterable[bytes]) -> None:
+        self._length = length
+        self._pieces = pieces
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __iter__(self) -> Iterator[bytes]:
+        count = 0
+        for piece in self._pieces:
+            count += len(piece)
+            yield piece
+        if count != self._length:
+            raise ManifestError(f"a byte string announced {self._length} bytes but had {count}")
 
 
 _SCALARS = frozenset((str, bytes, bool, type(None), Array))
@@ -120,8 +142,24 @@ def encode(value: object) -> bytes:
         raise ManifestError(f"cannot encode as canonical CBOR: {exc}") from exc
 
 
+def encode_to(value: object, out: BinaryIO) -> None:
+    """Write the canonical CBOR of value to a binary file, as `encode` would return it.
+
+    The encoder writes as it goes, so a value with a long `Array` (a manifest streamed from
+    rows) is never whole in memory.
+    """
+    _check(value)
+    try:
+        cbor2.dump(value, out, canonical=True, default=_encode_array)
+    except ManifestError:
+        raise
+    except (UnicodeEncodeError, cbor2.CBOREncodeError) as exc:
+        raise ManifestError(f"cannot encode as canonical CBOR: {exc}") from exc
+
+
 def encode_map_chunks(mapping: Mapping[str, object]) -> Iterator[bytes]:
-    """The canonical CBOR of a map, in pieces; a bytes value comes through as itself (no copy).
+    """The canonical CBOR of a map, in pieces; a bytes value comes through as itself (no copy),
+    a `Chunks` value as its pieces.
 
     b"".join() of the pieces is encode(mapping); hashing them one by one digests a map that
     holds a large payload without building a second copy of it.
@@ -134,6 +172,9 @@ def encode_map_chunks(mapping: Mapping[str, object]) -> Iterator[bytes]:
         if isinstance(value, bytes):
             yield _head(2, len(value))
             yield value
+        elif isinstance(value, Chunks):
+            yield _head(2, len(value))
+            yield from value
         else:
             yield encode(value)
 
@@ -268,12 +309,13 @@ def decode_trusted(data: bytes) -> Any:
 class Reader:
     """Trusted decoding of one CBOR item in pieces: container heads, then items one at a time.
 
-    Lets a reader walk a large map or array without decoding all of it. Malformed input
+    Lets a reader walk a large map or array without decoding all of it; data is bytes or a
+    binary file read from where it stands. Malformed input
     raises ManifestError or one of cbor2's errors; callers turn the latter into ManifestError.
     """
 
-    def __init__(self, data: bytes) -> None:
-        self._stream = io.BytesIO(data)
+    def __init__(self, data: bytes | BinaryIO) -> None:
+        self._stream = io.BytesIO(data) if isinstance(data, bytes) else data
         self._decoder = cbor2.CBORDecoder(self._stream)
 
     def map_length(self) -> int:

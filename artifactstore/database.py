@@ -27,7 +27,7 @@ from artifactstore import schema
 from artifactstore.config import redact_url
 from artifactstore.errors import ConflictError, DatabaseError
 from artifactstore.events import log, views
-from artifactstore.events.model import Event, NewEvent
+from artifactstore.events.model import Event, NewEvent, SpooledEvent, SpooledPayload
 from artifactstore.manifest.model import format_timestamp
 
 
@@ -109,7 +109,7 @@ class Database:
         self,
         event_type: str,
         package_id: str | None,
-        payload: bytes,
+        payload: bytes | SpooledPayload,
         actor: str | None = None,
         occurred_at: str | None = None,
     ) -> NewEvent:
@@ -123,7 +123,9 @@ class Database:
             payload=payload,
         )
 
-    def record(self, connection: Connection, new_events: list[NewEvent]) -> list[Event]:
+    def record(
+        self, connection: Connection, new_events: list[NewEvent]
+    ) -> list[Event | SpooledEvent]:
         """Append events to the log (rules checked) and apply them to the views."""
         sealed = log.write(connection, new_events)
         views.apply(connection, sealed)

@@ -281,6 +281,12 @@ def digest_stream(source: bytes | Iterable[bytes] | BinaryIO) -> DualDigest:
 
 def digest_bytes(data: bytes, algorithm_name: str = PRIMARY_ALGORITHM) -> Digest:
     """Digest one in-memory buffer with a single registered algorithm."""
+    return digest_chunks([data], algorithm_name)
+
+
+def digest_chunks(pieces: Iterable[bytes], algorithm_name: str = PRIMARY_ALGORITHM) -> Digest:
+    """Digest bytes given in pieces with a single registered algorithm."""
     hasher = algorithm(algorithm_name).new()
-    hasher.update(data)
+    for piece in pieces:
+        hasher.update(piece)
     return Digest(algorithm_name, hasher.hexdigest())

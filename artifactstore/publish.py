@@ -13,22 +13,26 @@ lists, each sorted by the UTF-8 bytes of the path, side by side.
 
 from __future__ import annotations
 
+import tempfile
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from sqlalchemy import Connection
 
 from artifactstore import cbor, registry, retention, trust, uploads
 from artifactstore._version import __version__
 from artifactstore.database import Database
-from artifactstore.errors import ConflictError, ManifestError, PackageStateError
+from artifactstore.errors import ConflictError, DatabaseError, ManifestError, PackageStateError
 from artifactstore.events.model import (
     FILE_INGESTED,
     PACKAGE_CREATED,
     PACKAGE_FINALIZED,
     RETENTION_ASSIGNED,
     NewEvent,
+    SpooledPayload,
 )
 from artifactstore.identity import ContentAddress
 from artifactstore.ingest import staged_payload
@@ -43,6 +47,7 @@ from artifactstore.manifest.model import (
     file_value,
     format_timestamp,
     manifest_digest_of_bytes,
+    manifest_digest_of_chunks,
     manifest_map,
     receipt_value,
     validate_metadata,
@@ -125,8 +130,11 @@ def compare(
     return Comparison(difference, count, total)
 
 
-def encode_manifest(connection: Connection, package: Package, finalized_at: str) -> bytes:
-    """The canonical CBOR manifest of an open package, streamed from its view rows."""
+def encode_manifest(
+    connection: Connection, package: Package, finalized_at: str, out: BinaryIO
+) -> SpooledPayload:
+    """Write the canonical CBOR manifest of an open package, streamed from its view rows, to
+    out (a temporary file, see `spool`); the manifest as a payload the log copies in pieces."""
     keep_days = registry.retention_class(connection, package.retention_class).keep_days
     files, _, blobs = registry.package_totals(connection, package.id)
     value = manifest_map(
@@ -143,7 +151,28 @@ def encode_manifest(connection: Connection, package: Package, finalized_at: str)
         RetentionSummary(package.retention_class, retention.expires_at(finalized_at, keep_days)),
         Provenance(producer=f"artifactstore {__version__}"),
     )
-    return cbor.encode(value)
+    out.seek(0)
+    out.truncate()
+    cbor.encode_to(value, out)
+    out.flush()
+    return SpooledPayload(out, out.tell())
+
+
+@contextmanager
+def spool() -> Iterator[BinaryIO]:
+    """A temporary file (in TMPDIR, gone when closed) to encode a manifest into.
+
+    A 100,000-file manifest is ~43 MB; built in memory it was most of a push's peak. An
+    OSError while it is used (TMPDIR missing or full) is a DatabaseError naming TMPDIR.
+    """
+    try:
+        with tempfile.TemporaryFile() as out:
+            yield out
+    except OSError as exc:
+        raise DatabaseError(
+            f"cannot write the manifest to a temporary file in {tempfile.gettempdir()}: "
+            f"{exc.strerror or exc}; set TMPDIR to a writable directory with room"
+        ) from exc
 
 
 def _entries(connection: Connection, package_id: str) -> Iterator[FileEntry]:
@@ -271,15 +300,18 @@ def _create(
             connection,
             [db.event(FILE_INGESTED, package_id, staged_payload(f), actor, now) for f in page],
         )
-    payload = encode_manifest(connection, registry.get_package(connection, package_id), now)
-    [finalized] = db.record(
-        connection, [db.event(PACKAGE_FINALIZED, package_id, payload, actor, now)]
-    )
+    with spool() as out:
+        package = registry.get_package(connection, package_id)
+        manifest = encode_manifest(connection, package, now, out)
+        [finalized] = db.record(
+            connection, [db.event(PACKAGE_FINALIZED, package_id, manifest, actor, now)]
+        )
+        digest = manifest_digest_of_chunks(manifest.chunks())
     files, total, _ = registry.package_totals(connection, package_id)
     return PushResult(
         name=name,
         version=version,
-        digest=manifest_digest_of_bytes(payload),
+        digest=digest,
         created=True,
         sequence=finalized.sequence,
         chain_digest=finalized.chain_digest,

@@ -46,7 +46,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 from artifactstore.config import check_database_url, redact_database_url
 from artifactstore.errors import ConfigError
 
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0005"
 """The Alembic revision this code expects; a test keeps it equal to the migrations' head."""
 
 GENESIS_CHAIN_DIGEST = "0" * 64
@@ -88,8 +88,9 @@ events = Table(
     Column("occurred_at", _TIMESTAMP, nullable=False),
     Column("actor", String(256), nullable=False),
     Column("package_id", String(36), nullable=True),
-    Column("payload", LargeBinary, nullable=False),
     Column("chain_digest", _HEX_DIGEST, nullable=False),
+    # Last, so a large payload can be written in pieces into a zero blob (migration 0005).
+    Column("payload", LargeBinary, nullable=False),
     Index(None, "package_id"),
     # The writer reads a package's state from the log: its created/finalized/abandoned events.
     Index(None, "package_id", "event_type"),

@@ -12,6 +12,7 @@ miss a later-committed N+1), and a state check and the events it leads to are on
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ from artifactstore.events.model import (
     PACKAGE_FINALIZED,
     Event,
     NewEvent,
+    SpooledEvent,
     seal,
 )
 
@@ -67,20 +69,28 @@ def _head(connection: Connection, for_update: bool) -> LogHead:
     return LogHead(int(row.last_sequence), str(row.chain_digest))
 
 
-def write(connection: Connection, new_events: Sequence[NewEvent]) -> list[Event]:
-    """Append events in the caller's transaction and return them sealed (sequence, chain)."""
+def write(connection: Connection, new_events: Sequence[NewEvent]) -> list[Event | SpooledEvent]:
+    """Append events in the caller's transaction and return them sealed (sequence, chain).
+
+    A spooled payload (the manifest of a large package) is copied from its file in pieces.
+    """
     if not new_events:
         return []
     head = lock_head(connection)
     _check_rules(connection, new_events)
     sequence, previous = head.sequence, head.chain_digest
-    sealed = []
+    sealed: list[Event | SpooledEvent] = []
     for new_event in new_events:
         sequence += 1
         event = seal(sequence, previous, new_event)
         previous = event.chain_digest
         sealed.append(event)
-    schema.execute_many(connection, _insert_events, [_row(event) for event in sealed])
+    rows = [_row(event) for event in sealed if isinstance(event, Event)]
+    if rows:
+        schema.execute_many(connection, _insert_events, rows)
+    for event in sealed:
+        if isinstance(event, SpooledEvent):
+            _insert_spooled(connection, event)
     connection.execute(
         update(schema.event_log_head)
         .where(schema.event_log_head.c.id == 1)
@@ -137,6 +147,32 @@ _EVENT_FIELDS = tuple(field.name for field in dataclasses.fields(Event))
 
 def _row(event: Event) -> dict[str, Any]:
     return {name: getattr(event, name) for name in _EVENT_FIELDS}
+
+
+def _insert_spooled(connection: Connection, event: SpooledEvent) -> None:
+    """Insert an event whose payload is in a file without holding the payload whole, on SQLite.
+
+    The row goes in with a zero blob of the payload's size, which SQLite stores without
+    building it in memory because the payload is the row's last column, and the payload is
+    then written into it in pieces through SQLite's incremental blob I/O. PostgreSQL binds the
+    payload as one value (there is no incremental write of a bytea).
+    """
+    row = {name: getattr(event, name) for name in _EVENT_FIELDS if name != "payload"}
+    payload = event.payload
+    if connection.dialect.name != "sqlite":
+        connection.execute(insert(schema.events), {**row, "payload": b"".join(payload.chunks())})
+        return
+    result = connection.execute(
+        insert(schema.events).values(**row, payload=func.zeroblob(payload.size))
+    )
+    driver = connection.connection.driver_connection
+    assert isinstance(driver, sqlite3.Connection)  # the sqlite dialect's driver connection
+    with (
+        _driver_errors(connection.engine),
+        driver.blobopen(schema.events.name, "payload", result.lastrowid) as blob,
+    ):
+        for piece in payload.chunks():
+            blob.write(piece)
 
 
 def read(

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 import blake3
 from sqlalchemy import Connection, delete, insert, select, update
@@ -38,18 +38,29 @@ from artifactstore.events.model import (
     TOKEN_CREATED,
     TOKEN_REVOKED,
     Event,
+    SpooledEvent,
+    SpooledPayload,
 )
 from artifactstore.manifest import reader
-from artifactstore.manifest.model import manifest_digest_of_bytes
+from artifactstore.manifest.model import manifest_digest_of_bytes, manifest_digest_of_chunks
 
 _REPLAY_PAGE = 5000
 _DIGEST_PAGE = 2000
 
 
-def apply(connection: Connection, events: Sequence[Event]) -> None:
+def apply(connection: Connection, events: Sequence[Event | SpooledEvent]) -> None:
     """Bring the views up to date with events just appended (or being replayed)."""
     batch: list[Event] = []
     for event in events:
+        if isinstance(event, SpooledEvent):
+            # Only a manifest is large enough to be spooled.
+            if event.event_type != PACKAGE_FINALIZED:
+                raise ManifestError(f"event {event.sequence} of type {event.event_type} is spooled")
+            if batch:
+                _apply_files(connection, batch)
+                batch = []
+            _finalized(connection, event.sequence, event.package_id, event.payload)
+            continue
         if event.event_type == FILE_INGESTED:
             batch.append(event)
             continue
@@ -153,30 +164,41 @@ def _insert_location(connection: Connection) -> Any:
 
 
 def _package_finalized(connection: Connection, event: Event) -> None:
-    finalized_at, expires_at = _manifest_times(event)
+    _finalized(connection, event.sequence, event.package_id, event.payload)
+
+
+def _finalized(
+    connection: Connection,
+    sequence: int,
+    package_id: str | None,
+    manifest: bytes | SpooledPayload,
+) -> None:
+    if isinstance(manifest, bytes):
+        digest = manifest_digest_of_bytes(manifest)
+        finalized_at, expires_at = _manifest_times(sequence, manifest)
+    else:
+        digest = manifest_digest_of_chunks(manifest.chunks())
+        manifest.file.seek(0)
+        finalized_at, expires_at = _manifest_times(sequence, manifest.file)
     connection.execute(
         update(schema.artifact_packages)
-        .where(schema.artifact_packages.c.id == event.package_id)
-        .values(
-            state="finalized",
-            finalized_at=finalized_at,
-            manifest_digest=str(manifest_digest_of_bytes(event.payload)),
-        )
+        .where(schema.artifact_packages.c.id == package_id)
+        .values(state="finalized", finalized_at=finalized_at, manifest_digest=str(digest))
     )
     connection.execute(
         update(schema.retention_state)
-        .where(schema.retention_state.c.package_id == event.package_id)
+        .where(schema.retention_state.c.package_id == package_id)
         .values(expires_at=expires_at)
     )
 
 
-def _manifest_times(event: Event) -> tuple[str, str | None]:
+def _manifest_times(sequence: int, manifest: bytes | BinaryIO) -> tuple[str, str | None]:
     """finalized_at and expires_at of the manifest an event carries, read without its lists."""
     try:
-        parts = reader.small_maps(event.payload)
+        parts = reader.small_maps(manifest)
         return parts["package"]["finalized_at"], parts["retention_summary"]["expires_at"]
     except (ManifestError, KeyError, TypeError) as exc:
-        raise ManifestError(f"event {event.sequence} does not carry a v1 manifest: {exc}") from exc
+        raise ManifestError(f"event {sequence} does not carry a v1 manifest: {exc}") from exc
 
 
 def _package_abandoned(connection: Connection, event: Event) -> None:

@@ -22,7 +22,7 @@ from artifactstore.errors import (
     InvalidPathError,
     ManifestError,
 )
-from artifactstore.identity import ContentAddress, Digest, digest_bytes
+from artifactstore.identity import ContentAddress, Digest, digest_bytes, digest_chunks
 from artifactstore.naming import check_name, check_path, check_version
 
 MANIFEST_VERSION = 1
@@ -409,6 +409,12 @@ def manifest_digest_of_bytes(data: bytes) -> ContentAddress:
     return ContentAddress(digest.algorithm, digest.hex)
 
 
+def manifest_digest_of_chunks(pieces: Iterable[bytes]) -> ContentAddress:
+    """The content address (BLAKE3) of encoded manifest bytes given in pieces."""
+    digest = digest_chunks(pieces)
+    return ContentAddress(digest.algorithm, digest.hex)
+
+
 def manifest_digest(m: Manifest) -> ContentAddress:
     """The manifest's identity: BLAKE3 over its canonical CBOR bytes."""
     return manifest_digest_of_bytes(encode(m))
@@ -432,6 +438,7 @@ __all__ = [
     "format_timestamp",
     "manifest_digest",
     "manifest_digest_of_bytes",
+    "manifest_digest_of_chunks",
     "manifest_map",
     "manifest_to_value",
     "parse_timestamp",

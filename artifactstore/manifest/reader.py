@@ -11,7 +11,7 @@ bytes still raise ManifestError, never a crash.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, BinaryIO
 
 from artifactstore import cbor
 from artifactstore.errors import InvalidInputError, ManifestError
@@ -64,8 +64,9 @@ def _array(data: bytes, wanted: str) -> Iterator[Any]:
     raise ManifestError(f"not a v1 manifest: it has no {wanted}")
 
 
-def small_maps(data: bytes) -> dict[str, Any]:
-    """Every top-level entry of the manifest except the files and storage receipts arrays."""
+def small_maps(data: bytes | BinaryIO) -> dict[str, Any]:
+    """Every top-level entry of the manifest except the files and storage receipts arrays
+    (data is the manifest's bytes, or a binary file at its start)."""
     walker = cbor.Reader(data)
     found: dict[str, Any] = {}
     try:

@@ -7,6 +7,7 @@ import io
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -408,3 +409,25 @@ def test_database_errors_reach_callers_as_ours_even_from_a_generator(
         list(store.tail_events())
     with pytest.raises(DatabaseError):
         store.create_package("acme/app", "2")
+
+
+def test_a_manifest_that_cannot_be_spooled_publishes_and_finalizes_nothing(
+    store: ArtifactStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The manifest is encoded into a temporary file in TMPDIR; here TMPDIR does not exist.
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a.txt").write_bytes(b"a")
+    package = store.create_package("acme/assembled", "1")
+    store.ingest_file(package, "a.txt", b"a")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
+    spool_error = r"cannot write the manifest to a temporary file in .*missing: .*set TMPDIR"
+    with pytest.raises(DatabaseError, match=spool_error):
+        store.push("acme/spooled", "1", tree)
+    with pytest.raises(DatabaseError, match=spool_error):
+        store.finalize_package(package)
+    assert [(p.name, p.state) for p in store.list_packages()] == [("acme/assembled", "open")]
+    monkeypatch.undo()
+    assert store.push("acme/spooled", "1", tree).created
+    assert store.finalize_package(package).files[0].path == "a.txt"
+    assert store.verify_all().ok

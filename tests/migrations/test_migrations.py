@@ -99,6 +99,36 @@ def test_open_leaves_a_missing_root_of_an_existing_store_missing(tmp_path: Path)
         assert not store.storage_health().reachable
 
 
+def test_moving_the_payload_last_keeps_every_event(
+    engine: Engine, database_url: str, tmp_path: Path
+) -> None:
+    def columns() -> list[str]:
+        with engine.connect() as connection:
+            return [c["name"] for c in inspect(connection).get_columns("events")]
+
+    def events() -> list[tuple[object, ...]]:
+        with engine.connect() as connection:
+            query = text("SELECT sequence, payload, chain_digest FROM events ORDER BY sequence")
+            return [tuple(row) for row in connection.execute(query)]
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a.txt").write_bytes(b"a")
+    migration.upgrade(engine)
+    with ArtifactStore.open(database_url, tmp_path / "blobs") as store:
+        store.push("acme/moved", "1", tree)
+    written = events()
+    migration.downgrade(engine, "0004")
+    assert columns()[-2:] == ["payload", "chain_digest"]
+    assert events() == written
+    migration.upgrade(engine)
+    assert columns()[-2:] == ["chain_digest", "payload"]
+    assert events() == written
+    with ArtifactStore.open(database_url, tmp_path / "blobs") as store:
+        assert store.verify_all().ok
+        assert store.replay(check=True).identical
+
+
 @pytest.mark.slow
 def test_migrations_run_from_the_built_wheel_without_a_checkout(tmp_path: Path) -> None:
     subprocess.run(
