@@ -321,15 +321,16 @@ class ArtifactStore:
 
         The reader raises IntegrityError at the end if the bytes are not the recorded ones.
         """
-        files = self.finalized_files(ref, expect_digest)
-        found = [f for f in files if f.path == path]
-        if not found:
+        found = next((f for f in self.finalized_files(ref, expect_digest) if f.path == path), None)
+        if found is None:
             raise PackageFileNotFoundError(f"package {trust.label(ref)} has no file {path!r}")
-        label = f"{trust.label(ref)} {path}"
-        stream = self._dataplane.serve_object(found[0].content_address)
-        return io.BufferedReader(
-            VerifyingReader(stream, found[0].content_address, found[0].size, label)
-        )
+        return self.open_file(found, f"{trust.label(ref)} {path}")
+
+    def open_file(self, entry: StoredFile, label: str) -> BinaryIO:
+        """A streaming reader of a file entry of a checked manifest (from finalized_files); it
+        raises IntegrityError at the end if the bytes are not the entry's. label names it."""
+        stream = self._dataplane.serve_object(entry.content_address)
+        return io.BufferedReader(VerifyingReader(stream, entry.content_address, entry.size, label))
 
     def finalized_files(
         self, ref: PackageRef, expect_digest: str | None = None

@@ -29,7 +29,7 @@ from werkzeug.test import TestResponse
 
 from artifactstore import ArtifactStore
 from artifactstore.api import route
-from artifactstore.errors import InvalidNameError
+from artifactstore.errors import InvalidNameError, PackageFileNotFoundError
 from artifactstore.web import create_app
 
 NAME = "acme/tools/app"
@@ -487,3 +487,18 @@ def test_serve_anonymous_read_serves_without_a_token(
 ) -> None:
     with served(store, migrated_url, blob_root, tmp_path, "--anonymous-read") as base:
         assert download(f"{base}{file_url()}", None) == (200, BIG)
+
+
+def test_the_file_index_reads_a_manifest_once_and_keeps_at_most_max_files(api: Api) -> None:
+    from artifactstore.api import FileIndex
+
+    index = FileIndex(max_files=3)
+    first, second = api.store.get_package(NAME, "1"), api.store.get_package("other/lib", "1")
+    assert index.find(api.store, first, "bin/run").size == len(BIG)
+    assert index.find(api.store, first, "readme.txt").size == len(SMALL)
+    assert list(index._by_digest) == [str(first.manifest_digest)]
+    index.find(api.store, second, "readme.txt")
+    # Two manifests of two files each exceed three files: the older one was dropped.
+    assert list(index._by_digest) == [str(second.manifest_digest)]
+    with pytest.raises(PackageFileNotFoundError):
+        index.find(api.store, second, "nothing")
