@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import machine, measure, micro, provision, report, suite, targets, tools
+from benchmarks import machine, measure, micro, provision, remote, report, suite, targets, tools
 from benchmarks.workloads import NAMES, generate
 
 QUICK_SCALE = 1 / 512
@@ -101,6 +101,7 @@ def main(argv: list[str]) -> None:
             )
         log("micro-benchmarks")
         figures = [
+            *_remote_figures(runner, results, scratch, args.repeat),
             *micro.digest(max(1, round(256 * args.scale))),
             *micro.events(max(1_000, round(100_000 * args.scale))),
             *micro.startup(runner, 5 if args.quick else 20),
@@ -125,6 +126,17 @@ def main(argv: list[str]) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(page)
     log(f"wrote {args.out}")
+
+
+def _remote_figures(
+    runner: measure.Runner, results: list[suite.WorkloadResult], scratch: Path, repeat: int
+) -> list[micro.Figure]:
+    """The remote client's figures on the mixed workload, when it was run."""
+    for result in results:
+        if result.workload.name == "mixed":
+            log("remote client on mixed")
+            return remote.remote(runner, result.workload, scratch, repeat)
+    return []
 
 
 if __name__ == "__main__":

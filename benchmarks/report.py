@@ -174,5 +174,12 @@ def _ratio(mine: float | None, other: StepResult | None, tool: Tool) -> str:
 
 
 def _micro(figures: Sequence[Figure]) -> str:
-    rows = [[f.label, f"{f.value:,.0f} {f.unit}", f.note] for f in figures]
+    rows = [[f.label, _value(f), f.note] for f in figures]
     return "## Micro-benchmarks\n\n" + _table(["measurement", "figure", "note"], rows)
+
+
+def _value(figure: Figure) -> str:
+    """A figure's value: ratios with two decimals, rates and times as whole numbers."""
+    if figure.unit == "x":
+        return f"{figure.value:.2f}x"
+    return f"{figure.value:,.0f} {figure.unit}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from benchmarks import micro
+from benchmarks import micro, remote
 from benchmarks.suite import WorkloadResult
 
 AS = "artifactstore"
@@ -23,6 +23,7 @@ RSS_LIMIT_MIB = 100
 STARTUP_LIMIT_MS = 100
 REPLAY_EVENTS = 100_000
 REPLAY_LIMIT_S = 5
+REMOTE_LIMIT = 1.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +153,16 @@ def _micro_targets(figures: Sequence[micro.Figure]) -> list[Target]:
                 startup.value < STARTUP_LIMIT_MS,
             )
         )
+    for label in (remote.REMOTE_PUSH, remote.REMOTE_PULL, remote.REMOTE_REPUSH):
+        if found := by_label.get(label):
+            targets.append(
+                Target(
+                    f"mixed {label}",
+                    f"{found.value:.2f}x ({found.note.split(';')[0]})",
+                    f"≤ {REMOTE_LIMIT:g}x",
+                    found.value <= REMOTE_LIMIT,
+                )
+            )
     if replay := by_label.get(micro.REPLAY):
         seconds = REPLAY_EVENTS / replay.value
         targets.append(
