@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO, cast
 
+from artifactstore.config import S3Location
 from artifactstore.dataplane.spi import IngestResult, VerifyResult
 from artifactstore.errors import BlobNotFoundError, DigestMismatchError
 from artifactstore.identity import (
@@ -23,7 +24,7 @@ from artifactstore.identity import (
     iter_chunks,
 )
 from artifactstore.storage.backends.local import LocalBackend
-from artifactstore.storage.catalog import open_backend
+from artifactstore.storage.catalog import open_backend, s3_backend
 from artifactstore.storage.spi import (
     BackendHealth,
     ObjectInfo,
@@ -68,6 +69,16 @@ class InProcessDataPlane:
         large = LocalBackend(root)
         small = open_backend("local-small", root=root)
         return cls(large, small, before_first_write=large.sweep_stale_temp)
+
+    @classmethod
+    def s3(cls, location: S3Location) -> InProcessDataPlane:
+        """Blobs in an S3 bucket, every one an object of its own: no small-blob tier, since
+        `small-blobs.db` is one host's file (ADR-0010).
+
+        The first write sweeps the temp objects and uploads killed writers left in the bucket.
+        """
+        backend = s3_backend(location)
+        return cls(backend, before_first_write=backend.sweep_stale_temp)
 
     @property
     def backend_id(self) -> str:
