@@ -7,16 +7,25 @@ bucket or an unreachable endpoint give. The contract itself runs in tests/contra
 
 from __future__ import annotations
 
+import io
 import os
 from datetime import timedelta
+from pathlib import Path
+from typing import BinaryIO, cast
 
 import pytest
 from s3_server import client, free_port
 
 from artifactstore.config import S3Location
-from artifactstore.errors import BlobNotFoundError, StorageError
-from artifactstore.identity import digest_bytes
-from artifactstore.storage.backends import s3
+from artifactstore.dataplane.inproc import InProcessDataPlane
+from artifactstore.errors import (
+    BlobNotFoundError,
+    DigestMismatchError,
+    InvalidInputError,
+    StorageError,
+)
+from artifactstore.identity import digest_bytes, digest_stream
+from artifactstore.storage.backends import s3_objects as s3
 from artifactstore.storage.backends.s3 import S3Backend
 from artifactstore.storage.spi import object_key
 
@@ -168,3 +177,85 @@ def test_health_names_the_bucket(s3_location: S3Location) -> None:
 def test_a_missing_object_is_blob_not_found(s3_location: S3Location) -> None:
     with pytest.raises(BlobNotFoundError, match=s3_location.bucket):
         S3Backend(s3_location).open(key_for(b"never stored"), 0, 10)
+
+
+def test_writes_not_made_durable_run_in_the_background_until_sync(
+    s3_location: S3Location,
+) -> None:
+    backend = S3Backend(s3_location)
+    payloads = [f"blob {n}".encode() for n in range(40)]
+    for payload in payloads:
+        _, existed = backend.put(key_for(payload), [payload], durable=False)
+        assert not existed
+    backend.sync([key_for(p) for p in payloads])
+    assert names(s3_location) == sorted(f"store/{key_for(p)}" for p in payloads)
+    # A pending write is waited for by a read of its key.
+    backend.put(key_for(b"late"), [b"late"], durable=False)
+    with backend.open(key_for(b"late")) as stream:
+        assert stream.read() == b"late"
+
+
+def test_a_background_write_that_fails_fails_sync_and_close(s3_location: S3Location) -> None:
+    location = S3Location("no-such-bucket-here", "", s3_location.endpoint_url, "us-east-1")
+    backend = S3Backend(location)
+    backend.put(key_for(b"x"), [b"x"], durable=False)  # queued: no error yet
+    with pytest.raises(StorageError, match="'no-such-bucket-here' does not exist"):
+        backend.sync([key_for(b"x")])
+    backend.put(key_for(b"y"), [b"y"], durable=False)
+    with pytest.raises(StorageError, match="does not exist"):
+        backend.close()
+
+
+def test_an_upload_naming_its_blob_goes_straight_to_its_key(s3_location: S3Location) -> None:
+    plane = InProcessDataPlane.s3(s3_location)
+    address = digest_stream(BIG).content_address
+    chunks = (BIG[i : i + (1 << 20)] for i in range(0, len(BIG), 1 << 20))  # not seekable
+    result = plane.ingest_stream(chunks, expected=address)
+    assert result.content_address.hex == address.hex and not result.already_present
+    assert names(s3_location) == [f"store/{key_for(BIG)}"]  # no temp key was ever written
+    assert plane.verify_object(address).ok
+
+
+def test_an_upload_whose_bytes_are_not_its_blob_leaves_nothing(s3_location: S3Location) -> None:
+    plane = InProcessDataPlane.s3(s3_location)
+    wrong = digest_stream(b"some other blob").content_address
+    with pytest.raises(DigestMismatchError):
+        plane.ingest_stream(io.BytesIO(BIG), expected=wrong)
+    assert names(s3_location) == []
+    assert uploads(s3_location) == []
+
+
+class ChangingFile(io.FileIO):
+    """A real file that another writer changes the moment the reader rewinds it."""
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if offset == 0 and self.tell() > 0:
+            with open(self.name, "r+b") as other:  # noqa: PTH123
+                other.write(b"changed!")
+        return super().seek(offset, whence)
+
+
+def test_a_file_changed_between_hashing_and_storing_is_refused(
+    s3_location: S3Location, tmp_path: Path
+) -> None:
+    path = tmp_path / "big.bin"
+    path.write_bytes(BIG)
+    plane = InProcessDataPlane.s3(s3_location)
+    with ChangingFile(path) as source, pytest.raises(InvalidInputError, match="changed"):
+        plane.ingest_stream(cast(BinaryIO, source))
+    assert names(s3_location) == []
+    assert uploads(s3_location) == []
+
+
+def test_a_file_is_hashed_first_then_uploaded_straight_to_its_key(
+    s3_location: S3Location, tmp_path: Path
+) -> None:
+    path = tmp_path / "big.bin"
+    path.write_bytes(BIG)
+    plane = InProcessDataPlane.s3(s3_location)
+    with path.open("rb") as source:
+        first = plane.ingest_stream(source)
+    with path.open("rb") as source:
+        second = plane.ingest_stream(source)
+    assert (first.already_present, second.already_present) == (False, True)
+    assert names(s3_location) == [f"store/{key_for(BIG)}"]
