@@ -73,6 +73,8 @@ if TYPE_CHECKING:
     from artifactstore.publish import PushResult as PushResult
     from artifactstore.registry import Package as Package
     from artifactstore.registry import StoredFile as StoredFile
+    from artifactstore.relocation import CopyReport as CopyReport
+    from artifactstore.relocation import copy_blobs as copy_blobs
     from artifactstore.store import ArtifactStore as ArtifactStore
     from artifactstore.tokens import TOKEN_SCOPES as TOKEN_SCOPES
     from artifactstore.tokens import Token as Token
@@ -130,6 +132,8 @@ _LOCATIONS = {
     "Manifest": "artifactstore.manifest.model",
     "migrate_database": "artifactstore.migration",
     "PackageSpec": "artifactstore.naming",
+    "CopyReport": "artifactstore.relocation",
+    "copy_blobs": "artifactstore.relocation",
     "check_name": "artifactstore.naming",
     "check_path": "artifactstore.naming",
     "check_version": "artifactstore.naming",
@@ -157,6 +161,7 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "ContentAddress",
+    "CopyReport",
     "DatabaseError",
     "Digest",
     "DigestMismatchError",
@@ -200,6 +205,7 @@ __all__ = [
     "check_path",
     "check_version",
     "configure_logging",
+    "copy_blobs",
     "digest_stream",
     "error_class",
     "error_code",

@@ -98,9 +98,7 @@ class ArtifactStore:
     ) -> ArtifactStore:
         """Open a store: explicit arguments, else ARTIFACTSTORE_* variables, else ./.artifactstore/.
 
-        The blobs are under storage_root, or where storage_url says (file:///path, or
-        s3://bucket/prefix?endpoint_url=...&region=...); not both.
-
+        Blobs under storage_root, or where storage_url says (file:///path, s3://bucket/prefix).
         A missing SQLite database is created and migrated, or with create=False raises
         StoreNotFoundError; any other must be at this code's schema revision
         (SchemaVersionError says to run 'artifactstore migrate').
