@@ -6,6 +6,9 @@ that process. `ThreadedS3Server` runs one in this process instead (moto.server.T
 for the tests that stop the server in the middle of a transfer and then want to look at what is
 left: its state outlives `stop()`, and a new one started on the same port serves it again.
 
+Started with `{"INITIAL_NO_AUTH_ACTION_COUNT": "N"}` in env, moto checks credentials after its
+first N requests, and refuses keys it does not know (InvalidAccessKeyId).
+
 `DUMMY_CREDENTIALS` are what the tests put in the environment (moto accepts any); they are
 distinctive so a test can search output for them.
 """
@@ -13,6 +16,7 @@ distinctive so a test can search output for them.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import subprocess
 import sys
@@ -77,13 +81,14 @@ def new_bucket(endpoint: str) -> str:
 class S3Server:
     """moto's server in a child process on a free loopback port."""
 
-    def __init__(self) -> None:
+    def __init__(self, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self._process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            env=None if env is None else {**os.environ, **env},
         )
         try:
             _wait_until_up(self.endpoint, self._process)

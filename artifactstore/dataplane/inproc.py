@@ -106,7 +106,7 @@ class InProcessDataPlane:
         if self._hash_first:
             if expected is not None:
                 return self._ingest_to_key(source, expected, durable)
-            if isinstance(source, bytes) or hasattr(source, "seek"):
+            if isinstance(source, bytes) or _seekable(source):
                 return self._ingest_hashed_first(cast(bytes | BinaryIO, source), durable)
         if probe and not isinstance(source, bytes) and hasattr(source, "seek"):
             found = self._find_existing(cast(BinaryIO, source), durable)
@@ -318,6 +318,12 @@ class InProcessDataPlane:
             if not small.reachable:
                 return small
         return health
+
+
+def _seekable(source: Iterable[bytes] | BinaryIO) -> bool:
+    """Whether the source is a file that can be read again (a pipe or a request body cannot)."""
+    seekable = getattr(source, "seekable", None)
+    return callable(seekable) and bool(seekable())
 
 
 def _check_expected(digests: DualDigest, expected: ContentAddress | None) -> None:

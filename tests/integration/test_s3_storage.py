@@ -259,3 +259,21 @@ def test_a_file_is_hashed_first_then_uploaded_straight_to_its_key(
         second = plane.ingest_stream(source)
     assert (first.already_present, second.already_present) == (False, True)
     assert names(s3_location) == [f"store/{key_for(BIG)}"]
+
+
+def test_a_pipe_is_read_once_through_a_temp_key(s3_location: S3Location) -> None:
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the writer: BIG through the pipe, then exit at once
+        os.close(read_end)
+        with os.fdopen(write_end, "wb") as sink:
+            sink.write(BIG)
+        os._exit(0)
+    os.close(write_end)
+    plane = InProcessDataPlane.s3(s3_location)
+    with os.fdopen(read_end, "rb") as source:
+        result = plane.ingest_stream(source)
+    os.waitpid(pid, 0)
+    assert result.content_address.hex == digest_bytes(BIG).hex
+    assert names(s3_location) == [f"store/{key_for(BIG)}"]
+    assert uploads(s3_location) == []

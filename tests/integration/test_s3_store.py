@@ -8,13 +8,14 @@ credentials, no boto3; credentials never printed.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import blake3
 import pytest
-from s3_server import DUMMY_CREDENTIALS, client, free_port
+from s3_server import DUMMY_CREDENTIALS, S3Server, client, free_port, new_bucket
 from test_cli import Cli, Result, base_env, one_error_line
 
 from artifactstore import ArtifactStore
@@ -193,3 +194,25 @@ def test_debug_logs_and_verbose_errors_never_show_credentials(
     assert failed.code == 2, failed
     assert "Traceback" in failed.err  # -v shows it, and still no secret in it
     no_secret(pushed, failed)
+
+
+def test_wrong_credentials_exit_2_naming_the_bucket_without_the_secret(
+    s3cli: Cli, tree: Path
+) -> None:
+    # A server that checks credentials after its first request (the bucket's creation).
+    server = S3Server({"INITIAL_NO_AUTH_ACTION_COUNT": "1"})
+    try:
+        bucket = new_bucket(server.endpoint)
+        url = f"s3://{bucket}/p?endpoint_url={server.endpoint}&region=us-east-1"
+        push = s3cli("-v", "--storage", url, "push", NAME, VERSION, tree)
+        assert push.code == 2, push
+        # A HEAD's 403 has no body, so no error code beyond the status.
+        assert re.search(
+            rf"refused access to bucket '{bucket}' \((403|InvalidAccessKeyId)\)", push.err
+        )
+        health = s3cli("--json", "--storage", url, "health")
+        assert health.code == 1
+        assert "refused access" in health.json()["storage"]["detail"]  # type: ignore[index]
+        no_secret(push, health)
+    finally:
+        server.stop()
