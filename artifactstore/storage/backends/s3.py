@@ -27,7 +27,7 @@ from artifactstore.errors import BlobNotFoundError, InvalidAddressError, Storage
 from artifactstore.identity import CHUNK_SIZE
 from artifactstore.storage.backends.s3_client import error_code, s3_errors
 from artifactstore.storage.backends.s3_objects import Bucket, S3StagedObject
-from artifactstore.storage.base import StagingBackend, utc
+from artifactstore.storage.base import utc
 from artifactstore.storage.spi import (
     BackendHealth,
     ObjectInfo,
@@ -55,7 +55,7 @@ def _forget_clients_after_fork() -> None:
 os.register_at_fork(after_in_child=_forget_clients_after_fork)
 
 
-class S3Backend(StagingBackend):
+class S3Backend:
     """A StorageBackend over a bucket and a key prefix in it."""
 
     def __init__(self, location: S3Location, backend_id: str = "s3") -> None:
