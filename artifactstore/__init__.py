@@ -76,6 +76,8 @@ if TYPE_CHECKING:
     from artifactstore.publish import PushResult as PushResult
     from artifactstore.registry import Package as Package
     from artifactstore.registry import StoredFile as StoredFile
+    from artifactstore.relocation import CopyReport as CopyReport
+    from artifactstore.relocation import copy_blobs as copy_blobs
     from artifactstore.remote.store import RemoteStore as RemoteStore
     from artifactstore.remote.store import connect as connect
     from artifactstore.store import ArtifactStore as ArtifactStore
@@ -137,6 +139,8 @@ _LOCATIONS = {
     "Manifest": "artifactstore.manifest.model",
     "migrate_database": "artifactstore.migration",
     "PackageSpec": "artifactstore.naming",
+    "CopyReport": "artifactstore.relocation",
+    "copy_blobs": "artifactstore.relocation",
     "check_name": "artifactstore.naming",
     "check_path": "artifactstore.naming",
     "check_version": "artifactstore.naming",
@@ -167,6 +171,7 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "ContentAddress",
+    "CopyReport",
     "DatabaseError",
     "Digest",
     "DigestMismatchError",
@@ -213,6 +218,7 @@ __all__ = [
     "check_version",
     "configure_logging",
     "connect",
+    "copy_blobs",
     "digest_stream",
     "error_class",
     "error_code",

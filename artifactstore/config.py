@@ -1,8 +1,9 @@
 """Settings: where the database and the blobs live, read once from arguments or environment.
 
 Where the blobs live is one URL: `file:///abs/path` for the local backend (a root directory
-given as `--root` or ARTIFACTSTORE_STORAGE_LOCAL_ROOT is the shorthand for it); other schemes
-are recognised by `dataplane.factory`.
+given as `--root` or ARTIFACTSTORE_STORAGE_LOCAL_ROOT is the shorthand for it), or
+`s3://bucket/prefix?endpoint_url=...&region=...` for an S3-compatible object store (credentials
+come from the standard AWS chain, never from the URL); `dataplane.factory` opens them.
 
 Nothing below this module reads `os.environ`; the CLI entry point and `create_app()` call
 `load_settings` once and pass the frozen `Settings` down.
@@ -15,7 +16,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from artifactstore.errors import ConfigError
 
@@ -46,6 +47,60 @@ def local_root(storage_url: str) -> Path | None:
     if parts.query or parts.fragment:
         raise ConfigError(f"storage URL {storage_url!r}: a file URL takes no query or fragment")
     return Path(unquote(parts.path))
+
+
+@dataclass(frozen=True, slots=True)
+class S3Location:
+    """A bucket, the key prefix inside it ('' or ending in '/'), and how to reach it."""
+
+    bucket: str
+    prefix: str = ""
+    endpoint_url: str | None = None
+    region: str | None = None
+
+    @property
+    def where(self) -> str:
+        """The bucket and prefix as an s3:// URL, with the endpoint; holds no secret."""
+        endpoint = f" at {self.endpoint_url}" if self.endpoint_url else ""
+        return f"s3://{self.bucket}/{self.prefix}{endpoint}"
+
+
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_S3_OPTIONS = ("endpoint_url", "region")
+
+
+def s3_location(storage_url: str) -> S3Location | None:
+    """The bucket an s3:// storage URL names, or None for another scheme.
+
+    ConfigError (quoting the URL with its secrets hidden) for a bucket name S3 does not allow,
+    credentials in the URL, or a query option other than endpoint_url and region.
+    """
+    parts = urlsplit(storage_url)
+    if parts.scheme != "s3":
+        return None
+    shown = redact_url(storage_url)
+    if "@" in parts.netloc:
+        bucket = parts.netloc.rpartition("@")[2]
+        raise ConfigError(
+            f"storage URL s3://{bucket}{parts.path} holds credentials: give them the standard AWS "
+            "way (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE or ~/.aws), never in "
+            "the URL"
+        )
+    if not _BUCKET.fullmatch(parts.netloc):
+        raise ConfigError(f"storage URL {shown}: {parts.netloc!r} is not an S3 bucket name")
+    options = dict(parse_qsl(parts.query, keep_blank_values=True))
+    unknown = sorted(set(options) - set(_S3_OPTIONS))
+    if unknown or parts.fragment:
+        raise ConfigError(
+            f"storage URL {shown}: an s3 URL takes only ?{'&'.join(o + '=' for o in _S3_OPTIONS)}"
+        )
+    endpoint = options.get("endpoint_url") or None
+    if endpoint is not None and urlsplit(endpoint).scheme not in ("http", "https"):
+        raise ConfigError(f"storage URL {shown}: endpoint_url must be http:// or https://")
+    prefix = unquote(parts.path).strip("/")
+    return S3Location(
+        parts.netloc, f"{prefix}/" if prefix else "", endpoint, options.get("region") or None
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,16 +144,25 @@ def load_settings(
         or environ.get(f"{ENV_PREFIX}STORAGE_URL")
         or local_storage_url(environ.get(f"{ENV_PREFIX}STORAGE_LOCAL_ROOT") or DEFAULT_STORAGE_ROOT)
     )
-    local_root(storage)  # a malformed file URL is refused here, once
+    local_root(storage)  # a malformed file or s3 URL is refused here, once
+    s3_location(storage)
     level = environ.get(f"{ENV_PREFIX}LOG_LEVEL", "WARNING").upper()
     if level not in _LOG_LEVELS:
         raise ConfigError(f"{ENV_PREFIX}LOG_LEVEL={level!r} is not one of {', '.join(_LOG_LEVELS)}")
     return Settings(database_url=url, storage_url=storage, log_level=level)
 
 
+_QUIET_BELOW_INFO = ("botocore", "boto3", "s3transfer", "urllib3")
+"""Loggers kept at INFO or above: at DEBUG botocore logs every request's signed headers."""
+
+
 def configure_logging(settings: Settings) -> None:
-    """Send library logs to stderr at the configured level."""
+    """Send library logs to stderr at the configured level (the AWS SDK's at INFO at most)."""
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    for name in _QUIET_BELOW_INFO:
+        logging.getLogger(name).setLevel(
+            max(logging.INFO, logging.getLevelName(settings.log_level))
+        )
 
 
 _USER_INFO_SECRET = re.compile(

@@ -292,6 +292,15 @@ def package_paths(connection: Connection, package_id: str) -> set[str]:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class BlobRow:
+    """A blob as the registry records it: its address, SHA-256 (hex) and size."""
+
+    address: str
+    sha256: str
+    size: int
+
+
 def stored_at(connection: Connection, backend_id: str, addresses: Iterable[str]) -> dict[str, str]:
     """When each of the given blobs was first stored on the backend, by content address."""
     locations = schema.storage_locations
@@ -350,3 +359,17 @@ def _in_chunks(values: Iterable[_V]) -> Iterator[list[_V]]:
     wanted = sorted(set(values))
     for start in range(0, len(wanted), _IN_CHUNK):
         yield wanted[start : start + _IN_CHUNK]
+
+
+def stored_blobs(connection: Connection, after: str = "", limit: int = _PAGE) -> list[BlobRow]:
+    """The blobs the registry knows (content address, SHA-256 hex, size), in address order,
+    the first `limit` after `after`: a page to resume from."""
+    locations = schema.storage_locations
+    rows = connection.execute(
+        select(locations.c.content_address, locations.c.digest_sha256, locations.c.size)
+        .where(locations.c.content_address > after)
+        .group_by(locations.c.content_address, locations.c.digest_sha256, locations.c.size)
+        .order_by(locations.c.content_address)
+        .limit(limit)
+    )
+    return [BlobRow(row.content_address, row.digest_sha256, int(row.size)) for row in rows]

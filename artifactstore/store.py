@@ -91,17 +91,19 @@ class ArtifactStore:
         database_url: str | None = None,
         storage_root: str | os.PathLike[str] | None = None,
         *,
+        storage_url: str | None = None,
         actor: str | None = None,
         create: bool = True,
     ) -> ArtifactStore:
         """Open a store: explicit arguments, else ARTIFACTSTORE_* variables, else ./.artifactstore/.
 
+        Blobs under storage_root, or where storage_url says (file:///path, s3://bucket/prefix).
         A missing SQLite database is created and migrated, or with create=False raises
         StoreNotFoundError; any other must be at this code's schema revision
         (SchemaVersionError says to run 'artifactstore migrate').
         """
         root = None if storage_root is None else Path(storage_root)
-        settings = load_settings(os.environ, database_url, root)
+        settings = load_settings(os.environ, database_url, root, storage_url)
         return cls.from_settings(settings, actor=actor, create=create)
 
     @classmethod

@@ -25,6 +25,9 @@ from pathlib import Path
 
 import pytest
 from pg_server import PostgresServer, PostgresUnavailableError, bin_dir_from
+from s3_server import DUMMY_CREDENTIALS, S3Server, new_bucket
+
+from artifactstore.config import S3Location
 
 # pytester runs inner pytest sessions: tests/unit/test_test_infrastructure.py checks these rules.
 pytest_plugins = ["pytester"]
@@ -128,3 +131,37 @@ def module_database_url(
         yield server.url(name)
     finally:
         server.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """The session's S3-protocol server (moto, a child process on loopback), started on first
+    use. moto is a test dependency, so there is no skip: a server that cannot start fails."""
+    server = S3Server()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_location(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Location:
+    """A fresh bucket on the test server, prefix 'store/'; dummy AWS credentials in the env."""
+    for name, value in DUMMY_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    bucket = new_bucket(s3_server.endpoint)
+    return S3Location(bucket, "store/", s3_server.endpoint, "us-east-1")
+
+
+@pytest.fixture
+def s3_url(s3_location: S3Location) -> str:
+    """The storage URL of `s3_location`."""
+    location = s3_location
+    return f"s3://{location.bucket}/store?endpoint_url={location.endpoint_url}&region=us-east-1"
+
+
+@pytest.fixture
+def s3_server_endpoint(s3_location: S3Location) -> str:
+    """The endpoint URL of the test S3 server (credentials set as for `s3_location`)."""
+    assert s3_location.endpoint_url is not None
+    return s3_location.endpoint_url

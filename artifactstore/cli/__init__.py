@@ -62,7 +62,9 @@ __all__ = ["EXIT_CODES", "cli", "exit_code_for", "main"]
     "--storage",
     "storage_url",
     metavar="URL",
-    help=f"Where the blobs live, file:///abs/path [env {ENV_PREFIX}STORAGE_URL].",
+    help="Where the blobs live: file:///abs/path, or s3://BUCKET/PREFIX with optional "
+    f"?endpoint_url=URL&region=NAME (AWS credentials from the standard chain) "
+    f"[env {ENV_PREFIX}STORAGE_URL].",
 )
 @click.option(
     "--server",

@@ -1,4 +1,5 @@
-"""The commands that run the store: version, migrate, health, replay, checkpoint, serve."""
+"""The commands that run the store: version, migrate, health, replay, checkpoint, serve,
+migrate-storage."""
 
 from __future__ import annotations
 
@@ -124,6 +125,28 @@ def checkpoint(ctx: click.Context, state: CliState) -> None:
     output.checkpoint(open_local_store(ctx).checkpoint(), state.as_json)
 
 
+@click.command("migrate-storage")
+@click.option("--to", "target", required=True, metavar="URL", help="The storage to copy to.")
+@pass_state
+@click.pass_context
+def migrate_storage(ctx: click.Context, state: CliState, target: str) -> None:
+    """Copy every blob to the storage at URL, verifying each; exit 1 if one cannot be.
+
+    Blobs the target has already are skipped, so a run that stopped resumes. The registry is
+    not changed: once a run reports no problem, point --storage (or the environment) at URL.
+
+    \b
+    Example:
+      artifactstore migrate-storage --to 's3://artifacts/store?region=eu-west-1'
+    """
+    from artifactstore import copy_blobs
+
+    report = copy_blobs(open_local_store(ctx), target)
+    output.storage_copied(report, state.as_json)
+    if not report.ok:
+        ctx.exit(EXIT_CHECK_FAILED)
+
+
 def _serve_environment(settings: Settings) -> dict[str, str]:
     environ = dict(os.environ)
     environ[f"{ENV_PREFIX}DATABASE_URL"] = settings.database_url
@@ -183,4 +206,4 @@ def serve(
     os.execve(sys.executable, argv, environ)
 
 
-COMMANDS = (version, migrate, health, replay, checkpoint, serve)
+COMMANDS = (version, migrate, health, replay, checkpoint, serve, migrate_storage)

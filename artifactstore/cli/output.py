@@ -22,6 +22,7 @@ from artifactstore import __version__
 
 if TYPE_CHECKING:
     from artifactstore import (
+        CopyReport,
         Event,
         HealthReport,
         LogHead,
@@ -85,6 +86,27 @@ def health(report: HealthReport, as_json: bool) -> None:
     click.echo(
         f"storage: {'ok' if storage.reachable else 'FAILING'} {storage.backend_id} "
         f"{free} free: {storage.detail}"
+    )
+
+
+def storage_copied(report: CopyReport, as_json: bool) -> None:
+    """`migrate-storage`: how many blobs were copied or there already, and each problem."""
+    if as_json:
+        emit_json(
+            {
+                "blobs": report.blobs,
+                "copied": report.copied,
+                "ok": report.ok,
+                "present": report.present,
+                "problems": report.problems,
+            }
+        )
+        return
+    for problem in report.problems:
+        click.echo(f"problem: {problem}")
+    click.echo(
+        f"{report.blobs} blobs: {report.copied} copied, {report.present} there already, "
+        f"{len(report.problems)} problems"
     )
 
 

@@ -8,12 +8,13 @@ already there). Verification re-reads through the backend and re-hashes with bot
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, cast
 
+from artifactstore.config import S3Location
 from artifactstore.dataplane.spi import IngestResult, VerifyResult
-from artifactstore.errors import BlobNotFoundError, DigestMismatchError
+from artifactstore.errors import BlobNotFoundError, DigestMismatchError, InvalidInputError
 from artifactstore.identity import (
     ContentAddress,
     Digest,
@@ -23,7 +24,7 @@ from artifactstore.identity import (
     iter_chunks,
 )
 from artifactstore.storage.backends.local import LocalBackend
-from artifactstore.storage.catalog import open_backend
+from artifactstore.storage.catalog import open_backend, s3_backend
 from artifactstore.storage.spi import (
     BackendHealth,
     ObjectInfo,
@@ -41,7 +42,10 @@ class InProcessDataPlane:
 
     With a `small` backend, blobs of at most `small_limit` bytes are stored there and all others
     in `backend`; the size decides, so a blob is only ever stored in one of them.
-    `before_first_write` runs once, when the first blob is ingested.
+    `before_first_write` runs once, when the first blob is ingested. With `hash_first` (a remote
+    backend, S3), a source whose address can be known before it is written (bytes, a seekable
+    file, an upload naming its blob) is written straight to its key by `backend.put`, checked
+    as it streams (ADR-0010): no temp object to copy into place.
     """
 
     def __init__(
@@ -51,11 +55,13 @@ class InProcessDataPlane:
         small_limit: int = SMALL_BLOB_LIMIT,
         *,
         before_first_write: Callable[[], None] | None = None,
+        hash_first: bool = False,
     ) -> None:
         self._backend = backend
         self._small = small
         self._small_limit = small_limit if small is not None else -1
         self._before_first_write = before_first_write
+        self._hash_first = hash_first
         # Which backend took each blob ingested with durable=False, so sync() need not ask.
         self._unsynced: dict[str, StorageBackend] = {}
 
@@ -68,6 +74,16 @@ class InProcessDataPlane:
         large = LocalBackend(root)
         small = open_backend("local-small", root=root)
         return cls(large, small, before_first_write=large.sweep_stale_temp)
+
+    @classmethod
+    def s3(cls, location: S3Location) -> InProcessDataPlane:
+        """Blobs in an S3 bucket, every one an object of its own: no small-blob tier, since
+        `small-blobs.db` is one host's file (ADR-0010).
+
+        The first write sweeps the temp objects and uploads killed writers left in the bucket.
+        """
+        backend = s3_backend(location)
+        return cls(backend, before_first_write=backend.sweep_stale_temp, hash_first=True)
 
     @property
     def backend_id(self) -> str:
@@ -87,6 +103,11 @@ class InProcessDataPlane:
             # Threads racing here may both run it; the sweep it is for tolerates that.
             run, self._before_first_write = self._before_first_write, None
             run()
+        if self._hash_first:
+            if expected is not None:
+                return self._ingest_to_key(source, expected, durable)
+            if isinstance(source, bytes) or _seekable(source):
+                return self._ingest_hashed_first(cast(bytes | BinaryIO, source), durable)
         if probe and not isinstance(source, bytes) and hasattr(source, "seek"):
             found = self._find_existing(cast(BinaryIO, source), durable)
             if found is not None:
@@ -119,6 +140,49 @@ class InProcessDataPlane:
             key = object_key(digests.content_address)
             receipt, existed = staged.commit(key, durable=durable)
         return self._result(digests, receipt, existed, durable, self._backend)
+
+    def _ingest_hashed_first(self, source: bytes | BinaryIO, durable: bool) -> IngestResult:
+        """Hash a re-readable source, then write it straight to its key, hashed again as it goes
+        (a file that changed in between is refused). A large blob already stored is not read
+        again; the backend looks small ones up itself, on its upload threads."""
+        if isinstance(source, bytes):
+            return self._ingest_to_key(source, digest_stream(source).content_address, durable)
+        start = source.tell()
+        digests = digest_stream(source)
+        key = object_key(digests.content_address)
+        info = self._backend.head(key)
+        if info is not None:
+            receipt = StorageReceipt(self._backend.backend_id, key, info.size, info.modified_at)
+            return self._result(digests, receipt, True, durable, self._backend)
+        source.seek(start)
+        return self._ingest_to_key(source, digests.content_address, durable, reread=True)
+
+    def _ingest_to_key(
+        self,
+        source: bytes | Iterable[bytes] | BinaryIO,
+        address: ContentAddress,
+        durable: bool,
+        reread: bool = False,
+    ) -> IngestResult:
+        """Write the source under address's key in one pass, raising from the chunks, before
+        the backend publishes them, if they hash to another address."""
+        hasher = DualHasher()
+        found: list[DualDigest] = []
+
+        def checked() -> Iterator[bytes]:
+            for chunk in iter_chunks(source):
+                hasher.update(chunk)
+                yield chunk
+            found.append(hasher.result())
+            if reread and found[0].content_address.hex != address.hex:
+                raise InvalidInputError(
+                    "the file changed between hashing it and storing it; nothing was stored: "
+                    "try again once it is complete"
+                )
+            _check_expected(found[0], address)
+
+        receipt, existed = self._backend.put(object_key(address), checked(), durable=durable)
+        return self._result(found[0], receipt, existed, durable, self._backend)
 
     def _find_existing(self, source: BinaryIO, durable: bool) -> IngestResult | None:
         """Hash a seekable source without storing it; the result if its blob is already stored.
@@ -254,6 +318,12 @@ class InProcessDataPlane:
             if not small.reachable:
                 return small
         return health
+
+
+def _seekable(source: Iterable[bytes] | BinaryIO) -> bool:
+    """Whether the source is a file that can be read again (a pipe or a request body cannot)."""
+    seekable = getattr(source, "seekable", None)
+    return callable(seekable) and bool(seekable())
 
 
 def _check_expected(digests: DualDigest, expected: ContentAddress | None) -> None:

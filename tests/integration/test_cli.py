@@ -590,4 +590,4 @@ def test_storage_is_one_url_and_root_is_its_short_form(
     assert "not both" in one_error_line(
         cli("--root", tmp_path / "blobs", "--storage", url, "ls"), 2
     )
-    assert "'s3' is not supported" in one_error_line(cli("--storage", "s3://bucket/p", "ls"), 2)
+    assert "'gs' is not supported" in one_error_line(cli("--storage", "gs://bucket/p", "ls"), 2)

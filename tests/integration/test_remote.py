@@ -288,6 +288,7 @@ def test_an_unreachable_server_is_named_without_the_token(tmp_path: Path) -> Non
         ("token", "list"),
         ("token", "create", "t", "--scope", "read"),
         ("serve",),
+        ("migrate-storage", "--to", "file:///tmp/elsewhere"),
     ],
 )
 def test_local_only_commands_refuse_a_server(tmp_path: Path, args: tuple[str, ...]) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from artifactstore.config import (
+    S3Location,
     Settings,
     check_database_url,
     load_settings,
@@ -14,6 +15,7 @@ from artifactstore.config import (
     local_storage_url,
     redact_database_url,
     redact_url,
+    s3_location,
 )
 from artifactstore.dataplane.factory import dataplane_from_settings
 from artifactstore.errors import ConfigError
@@ -63,10 +65,45 @@ def test_a_file_url_with_escapes_names_its_path() -> None:
 
 
 def test_an_unknown_scheme_is_a_config_error_naming_the_known_ones() -> None:
-    settings = load_settings({}, storage_url="s3://bucket/prefix")
+    settings = load_settings({}, storage_url="gs://bucket/prefix")
     assert settings.storage_root is None
-    with pytest.raises(ConfigError, match=r"'s3' is not supported.*file"):
+    with pytest.raises(ConfigError, match=r"'gs' is not supported.*file, s3"):
         dataplane_from_settings(settings)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("s3://my-bucket", S3Location("my-bucket")),
+        ("s3://my-bucket/", S3Location("my-bucket")),
+        ("s3://my-bucket/a/b/", S3Location("my-bucket", "a/b/")),
+        (
+            "s3://b.example/store?endpoint_url=http://127.0.0.1:9000&region=eu-west-1",
+            S3Location("b.example", "store/", "http://127.0.0.1:9000", "eu-west-1"),
+        ),
+    ],
+)
+def test_an_s3_url_names_bucket_prefix_endpoint_and_region(url: str, expected: S3Location) -> None:
+    assert s3_location(url) == expected
+    assert load_settings({}, storage_url=url).storage_root is None
+    assert s3_location("file:///srv/blobs") is None
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("s3://AKIAX:supersecret@bucket/p", "holds credentials"),
+        ("s3://bucket/p?aws_secret_access_key=supersecret", "takes only"),
+        ("s3://Bad_Bucket/p", "is not an S3 bucket name"),
+        ("s3://bucket/p?endpoint_url=ftp://host", "http:// or https://"),
+        ("s3://bucket/p#frag", "takes only"),
+    ],
+)
+def test_a_bad_s3_url_is_a_config_error_that_hides_secrets(url: str, says: str) -> None:
+    with pytest.raises(ConfigError, match=says) as raised:
+        load_settings({"ARTIFACTSTORE_STORAGE_URL": url})
+    assert "supersecret" not in str(raised.value)
+    assert "AKIAX" not in str(raised.value)
 
 
 @pytest.mark.parametrize(

@@ -307,8 +307,10 @@ def test_registry_opens_local_backend(root: Path) -> None:
 
 
 def test_registry_rejects_unknown_backend() -> None:
-    with pytest.raises(ConfigError, match=r"'s3'.*known: local"):
-        open_backend("s3")
+    with pytest.raises(ConfigError, match=r"'gcs'.*known: local, local-small, s3"):
+        open_backend("gcs")
+    with pytest.raises(ConfigError, match=r"'s3' needs location"):
+        open_backend("s3", root="/tmp/x")
 
 
 @pytest.mark.parametrize(
