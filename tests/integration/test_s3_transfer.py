@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from s3_server import ThreadedS3Server, client, new_bucket
+from test_remote_races import PEAK_RSS
 
 from artifactstore import ArtifactStore
 from artifactstore.config import S3Location
@@ -112,11 +113,23 @@ def _key(data: bytes) -> str:
     return object_key(digest_bytes(data))
 
 
-def measured(process: subprocess.Popen[bytes]) -> tuple[int, int]:
-    """Wait for the process; its exit code and peak RSS in MiB."""
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    return process.returncode, usage.ru_maxrss // 1024
+def measured(database_url: str, storage: str, *args: str | Path) -> tuple[int, int]:
+    """Run the CLI in a process; its exit code and its own peak RSS (VmHWM) in MiB.
+
+    Not ru_maxrss: it survives exec, so it would count the forked pytest's own peak.
+    """
+    env = {**os.environ, "ARTIFACTSTORE_DATABASE_URL": database_url}
+    env["ARTIFACTSTORE_STORAGE_URL"] = storage
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS, *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    peak = next(line.split()[1] for line in done.stderr.splitlines() if line.startswith("peak-kib"))
+    return done.returncode, int(peak) // 1024
 
 
 @pytest.mark.slow
@@ -126,11 +139,11 @@ def test_a_large_push_and_pull_keep_memory_flat(
     size = int(os.environ.get("ARTIFACTSTORE_TEST_S3_LARGE_MIB", "1024")) << 20
     source = random_file(tmp_path / "tree" / "large.bin", size)
     started = time.monotonic()
-    code, push_rss = measured(cli(migrated_url, s3_url, "push", NAME, "1", source.parent))
+    code, push_rss = measured(migrated_url, s3_url, "push", NAME, "1", source.parent)
     pushed = time.monotonic() - started
     assert code == 0
     started = time.monotonic()
-    code, pull_rss = measured(cli(migrated_url, s3_url, "pull", NAME, "1", tmp_path / "out"))
+    code, pull_rss = measured(migrated_url, s3_url, "pull", NAME, "1", tmp_path / "out")
     pulled = time.monotonic() - started
     assert code == 0
     assert (tmp_path / "out" / "large.bin").stat().st_size == size
