@@ -16,9 +16,13 @@ the package, and a failure has one directory to remove. Each file streams from i
 data plane, or a server's download) through a `VerifyingReader` (BLAKE3, the content address,
 and the size, over the bytes written). Only when all files are written and verified is the
 filesystem synced once, each file renamed from the staging directory to its final name, and the
-filesystem synced again: two syncs however many files. A failure or an interrupt (SIGINT, or
-SIGTERM in the CLI) removes the staging directory; files already renamed stay, each whole and
-verified. A rename cannot cross filesystems, so a mount point inside DEST is an error.
+filesystem synced again: two syncs however many files. With in_flight above 1 (a remote pull,
+whose time goes on waiting for each answer) up to that many files are fetched and written at
+once, each into its own staging name by its own thread; the first failure stops the others
+after their current chunk, and nothing is moved into place unless every one verified. A
+failure or an interrupt (SIGINT, or SIGTERM in the CLI) removes the staging directory; files
+already renamed stay, each whole and verified. A rename cannot cross filesystems, so a mount
+point inside DEST is an error.
 
 Modes. Files are created with mode 0666, or 0777 for executables, and directories with 0777;
 the kernel takes the umask off as it does for any new file. The umask is never read:
@@ -40,8 +44,11 @@ import os
 import secrets
 import shutil
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -66,10 +73,12 @@ def pull(
     files: list[StoredFile],
     destination: Path,
     progress: Callable[[int], None] | None = None,
+    in_flight: int = 1,
 ) -> list[StoredFile]:
     """Write files (of the package called label) under destination, verified; returns them.
 
-    open_blob gives a stream of one file's bytes: from the data plane, or from a server.
+    open_blob gives a stream of one file's bytes: from the data plane, or from a server; it is
+    called from in_flight threads at once when that is above 1.
     """
     for stored in files:
         # The store validated paths on ingest; checking again guards against a tampered
@@ -81,13 +90,16 @@ def pull(
             os.close(dirs.open(parent))  # creates them, checked, before any byte is fetched
         staging_name = TEMP_PREFIX + secrets.token_hex(8)
         with _opened(_make_staging(root, staging_name, destination)) as staging:
-            staged: list[str] = []
+            staged = [str(index) for index in range(len(files))]
             try:
-                for index, stored in enumerate(files):
-                    staged.append(str(index))
-                    _write_verified(open_blob, label, stored, staging, staged[-1], destination)
-                    if progress is not None:
-                        progress(stored.size)
+                job = _Job(open_blob, label, staging, destination, threading.Event())
+                if in_flight <= 1:
+                    for name, stored in zip(staged, files, strict=True):
+                        job.write(stored, name)
+                        if progress is not None:
+                            progress(stored.size)
+                else:
+                    _write_at_once(job, files, staged, progress, in_flight)
                 _sync(destination)
                 for name, stored in zip(staged, files, strict=True):
                     _move_into_place(dirs, staging, name, stored.path)
@@ -226,28 +238,63 @@ def _make_staging(root: int, name: str, destination: Path) -> int:
         return fd
 
 
-def _write_verified(
-    open_blob: Callable[[StoredFile], BinaryIO],
-    label: str,
-    stored: StoredFile,
-    staging: int,
-    name: str,
-    destination: Path,
+class _StoppedError(Exception):
+    """A write given up because another file of the pull failed."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """What every file of one pull is written with; stop set gives up the writes under way."""
+
+    open_blob: Callable[[StoredFile], BinaryIO]
+    label: str
+    staging: int
+    destination: Path
+    stop: threading.Event
+
+    def write(self, stored: StoredFile, name: str) -> None:
+        """Write one file into the staging directory under name and check it."""
+        with storage_errors(f"write {stored.path!r} under {str(self.destination)!r}"):
+            mode = 0o777 if stored.executable else 0o666
+            fd = os.open(name, _NEW_FILE, mode, dir_fd=self.staging)
+            # BLAKE3 is the content address: bytes that match it are the bytes that were
+            # pushed. SHA-256 (the slower digest) was checked on ingest; `verify` re-checks both.
+            buffer = memoryview(bytearray(_CHUNK))
+            label_path = f"{self.label} {stored.path}"
+            with os.fdopen(fd, "wb") as out:
+                stream = self.open_blob(stored)
+                address, size = stored.content_address, stored.size
+                with VerifyingReader(stream, address, size, label_path) as reader:
+                    # readinto returns 0 only after the size and digest were checked.
+                    while count := reader.readinto(buffer):
+                        if self.stop.is_set():
+                            raise _StoppedError
+                        out.write(buffer[:count])
+
+
+def _write_at_once(
+    job: _Job,
+    files: list[StoredFile],
+    names: list[str],
+    progress: Callable[[int], None] | None,
+    in_flight: int,
 ) -> None:
-    """Write one file into the staging directory under name and check it."""
-    with storage_errors(f"write {stored.path!r} under {str(destination)!r}"):
-        mode = 0o777 if stored.executable else 0o666
-        fd = os.open(name, _NEW_FILE, mode, dir_fd=staging)
-        # BLAKE3 is the content address: bytes that match it are the bytes that were pushed.
-        # SHA-256 (the slower digest) was checked on ingest and `verify` re-checks both.
-        buffer = memoryview(bytearray(_CHUNK))
-        with os.fdopen(fd, "wb") as out:
-            stream = open_blob(stored)
-            label_path = f"{label} {stored.path}"
-            with VerifyingReader(stream, stored.content_address, stored.size, label_path) as reader:
-                # readinto returns 0 only after the size and digest were checked.
-                while count := reader.readinto(buffer):
-                    out.write(buffer[:count])
+    """Write every file with in_flight threads; the first failure stops the rest and is raised."""
+    with ThreadPoolExecutor(in_flight, thread_name_prefix="artifactstore-pull") as pool:
+        futures: dict[Future[None], StoredFile] = {
+            pool.submit(job.write, stored, name): stored
+            for stored, name in zip(files, names, strict=True)
+        }
+        try:
+            for future in as_completed(futures):
+                future.result()
+                if progress is not None:
+                    progress(futures[future].size)
+        except BaseException:
+            # Leaving the pool waits for the writes under way; stop makes that one chunk each.
+            job.stop.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
 
 
 def _move_into_place(dirs: _Directories, staging: int, name: str, path: str) -> None:

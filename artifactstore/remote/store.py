@@ -55,6 +55,8 @@ from artifactstore.verifying import VerifyingReader
 _FORMATS = ("cbor", "jcs")
 _ADD_BATCH = 2000
 """Files per add request of ingest_directory, as a local ingest commits them."""
+PULL_IN_FLIGHT = 4
+"""Files a pull downloads at once: each request waits on the server more than on the wire."""
 
 
 def connect(url: str, token: str | None = None) -> RemoteStore:
@@ -175,6 +177,7 @@ class RemoteStore:
             files,
             Path(destination),
             progress,
+            PULL_IN_FLIGHT,
         )
 
     def verify_package(

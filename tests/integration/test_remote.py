@@ -232,6 +232,8 @@ def test_remote_verify_finds_a_blob_corrupted_on_the_server(server: Served, tmp_
     pulled = cli("pull", "acme/rot", "1", "out")
     assert pulled.code == 1 and "data.bin" in pulled.err
     assert not (tmp_path / "out" / "lib" / "deep" / "data.bin").exists()
+    # Files are fetched several at once; none appears, not even those that came whole.
+    assert not [p for p in (tmp_path / "out").rglob("*") if not p.is_dir()]
 
 
 # -- failures the user sees ------------------------------------------------------------------
