@@ -13,7 +13,14 @@ from pathlib import Path
 import click
 
 from artifactstore.cli import output
-from artifactstore.cli.context import CliState, open_store, package_args, parse_meta, pass_state
+from artifactstore.cli.context import (
+    CliState,
+    meta_option,
+    open_store,
+    package_args,
+    pass_state,
+    retention_option,
+)
 
 
 def _name_version(args: tuple[str, ...], rest: tuple[str, ...] = ()) -> tuple[str, list[str]]:
@@ -29,22 +36,8 @@ def _name_version(args: tuple[str, ...], rest: tuple[str, ...] = ()) -> tuple[st
 
 @click.command()
 @click.argument("args", nargs=-1, metavar="NAME VERSION")
-@click.option(
-    "--retention",
-    "retention_class",
-    default="standard",
-    show_default=True,
-    metavar="CLASS",
-    help="ephemeral, ci, standard, release or legal-hold.",
-)
-@click.option(
-    "--meta",
-    "metadata",
-    multiple=True,
-    metavar="KEY=VALUE",
-    callback=parse_meta,
-    help="Metadata to record; repeatable. Values are kept as text.",
-)
+@retention_option
+@meta_option
 @pass_state
 @click.pass_context
 def create(

@@ -141,6 +141,24 @@ def package_args(args: tuple[str, ...], rest: tuple[str, ...] = ()) -> tuple[str
     return ref, remaining
 
 
+retention_option = click.option(
+    "--retention",
+    "retention_class",
+    default="standard",
+    show_default=True,
+    metavar="CLASS",
+    help="ephemeral, ci, standard, release or legal-hold.",
+)
+
+meta_option = click.option(
+    "--meta",
+    "metadata",
+    multiple=True,
+    metavar="KEY=VALUE",
+    callback=parse_meta,
+    help="Metadata to record; repeatable. Values are kept as text.",
+)
+
 expect_digest_option = click.option(
     "--expect-digest",
     metavar="DIGEST",

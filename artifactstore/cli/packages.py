@@ -12,12 +12,13 @@ from artifactstore.cli.context import (
     CliState,
     expect_digest_option,
     is_empty_directory,
+    meta_option,
     open_local_store,
     open_store,
     package_args,
     parse_checkpoints,
-    parse_meta,
     pass_state,
+    retention_option,
 )
 from artifactstore.cli.failures import EXIT_CHECK_FAILED
 from artifactstore.cli.output import Progress
@@ -25,22 +26,8 @@ from artifactstore.cli.output import Progress
 
 @click.command()
 @click.argument("args", nargs=-1, metavar="NAME VERSION DIR")
-@click.option(
-    "--retention",
-    "retention_class",
-    default="standard",
-    show_default=True,
-    metavar="CLASS",
-    help="ephemeral, ci, standard, release or legal-hold.",
-)
-@click.option(
-    "--meta",
-    "metadata",
-    multiple=True,
-    metavar="KEY=VALUE",
-    callback=parse_meta,
-    help="Metadata to record; repeatable. Values are kept as text.",
-)
+@retention_option
+@meta_option
 @click.option("--allow-empty", is_flag=True, help="Push a DIR that holds no file.")
 @pass_state
 @click.pass_context
