@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from artifactstore.errors import NotFoundError as NotFoundError
     from artifactstore.errors import PackageFileNotFoundError as PackageFileNotFoundError
     from artifactstore.errors import PackageFinalizedError as PackageFinalizedError
+    from artifactstore.errors import PackageHeldError as PackageHeldError
     from artifactstore.errors import PackageNotFoundError as PackageNotFoundError
     from artifactstore.errors import PackageStateError as PackageStateError
     from artifactstore.errors import SchemaVersionError as SchemaVersionError
@@ -58,7 +59,8 @@ if TYPE_CHECKING:
     from artifactstore.events.log import ChainReport as ChainReport
     from artifactstore.events.log import LogHead as LogHead
     from artifactstore.events.model import Event as Event
-    from artifactstore.events.views import ReplayReport as ReplayReport
+    from artifactstore.events.replay import ReplayReport as ReplayReport
+    from artifactstore.gc import GcReport as GcReport
     from artifactstore.health import HealthReport as HealthReport
     from artifactstore.health import check_health as check_health
     from artifactstore.identity import ContentAddress as ContentAddress
@@ -117,6 +119,7 @@ _LOCATIONS = {
     "NotFoundError": "artifactstore.errors",
     "PackageFileNotFoundError": "artifactstore.errors",
     "PackageFinalizedError": "artifactstore.errors",
+    "PackageHeldError": "artifactstore.errors",
     "PackageNotFoundError": "artifactstore.errors",
     "PackageStateError": "artifactstore.errors",
     "SchemaVersionError": "artifactstore.errors",
@@ -129,7 +132,8 @@ _LOCATIONS = {
     "ChainReport": "artifactstore.events.log",
     "LogHead": "artifactstore.events.log",
     "Event": "artifactstore.events.model",
-    "ReplayReport": "artifactstore.events.views",
+    "ReplayReport": "artifactstore.events.replay",
+    "GcReport": "artifactstore.gc",
     "HealthReport": "artifactstore.health",
     "check_health": "artifactstore.health",
     "ContentAddress": "artifactstore.identity",
@@ -177,6 +181,7 @@ __all__ = [
     "DigestMismatchError",
     "DualDigest",
     "Event",
+    "GcReport",
     "HealthReport",
     "IntegrityError",
     "InvalidAddressError",
@@ -195,6 +200,7 @@ __all__ = [
     "Package",
     "PackageFileNotFoundError",
     "PackageFinalizedError",
+    "PackageHeldError",
     "PackageNotFoundError",
     "PackageSpec",
     "PackageStateError",

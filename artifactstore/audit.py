@@ -14,7 +14,8 @@ from artifactstore import registry, trust
 from artifactstore.database import Database
 from artifactstore.dataplane.spi import DataPlane
 from artifactstore.errors import IntegrityError
-from artifactstore.events import log, views
+from artifactstore.events import log
+from artifactstore.events import replay as rebuild
 from artifactstore.events.log import ChainReport
 from artifactstore.registry import Package, StoredFile
 
@@ -89,8 +90,9 @@ def verify_package(
 
     A manifest whose digest is not the expected one (or not the one the log fixed) is a
     problem, and then the view rows are checked instead; so is an open package unless
-    open_is_ok.
+    open_is_ok. An ended package is PackageStateError: there is nothing left to verify.
     """
+    trust.require_not_ended(package)
     problems: list[Problem] = []
     with db.read() as connection:
         if package.is_finalized:
@@ -135,10 +137,10 @@ def verify_store(
     return VerifyReport(packages, files, total, tuple(problems), chain)
 
 
-def replay(db: Database, check: bool = False, force: bool = False) -> views.ReplayReport:
+def replay(db: Database, check: bool = False, force: bool = False) -> rebuild.ReplayReport:
     """Rebuild every view from the log under the log lock; with check, change nothing."""
     with db.write() as connection:
-        report = views.replay(connection, check, force)
+        report = rebuild.replay(connection, check, force)
         if check:
             connection.rollback()
         return report

@@ -142,6 +142,10 @@ class PackageStateError(ConflictError):
     """The package is not in the state the operation needs."""
 
 
+class PackageHeldError(PackageStateError):
+    """A package that may not end: under a hold, or of the legal-hold class."""
+
+
 class IntegrityError(ArtifactStoreError):
     """Stored bytes or events do not match what was recorded."""
 

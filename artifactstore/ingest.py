@@ -15,10 +15,15 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from artifactstore import cbor, registry, tree, uploads
+from artifactstore import cbor, liveness, registry, tree, trust, uploads
 from artifactstore.database import Database
 from artifactstore.dataplane.spi import DataPlane, IngestResult
-from artifactstore.errors import AlreadyExistsError, InvalidPathError, PackageFinalizedError
+from artifactstore.errors import (
+    AlreadyExistsError,
+    InvalidPathError,
+    PackageFinalizedError,
+    StorageError,
+)
 from artifactstore.events.model import FILE_INGESTED
 from artifactstore.manifest.model import format_timestamp
 from artifactstore.naming import check_path, check_paths
@@ -58,18 +63,27 @@ def ingest_source(dataplane: DataPlane, source: Source) -> tuple[IngestResult, b
 def store_blobs(
     db: Database,
     dataplane: DataPlane,
+    session: str,
     found: list[tree.TreeFile],
     progress: Callable[[int], None] | None,
 ) -> Iterator[list[Ingested]]:
-    """Hash and store the files' blobs, COMMIT_BATCH at a time, each batch durable."""
+    """Hash and store the files' blobs, COMMIT_BATCH at a time, each batch held by the upload
+    session (so garbage collection keeps it: `liveness`) and durable."""
     large = [item.size for item in found if item.size > _READ_WHOLE_LIMIT]
     with db.read() as connection:
         seen_sizes = registry.stored_sizes(connection, large) if large else set()
     for start in range(0, len(found), COMMIT_BATCH):
-        ingested = [
-            _ingest_tree_file(dataplane, item, seen_sizes, progress)
-            for item in found[start : start + COMMIT_BATCH]
-        ]
+        batch = found[start : start + COMMIT_BATCH]
+        ingested = [_ingest_tree_file(dataplane, item, seen_sizes, progress) for item in batch]
+        addresses = [str(result.content_address) for _, result, _ in ingested]
+        gone = set(liveness.keep_alive(db, dataplane, session, addresses))
+        if gone:
+            ingested = [
+                _ingest_tree_file(dataplane, item, set(), None)
+                if str(stored[1].content_address) in gone
+                else stored
+                for item, stored in zip(batch, ingested, strict=True)
+            ]
         # One sync pass for the batch instead of an fsync per file; blobs that were already
         # present are synced too, in case another process wrote them non-durably.
         dataplane.sync(result.content_address for _, result, _ in ingested)
@@ -102,7 +116,7 @@ def stage_directory(
     progress: Callable[[int], None] | None = None,
 ) -> None:
     """Store the blobs of scanned files and stage the files in an upload session."""
-    for ingested in store_blobs(db, dataplane, found, progress):
+    for ingested in store_blobs(db, dataplane, session, found, progress):
         staged = [staged_file(path, result, executable) for path, result, executable in ingested]
         with db.write(lock=False) as connection:
             uploads.stage(connection, session, staged, db.now())
@@ -121,12 +135,35 @@ def add_file(
     """Store one source's blob and add it to an open package as path (see `add`)."""
     check_path(path)
 
-    def stored_blob() -> Iterator[list[Ingested]]:
+    def stored_blob(session: str) -> Iterator[list[Ingested]]:
         result, inferred = ingest_source(dataplane, source)
+        if liveness.keep_alive(db, dataplane, session, [str(result.content_address)]):
+            if not isinstance(source, (bytes, str, os.PathLike)):
+                raise StorageError(
+                    f"the blob of {path!r} was removed by garbage collection while it was "
+                    "being added; add the file again"
+                )
+            result, _ = ingest_source(dataplane, source)
         yield [(path, result, inferred if executable is None else executable)]
 
-    [stored] = add(db, ref, [path], stored_blob(), replace, actor)
+    with uploads.held(db, actor) as session:
+        [stored] = add(db, ref, [path], stored_blob(session), replace, actor)
     return stored
+
+
+def add_directory(
+    db: Database,
+    dataplane: DataPlane,
+    ref: PackageRef,
+    found: list[tree.TreeFile],
+    replace: bool,
+    actor: str | None,
+    progress: Callable[[int], None] | None,
+) -> list[StoredFile]:
+    """Store scanned files' blobs and add the files to an open package (see `add`)."""
+    with uploads.held(db, actor) as session:
+        batches = store_blobs(db, dataplane, session, found, progress)
+        return add(db, ref, [f.path for f in found], batches, replace, actor)
 
 
 def add(
@@ -218,7 +255,8 @@ def commit_files(
 
 
 def require_open(package: Package) -> None:
-    """Raise PackageFinalizedError if the package is finalized."""
+    """Raise PackageFinalizedError if the package is finalized, PackageStateError if ended."""
+    trust.require_not_ended(package)
     if package.is_finalized:
         raise PackageFinalizedError(f"package {package} is finalized and cannot change")
 

@@ -254,7 +254,9 @@ def confirm(
     metadata: Metadata,
 ) -> PushResult:
     """Succeed (created=False) if the finalized package holds exactly these files, class and
-    metadata; else ConflictError naming the first difference (PackageStateError if open)."""
+    metadata; else ConflictError naming the first difference (PackageStateError if open or
+    ended)."""
+    trust.require_not_ended(package)
     if not package.is_finalized:
         raise PackageStateError(
             f"package {package} is open for assembly; finalize or abandon it "

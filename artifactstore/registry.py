@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Row, func, select
+from sqlalchemy.sql.functions import coalesce
 
 from artifactstore import cbor, schema
 from artifactstore.errors import (
@@ -25,7 +26,11 @@ from artifactstore.naming import check_name, check_version, is_package_spec, par
 
 @dataclass(frozen=True, slots=True)
 class Package:
-    """A package as the registry knows it; `state` is 'open' or 'finalized'."""
+    """A package as the registry knows it; `state` is 'open', 'finalized', or the end it came
+    to: 'abandoned', 'expired' or 'deleted' (a tombstone: its name is kept, its files gone).
+
+    A finalized package may be under a hold (`hold_reason`); `expires_at` is when its class
+    lets it expire (None: never, or not finalized yet)."""
 
     id: str
     name: str
@@ -36,15 +41,25 @@ class Package:
     created_at: str
     finalized_at: str | None
     manifest_digest: str | None
+    expires_at: str | None = None
+    hold_reason: str | None = None
+    ended_at: str | None = None
 
     @property
     def is_finalized(self) -> bool:
-        """True once the package is immutable."""
+        """True once the package is immutable (and until it ends)."""
         return self.state == "finalized"
+
+    @property
+    def is_ended(self) -> bool:
+        """True for the tombstone of an abandoned, expired or deleted package."""
+        return self.state in ENDED_STATES
 
     def __str__(self) -> str:
         return f"{self.name}:{self.version}"
 
+
+ENDED_STATES = frozenset({"abandoned", "expired", "deleted"})
 
 PackageRef = Package | str | tuple[str, str]
 """A package given as the object, its id, a (name, version) pair, or one text: 'NAME:VERSION',
@@ -82,19 +97,24 @@ _PACKAGE_COLUMNS = (
     schema.artifact_packages.c.id,
     schema.artifact_packages.c.name,
     schema.artifact_packages.c.version,
-    schema.artifact_packages.c.state,
+    coalesce(schema.package_ends.c.state, schema.artifact_packages.c.state).label("state"),
     schema.artifact_packages.c.metadata,
     schema.artifact_packages.c.created_at,
     schema.artifact_packages.c.finalized_at,
     schema.artifact_packages.c.manifest_digest,
     schema.retention_state.c.retention_class,
+    schema.retention_state.c.expires_at,
+    schema.retention_state.c.hold_reason,
+    schema.package_ends.c.ended_at,
 )
 
 
 def _package_query() -> Any:
-    return select(*_PACKAGE_COLUMNS).join(
-        schema.retention_state,
-        schema.retention_state.c.package_id == schema.artifact_packages.c.id,
+    packages = schema.artifact_packages
+    return (
+        select(*_PACKAGE_COLUMNS)
+        .join(schema.retention_state, schema.retention_state.c.package_id == packages.c.id)
+        .outerjoin(schema.package_ends, schema.package_ends.c.package_id == packages.c.id)
     )
 
 
@@ -111,6 +131,9 @@ def _package(row: Row[Any]) -> Package:
         created_at=row.created_at,
         finalized_at=row.finalized_at,
         manifest_digest=row.manifest_digest,
+        expires_at=row.expires_at,
+        hold_reason=row.hold_reason,
+        ended_at=row.ended_at,
     )
 
 
@@ -164,13 +187,18 @@ def _package_by_digest(connection: Connection, name: str, digest: str) -> Packag
     return _package(row)
 
 
-def list_packages(connection: Connection, name: str | None = None) -> list[Package]:
-    """All packages (or all versions of one name), sorted by name then version."""
+def list_packages(
+    connection: Connection, name: str | None = None, include_ended: bool = False
+) -> list[Package]:
+    """All packages (or all versions of one name), sorted by name then version; tombstones of
+    ended packages only with include_ended."""
     query = _package_query().order_by(
         schema.artifact_packages.c.name, schema.artifact_packages.c.version
     )
     if name is not None:
         query = query.where(schema.artifact_packages.c.name == name)
+    if not include_ended:
+        query = query.where(schema.package_ends.c.package_id.is_(None))
     return [_package(row) for row in connection.execute(query)]
 
 

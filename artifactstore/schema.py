@@ -4,9 +4,11 @@
 sequence and chain digest, and every write transaction locks that one row before it reads the
 state it checks (`events.log.lock_head`). `upload_sessions`, with the blobs each holds and the
 files a push has staged, is operational state like the head: not a view, never replayed.
-`artifact_packages`, `artifact_files`, `storage_locations`, `retention_state` and `tokens` are
-views that replay rebuilds from the log. `retention_classes` (seeded by the first migration) is
-reference data. Timestamps are RFC 3339 UTC text with microseconds:
+`artifact_packages`, `artifact_files`, `storage_locations`, `retention_state`, `package_ends`
+(the tombstone of an abandoned, expired or deleted package, whose `artifact_packages.state`
+keeps the state it ended from) and `tokens` are views that replay rebuilds from the log;
+`leases` (who runs periodic maintenance) is operational state. `retention_classes` (seeded by
+the first migration) is reference data. Timestamps are RFC 3339 UTC text with microseconds:
 identical on SQLite and PostgreSQL, so canonical dumps of the views compare byte for byte.
 """
 
@@ -46,7 +48,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 from artifactstore.config import check_database_url, redact_database_url
 from artifactstore.errors import ConfigError
 
-SCHEMA_REVISION = "0005"
+SCHEMA_REVISION = "0006"
 """The Alembic revision this code expects; a test keeps it equal to the migrations' head."""
 
 GENESIS_CHAIN_DIGEST = "0" * 64
@@ -173,7 +175,19 @@ retention_state = Table(
     ),
     Column("assigned_at", _TIMESTAMP, nullable=False),
     Column("expires_at", _TIMESTAMP, nullable=True),
+    # A hold (legal or otherwise) keeps the package from ending: why, and since when.
+    Column("hold_reason", Text, nullable=True),
+    Column("held_at", _TIMESTAMP, nullable=True),
     Index(None, "expires_at"),
+)
+
+package_ends = Table(
+    "package_ends",
+    metadata,
+    _owned_by("package_id", "artifact_packages.id"),
+    Column("state", String(16), nullable=False),
+    Column("ended_at", _TIMESTAMP, nullable=False),
+    CheckConstraint("state IN ('abandoned', 'expired', 'deleted')", name="state"),
 )
 
 upload_sessions = Table(
@@ -229,7 +243,22 @@ tokens = Table(
     CheckConstraint("scope IN ('read', 'write', 'admin')", name="scope"),
 )
 
-VIEW_TABLES = (artifact_packages, artifact_files, storage_locations, retention_state, tokens)
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(64), nullable=False),
+    Column("expires_at", _TIMESTAMP, nullable=False),
+)
+
+VIEW_TABLES = (
+    artifact_packages,
+    artifact_files,
+    storage_locations,
+    retention_state,
+    package_ends,
+    tokens,
+)
 """Tables replay rebuilds from the log, parents before children."""
 
 _WRITE_OPTION = "artifactstore_write"

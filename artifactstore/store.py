@@ -30,6 +30,7 @@ from artifactstore import (
     audit,
     database,
     ingest,
+    lifecycle,
     migration,
     pull,
     push,
@@ -49,8 +50,10 @@ from artifactstore.errors import (
     InvalidInputError,
     PackageFileNotFoundError,
 )
-from artifactstore.events import log, views
+from artifactstore.events import log
+from artifactstore.events import replay as rebuild
 from artifactstore.events.model import Event
+from artifactstore.gc import DEFAULT_GRACE, GcReport, collect
 from artifactstore.ingest import Source
 from artifactstore.manifest import codec, projection
 from artifactstore.manifest.model import Manifest
@@ -191,15 +194,17 @@ class ArtifactStore:
         with self._db.read() as connection:
             return registry.get_package(connection, ref)
 
-    def list_packages(self, name: str | None = None) -> list[Package]:
-        """Every package, or every version of one name, sorted by name and version."""
+    def list_packages(self, name: str | None = None, include_ended: bool = False) -> list[Package]:
+        """Every package, or every version of one name, sorted by name and version; the
+        tombstones of abandoned, expired and deleted ones only with include_ended."""
         with self._db.read() as connection:
-            return registry.list_packages(connection, name)
+            return registry.list_packages(connection, name, include_ended)
 
     def list_files(self, ref: PackageRef) -> list[StoredFile]:
         """The files of a package, sorted by path (a finalized one's from its manifest)."""
         with self._db.read() as connection:
             package = registry.get_package(connection, ref)
+            trust.require_not_ended(package)
             if not package.is_finalized:
                 return registry.package_files(connection, package.id)
             event = trust.finalize_event(connection, package, trust.pinned(ref))
@@ -213,6 +218,43 @@ class ArtifactStore:
     def abandon_package(self, ref: PackageRef, *, actor: str | None = None) -> None:
         """Drop an open package (for example one a killed job left behind); its blobs stay."""
         assembly.abandon(self._db, ref, actor)
+
+    # -- retention and garbage collection -------------------------------------------------
+
+    def change_retention(
+        self, ref: PackageRef, class_name: str, *, actor: str | None = None
+    ) -> Package:
+        """Give a finalized package another retention class; its expiry is recomputed."""
+        return lifecycle.change_retention(self._db, ref, class_name, actor)
+
+    def hold(self, ref: PackageRef, reason: str, *, actor: str | None = None) -> Package:
+        """Place a hold on a finalized package: it cannot expire or be deleted until released."""
+        return lifecycle.hold(self._db, ref, reason, actor)
+
+    def unhold(self, ref: PackageRef, *, actor: str | None = None) -> Package:
+        """Release a package's hold (none is no error)."""
+        return lifecycle.unhold(self._db, ref, actor)
+
+    def delete_package(self, ref: PackageRef, *, actor: str | None = None) -> Package:
+        """End a finalized package now; PackageHeldError under a hold or class legal-hold."""
+        return lifecycle.delete(self._db, ref, actor)
+
+    def expire(
+        self, as_of: datetime | None = None, dry_run: bool = False, *, actor: str | None = None
+    ) -> Iterator[Package]:
+        """End every package whose retention ran out by as_of (default now), yielding each."""
+        return lifecycle.expire(self._db, as_of, dry_run, actor)
+
+    def gc(
+        self,
+        grace: timedelta = DEFAULT_GRACE,
+        dry_run: bool = False,
+        progress: Callable[[int], None] | None = None,
+        *,
+        actor: str | None = None,
+    ) -> GcReport:
+        """Remove the blobs no live package or upload session needs, older than grace."""
+        return collect(self._db, self._dataplane, grace, dry_run, actor, progress)
 
     # -- ingest ----------------------------------------------------------------------------
 
@@ -252,8 +294,8 @@ class ArtifactStore:
         the process dies (or a batch is refused) the package keeps the batches before.
         """
         found = tree.scan(directory, self._own_files, prefix)
-        batches = ingest.store_blobs(self._db, self._dataplane, found, progress)
-        return ingest.add(self._db, ref, [f.path for f in found], batches, replace, actor)
+        args = (self._db, self._dataplane, ref, found, replace, actor, progress)
+        return ingest.add_directory(*args)
 
     # -- finalize and push -----------------------------------------------------------------
 
@@ -400,7 +442,7 @@ class ArtifactStore:
         with self._db.read() as connection:
             return log.verify_chain(connection, checkpoints)
 
-    def replay(self, check: bool = False, force: bool = False) -> views.ReplayReport:
+    def replay(self, check: bool = False, force: bool = False) -> rebuild.ReplayReport:
         """Rebuild every view from the log; with check, compare only and change nothing.
 
         Refuses (LogIntegrityError, nothing changed) a log with a gap, a broken chain or an
@@ -411,7 +453,7 @@ class ArtifactStore:
     def state_digest(self) -> str:
         """BLAKE3 over a canonical dump of every view row."""
         with self._db.read() as connection:
-            return views.state_digest(connection)
+            return rebuild.state_digest(connection)
 
     # -- server tokens (see tokens.py) -----------------------------------------------------
 

@@ -26,9 +26,10 @@ from artifactstore.registry import Package, PackageRef, StoredFile
 def finalize_event(connection: Connection, package: Package, expect_digest: str | None) -> Event:
     """The package's finalize event, its manifest checked against the views and the pin.
 
-    PackageStateError if the package is open; IntegrityError if the log and the views
-    disagree; DigestMismatchError if the manifest is not the expected one.
+    PackageStateError if the package is open or ended; IntegrityError if the log and the
+    views disagree; DigestMismatchError if the manifest is not the expected one.
     """
+    require_not_ended(package)
     if not package.is_finalized:
         raise PackageStateError(f"package {package} is not finalized (it is open)")
     event = log.finalize_event(connection, package.id)
@@ -48,6 +49,15 @@ def finalize_event(connection: Connection, package: Package, expect_digest: str 
             f"package {package} has manifest {digest}, not the expected {expect_digest}"
         )
     return event
+
+
+def require_not_ended(package: Package) -> None:
+    """PackageStateError naming the end if the package is abandoned, expired or deleted."""
+    if package.is_ended:
+        raise PackageStateError(
+            f"package {package} was {package.state} at {package.ended_at}; its files are gone "
+            "and the version is never reused"
+        )
 
 
 def pinned(ref: PackageRef) -> str | None:

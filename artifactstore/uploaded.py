@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import IO, BinaryIO
 
-from artifactstore import ingest, publish, uploads
+from artifactstore import ingest, liveness, publish, uploads
 from artifactstore.database import Database
 from artifactstore.dataplane.spi import DataPlane, IngestResult
 from artifactstore.errors import InvalidInputError, InvalidPathError, MissingBlobsError
@@ -74,8 +74,8 @@ class UploadedBlobs:
             raise InvalidInputError(
                 f"{len(wanted)} blobs asked about at once; the most is {MAX_BLOBS_ASKED}"
             )
+        self._open_holding(actor, wanted)
         present = self._present(wanted)
-        self._hold(list(present.values()), actor)
         return [address for address in wanted if address not in present]
 
     def receive(
@@ -84,12 +84,16 @@ class UploadedBlobs:
         """Store the blob address from source, streamed and hashed as it is written; returns
         what the store knows of it and whether it was stored now (False: it was there).
 
-        DigestMismatchError, with nothing stored, if the bytes hash to another address.
+        DigestMismatchError, with nothing stored, if the bytes hash to another address. The
+        blob is held before it is written, so garbage collection cannot remove it between the
+        write and the hold (`liveness`).
         """
         expected = ContentAddress.parse(address)
+        session = self._open_holding(actor, [str(expected)])
         result = self._dataplane.ingest_stream(source, expected=expected)
         facts = _facts(result)
-        self._hold([facts], actor)
+        with self._db.write(lock=False) as connection:
+            uploads.hold_blobs(connection, session, [facts], self._db.now())
         return facts, not result.already_present
 
     def publish(
@@ -111,8 +115,8 @@ class UploadedBlobs:
             twice = next(p for p in paths if paths.count(p) > 1)
             raise InvalidPathError(f"file path {twice!r} is listed twice")
         check_paths(paths)
-        staged = self._staged(files)
         with uploads.held(self._db, actor) as session:
+            staged = self._staged(session, files)
             with self._db.write(lock=False) as connection:
                 uploads.stage(connection, session, staged, self._db.now())
             return publish.publish(
@@ -123,11 +127,15 @@ class UploadedBlobs:
         self, ref: PackageRef, files: list[NamedBlob], replace: bool, actor: str | None = None
     ) -> list[StoredFile]:
         """Add files of received blobs to an open package (as ArtifactStore.ingest_file does)."""
-        ingested = [(s.path, _result(s), s.executable) for s in self._staged(files)]
-        return ingest.add(self._db, ref, [s.path for s in files], [ingested], replace, actor)
+        with uploads.held(self._db, actor) as session:
+            staged = self._staged(session, files)
+            ingested = [(s.path, _result(s), s.executable) for s in staged]
+            return ingest.add(self._db, ref, [s.path for s in files], [ingested], replace, actor)
 
     def _present(self, addresses: list[str]) -> dict[str, uploads.BlobFacts]:
-        """What is known of each address whose blob is stored; the others are left out."""
+        """What is known of each address whose blob is stored; the others are left out.
+
+        Call it once the addresses are held, so that what it finds stays (`liveness`)."""
         with self._db.read() as connection:
             known = uploads.known_blobs(connection, addresses)
         return {
@@ -136,17 +144,21 @@ class UploadedBlobs:
             if self._dataplane.stat_object(ContentAddress.parse(address)) is not None
         }
 
-    def _hold(self, blobs: list[uploads.BlobFacts], actor: str | None) -> None:
-        if not blobs:
-            return
-        session = str(uuid.uuid4())
+    def _open_holding(self, actor: str | None, addresses: list[str]) -> str:
+        """A new upload session that holds the addresses' blobs for a day (`liveness`)."""
+        session, now = str(uuid.uuid4()), self._db.now()
         with self._db.write(lock=False) as connection:
-            uploads.open_session(connection, session, actor or self._db.actor, self._db.now())
-            uploads.hold_blobs(connection, session, blobs, self._db.now())
+            liveness.fence(connection)
+            uploads.open_session(connection, session, actor or self._db.actor, now)
+            uploads.hold_addresses(connection, session, addresses, now)
+        return session
 
-    def _staged(self, files: list[NamedBlob]) -> list[uploads.StagedFile]:
-        """The files as a push stages them; MissingBlobsError if a blob is not stored."""
-        present = self._present([str(f.content_address) for f in files])
+    def _staged(self, session: str, files: list[NamedBlob]) -> list[uploads.StagedFile]:
+        """The files as a push stages them, their blobs held by the session; MissingBlobsError
+        if a blob is not stored."""
+        addresses = [str(f.content_address) for f in files]
+        liveness.hold(self._db, session, addresses)
+        present = self._present(addresses)
         missing = list(dict.fromkeys(str(f.content_address) for f in files) - present.keys())
         if missing:
             raise MissingBlobsError(

@@ -86,6 +86,16 @@ def _renew(connection: Connection, session_id: str, now: datetime) -> None:
     )
 
 
+def hold_addresses(
+    connection: Connection, session_id: str, addresses: Iterable[str], now: datetime
+) -> None:
+    """Hold blobs by address for the session (what is known of them is left as it is)."""
+    held = [_held_row(session_id, address, None) for address in addresses]
+    if held:
+        schema.execute_many(connection, _hold_blob, held)
+    _renew(connection, session_id, now)
+
+
 @dataclass(frozen=True, slots=True)
 class BlobFacts:
     """What the store knows of one stored blob: enough to name it in a file entry."""

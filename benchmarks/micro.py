@@ -21,7 +21,7 @@ from pathlib import Path
 import blake3
 
 from artifactstore import cbor, migration, schema
-from artifactstore.events import log, views
+from artifactstore.events import log, replay, views
 from artifactstore.events.model import FILE_INGESTED, PACKAGE_CREATED, RETENTION_ASSIGNED, NewEvent
 from artifactstore.identity import digest_stream
 from benchmarks import measure
@@ -137,7 +137,7 @@ def events(total: int) -> list[Figure]:
         appended = time.perf_counter() - started
         started = time.perf_counter()
         with writer.begin() as connection:
-            views.replay(connection)
+            replay.replay(connection)
         replayed = time.perf_counter() - started
         engine.dispose()
     return [

@@ -28,7 +28,7 @@ from artifactstore import (
     configure_logging,
     load_settings,
 )
-from artifactstore.cli import assembly, operations, packages, tokens
+from artifactstore.cli import assembly, operations, packages, retention, tokens
 from artifactstore.cli.context import TOKEN_ENV, CliState
 from artifactstore.cli.failures import (
     EXIT_CODES,
@@ -119,7 +119,13 @@ def cli(
     ctx.obj = CliState(settings, as_json, server or None, token_file)
 
 
-for command in (*operations.COMMANDS, *packages.COMMANDS, *assembly.COMMANDS, *tokens.COMMANDS):
+for command in (
+    *operations.COMMANDS,
+    *packages.COMMANDS,
+    *assembly.COMMANDS,
+    *retention.COMMANDS,
+    *tokens.COMMANDS,
+):
     cli.add_command(command)
 
 

@@ -232,7 +232,10 @@ def package_json(package: Package) -> dict[str, object]:
     """One package as `ls --json` and the HTTP API write it."""
     return {
         "created_at": package.created_at,
+        "ended_at": package.ended_at,
+        "expires_at": package.expires_at,
         "finalized_at": package.finalized_at,
+        "hold_reason": package.hold_reason,
         "id": package.id,
         "manifest_digest": package.manifest_digest,
         "metadata": dict(package.metadata),

@@ -181,19 +181,30 @@ def verify(
 
 @click.command(name="ls")
 @click.argument("name", required=False)
+@click.option(
+    "--all", "include_ended", is_flag=True, help="Include abandoned, expired and deleted ones."
+)
 @pass_state
 @click.pass_context
-def list_packages(ctx: click.Context, state: CliState, name: str | None) -> None:
+def list_packages(
+    ctx: click.Context, state: CliState, name: str | None, include_ended: bool
+) -> None:
     """List packages, sorted by name and version.
 
     Every package, or every version of NAME. Columns: name:version, state, retention class,
-    manifest digest.
+    manifest digest. Ended packages (abandoned, expired, deleted) keep their names and are
+    listed with --all.
 
     \b
     Example:
       artifactstore ls acme/app
     """
-    output.packages(open_store(ctx).list_packages(name), state.as_json)
+    if include_ended:
+        store = open_local_store(ctx, what=f"{ctx.command_path} --all")
+        found = store.list_packages(name, include_ended=True)
+    else:
+        found = open_store(ctx).list_packages(name)
+    output.packages(found, state.as_json)
 
 
 @click.command()

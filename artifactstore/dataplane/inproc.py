@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO, cast
 
@@ -42,7 +43,8 @@ class InProcessDataPlane:
 
     With a `small` backend, blobs of at most `small_limit` bytes are stored there and all others
     in `backend`; the size decides, so a blob is only ever stored in one of them.
-    `before_first_write` runs once, when the first blob is ingested. With `hash_first` (a remote
+    `before_first_write` runs once, when the first blob is ingested; `clean_temp` removes temp
+    objects older than a given age (garbage collection calls it). With `hash_first` (a remote
     backend, S3), a source whose address can be known before it is written (bytes, a seekable
     file, an upload naming its blob) is written straight to its key by `backend.put`, checked
     as it streams (ADR-0010): no temp object to copy into place.
@@ -55,9 +57,11 @@ class InProcessDataPlane:
         small_limit: int = SMALL_BLOB_LIMIT,
         *,
         before_first_write: Callable[[], None] | None = None,
+        clean_temp: Callable[[timedelta], int] | None = None,
         hash_first: bool = False,
     ) -> None:
         self._backend = backend
+        self._clean_temp = clean_temp
         self._small = small
         self._small_limit = small_limit if small is not None else -1
         self._before_first_write = before_first_write
@@ -73,7 +77,12 @@ class InProcessDataPlane:
         """
         large = LocalBackend(root)
         small = open_backend("local-small", root=root)
-        return cls(large, small, before_first_write=large.sweep_stale_temp)
+        return cls(
+            large,
+            small,
+            before_first_write=large.sweep_stale_temp,
+            clean_temp=large.clean_stale_temp,
+        )
 
     @classmethod
     def s3(cls, location: S3Location) -> InProcessDataPlane:
@@ -83,7 +92,12 @@ class InProcessDataPlane:
         The first write sweeps the temp objects and uploads killed writers left in the bucket.
         """
         backend = s3_backend(location)
-        return cls(backend, before_first_write=backend.sweep_stale_temp, hash_first=True)
+        return cls(
+            backend,
+            before_first_write=backend.sweep_stale_temp,
+            clean_temp=backend.clean_stale_temp,
+            hash_first=True,
+        )
 
     @property
     def backend_id(self) -> str:
@@ -293,6 +307,20 @@ class InProcessDataPlane:
         self._backend.delete(key)
         if self._small is not None:
             self._small.delete(key)
+
+    def stored_addresses(self) -> Iterator[ContentAddress]:
+        """The address of every stored blob, backend by backend, each in key order."""
+        for backend in (self._backend, self._small):
+            if backend is None:
+                continue
+            for key in backend.iter_keys():
+                name, _, _, hex_digits = key.split("/")
+                if name == "blake3":
+                    yield ContentAddress(name, hex_digits)
+
+    def clean_stale_temp(self, older_than: timedelta) -> int:
+        """Remove temp objects (and S3 multipart uploads) older than older_than; the count."""
+        return 0 if self._clean_temp is None else self._clean_temp(older_than)
 
     def sync(self, addresses: Iterable[ContentAddress]) -> None:
         """Make blobs ingested with durable=False durable, in each backend at once."""

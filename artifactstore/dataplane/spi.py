@@ -8,8 +8,9 @@ whatever the blob size.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import BinaryIO, Protocol
 
 from artifactstore.identity import ContentAddress, Digest, DualDigest
@@ -98,6 +99,12 @@ class DataPlane(Protocol):
 
     def delete_object(self, address: ContentAddress) -> None:
         """Remove the blob; a missing blob is not an error."""
+
+    def stored_addresses(self) -> Iterator[ContentAddress]:
+        """The address of every stored blob (garbage collection looks for orphans)."""
+
+    def clean_stale_temp(self, older_than: timedelta) -> int:
+        """Remove temp objects older than older_than (left by killed writers); the count."""
 
     def sync(self, addresses: Iterable[ContentAddress]) -> None:
         """Make blobs ingested with durable=False durable; BlobNotFoundError if one is absent."""

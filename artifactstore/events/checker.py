@@ -7,9 +7,10 @@ from a view row, which anyone with database access could edit).
 
 The package rules (SPEC "Concepts"): a package is created once; files are added and the
 package finalized or abandoned only while it is open; after its finalize only retention
-events may follow, and after an abandon nothing. The token rules: a token name is created
-once (never reused, even after its revocation) and revoked only while active; token events
-name no package.
+events, a hold placed and released, and one end (expired or deleted, never while held) may
+follow; after an end or an abandon nothing. A blob's deletion names no package. The token
+rules: a token name is created once (never reused, even after its revocation) and revoked only
+while active; token events name no package.
 """
 
 from __future__ import annotations
@@ -21,9 +22,14 @@ from artifactstore import schema
 from artifactstore.cbor import decode_strict
 from artifactstore.errors import ManifestError
 from artifactstore.events.model import (
+    BLOB_DELETED,
     FILE_INGESTED,
+    HOLD_PLACED,
+    HOLD_RELEASED,
     PACKAGE_ABANDONED,
     PACKAGE_CREATED,
+    PACKAGE_DELETED,
+    PACKAGE_EXPIRED,
     PACKAGE_FINALIZED,
     RETENTION_ASSIGNED,
     TOKEN_CREATED,
@@ -34,18 +40,26 @@ from artifactstore.events.model import (
 )
 
 OPEN, FINALIZED, ABANDONED = "open", "finalized", "abandoned"
+HELD = "held"
+"""A finalized package under a hold: it cannot end until the hold is released."""
+EXPIRED, DELETED = "expired", "deleted"
+ENDED = frozenset({ABANDONED, EXPIRED, DELETED})
 ACTIVE, REVOKED = "active", "revoked"
-
-AFTER_FINALIZE = frozenset({RETENTION_ASSIGNED})
-"""Event types that may follow a package's finalize (retention changes; later holds and ends)."""
 
 _TRANSITIONS: dict[str, dict[str | None, str]] = {
     PACKAGE_CREATED: {None: OPEN},
-    RETENTION_ASSIGNED: {OPEN: OPEN, FINALIZED: FINALIZED},
+    RETENTION_ASSIGNED: {OPEN: OPEN, FINALIZED: FINALIZED, HELD: HELD},
     FILE_INGESTED: {OPEN: OPEN},
     PACKAGE_FINALIZED: {OPEN: FINALIZED},
     PACKAGE_ABANDONED: {OPEN: ABANDONED},
+    HOLD_PLACED: {FINALIZED: HELD},
+    HOLD_RELEASED: {HELD: FINALIZED},
+    PACKAGE_EXPIRED: {FINALIZED: EXPIRED},
+    PACKAGE_DELETED: {FINALIZED: DELETED},
 }
+
+LIFECYCLE = tuple(t for t in _TRANSITIONS if t not in (RETENTION_ASSIGNED, FILE_INGESTED))
+"""The event types that change a package's state (the others keep it)."""
 
 
 class RuleError(Exception):
@@ -62,8 +76,8 @@ def next_state(state: str | None, event_type: str) -> str:
         raise RuleError(f"unknown event type {event_type!r}")
     if state not in allowed:
         where = "an unknown package" if state is None else f"an {state} package"
-        if state == FINALIZED:
-            where = "a finalized package"
+        if state in (FINALIZED, HELD):
+            where = "a finalized package" if state == FINALIZED else "a held package"
         raise RuleError(f"{event_type} is not allowed on {where}")
     return allowed[state]
 
@@ -158,6 +172,11 @@ class LogChecker:
         self.chain_digest = event.chain_digest
         if event.event_type in TOKEN_EVENTS:
             problems.extend(self._check_token(event))
+        elif event.event_type == BLOB_DELETED:
+            if event.package_id is not None:
+                problems.append(
+                    LogProblem(event.sequence, "rule", f"{BLOB_DELETED} names a package")
+                )
         elif event.package_id is not None:
             try:
                 self.states[event.package_id] = next_state(

@@ -24,10 +24,15 @@ from sqlalchemy import Connection, Engine, func, insert, select, text, update
 
 from artifactstore import schema
 from artifactstore.errors import PackageFinalizedError, PackageStateError
-from artifactstore.events.checker import FINALIZED, LogChecker, LogProblem, RuleError, next_state
+from artifactstore.events.checker import (
+    FINALIZED,
+    LIFECYCLE,
+    LogChecker,
+    LogProblem,
+    RuleError,
+    next_state,
+)
 from artifactstore.events.model import (
-    PACKAGE_ABANDONED,
-    PACKAGE_CREATED,
     PACKAGE_FINALIZED,
     Event,
     NewEvent,
@@ -117,18 +122,15 @@ def _check_rules(connection: Connection, new_events: Sequence[NewEvent]) -> None
             ) from None
 
 
-_LIFECYCLE = (PACKAGE_CREATED, PACKAGE_FINALIZED, PACKAGE_ABANDONED)
-
-
 def package_states(connection: Connection, package_ids: Iterable[str]) -> dict[str, str]:
-    """The state of each package as the log says ('open', 'finalized' or 'abandoned')."""
+    """The state of each package as the log says (checker's OPEN, FINALIZED, HELD or an end)."""
     events = schema.events
     ids = sorted(set(package_ids))
     if not ids:
         return {}
     rows = connection.execute(
         select(events.c.package_id, events.c.event_type)
-        .where(events.c.package_id.in_(ids), events.c.event_type.in_(_LIFECYCLE))
+        .where(events.c.package_id.in_(ids), events.c.event_type.in_(LIFECYCLE))
         .order_by(events.c.sequence)
     )
     states: dict[str, str] = {}

@@ -57,6 +57,9 @@ def package_from_json(document: object, what: str) -> Package:
         created_at=field(document, "created_at", str, what),
         finalized_at=_optional_text(document, "finalized_at", what),
         manifest_digest=_optional_text(document, "manifest_digest", what),
+        expires_at=_optional_text(document, "expires_at", what),
+        hold_reason=_optional_text(document, "hold_reason", what),
+        ended_at=_optional_text(document, "ended_at", what),
     )
 
 

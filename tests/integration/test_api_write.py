@@ -248,7 +248,7 @@ def test_assembly_abandon_and_adding_a_missing_blob(writer: Writer) -> None:
     abandoned = writer.call("POST", f"{base}/abandon")
     assert abandoned.status_code == 200 and abandoned.get_json()["state"] == "abandoned"
     gone = writer.call("POST", f"{base}/finalize")
-    assert gone.status_code == 404 and error_code(gone) == "package_not_found"
+    assert gone.status_code == 409 and error_code(gone) == "package_state"
 
 
 def test_publish_onto_an_open_version_is_409(writer: Writer) -> None:

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Engine, insert, text, update
 
 from artifactstore import cbor, schema
-from artifactstore.events import log, views
+from artifactstore.events import log, replay
 from artifactstore.events.model import Event, NewEvent
 
 WRITER = textwrap.dedent(
@@ -178,7 +178,7 @@ def test_replay_of_an_empty_log_empties_the_views(engine: Engine) -> None:
             )
         )
     with schema.writer(engine).begin() as connection:
-        report = views.replay(connection)
+        report = replay.replay(connection)
         rows = connection.execute(text("SELECT count(*) FROM artifact_packages")).scalar()
     assert report.events == 0
     assert not report.identical

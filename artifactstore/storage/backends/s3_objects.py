@@ -101,6 +101,8 @@ class Bucket:
                 response = self.client.head_object(Bucket=self.location.bucket, Key=self.name(key))
             except botocore.exceptions.ClientError as exc:
                 if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+                    # Another process (garbage collection) may have deleted what we stored.
+                    self.known.discard(key)
                     return None
                 raise
         self.known.add(key)

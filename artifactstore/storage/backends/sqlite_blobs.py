@@ -135,11 +135,30 @@ class SQLiteBlobBackend(RootedBackend):
                 self._write([("DELETE FROM blobs WHERE key = ?", [(key,)])])
 
     def iter_keys(self) -> Iterator[str]:
-        """Yield every stored key in sorted order (committed and pending alike)."""
+        """Yield every stored key in sorted order (committed and pending alike), reading the
+        database a page at a time so that memory stays flat however many blobs it holds."""
         with self._lock:
-            stored = [row[0] for row in self._query("SELECT key FROM blobs")]
-            keys = sorted({*stored, *self._pending})
-        yield from keys
+            pending = sorted(self._pending)
+        after = ""
+        while True:
+            with self._lock:
+                page = [
+                    row[0]
+                    for row in self._query(
+                        "SELECT key FROM blobs WHERE key > ? ORDER BY key LIMIT ?",
+                        (after, _LOOKUP_CHUNK),
+                    )
+                ]
+            for key in page:
+                while pending and pending[0] < key:
+                    yield pending.pop(0)
+                if pending and pending[0] == key:
+                    pending.pop(0)
+                yield key
+            if len(page) < _LOOKUP_CHUNK:
+                yield from pending
+                return
+            after = page[-1]
 
     def sync(self, keys: Iterable[str]) -> None:
         """Write pending objects in one durable transaction; BlobNotFoundError for a missing key."""
