@@ -117,15 +117,14 @@ def register(api: Blueprint, get_store: Callable[[], ArtifactStore | ArtifactSto
         if leaf == "finalize":
             store.finalize_package(ref, actor=who)
             return jsonify(package_json(store.get_package(name, version)))
-        package = store.get_package(name, version)
         store.abandon_package(ref, actor=who)
-        return jsonify({**package_json(package), "state": "abandoned"})
+        return jsonify(package_json(store.get_package(name, version)))
 
     @api.delete("/packages/<path:rest>")
     def delete(rest: str) -> Response:
-        name, _ = _version_route(rest, None)
-        writer(name, "admin")
-        raise ApiError(501, "not_implemented", "deleting a package is not implemented yet")
+        name, version = _version_route(rest, None)
+        store, who = writer(name, "admin")
+        return jsonify(package_json(store.delete_package((name, version), actor=who)))
 
 
 def actor(token: Token) -> str:

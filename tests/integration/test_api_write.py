@@ -283,11 +283,25 @@ def test_anonymous_reads_never_allow_anonymous_writes(
     assert answer.status_code == 401
 
 
-def test_delete_is_admin_only_and_not_implemented_yet(writer: Writer) -> None:
+def test_delete_is_admin_only_refused_under_a_hold_and_ends_the_package(writer: Writer) -> None:
+    writer.upload(BIG)
+    writer.upload(SMALL)
+    assert writer.publish("1", files()).status_code == 201
     url = f"/v1/packages/{NAME}/versions/1"
     assert writer.call("DELETE", url).status_code == 403
+    writer.store.hold((NAME, "1"), "audit")
+    held = writer.call("DELETE", url, token="admin")
+    assert held.status_code == 409 and error_code(held) == "package_held"
+    writer.store.unhold((NAME, "1"))
     answer = writer.call("DELETE", url, token="admin")
-    assert answer.status_code == 501 and error_code(answer) == "not_implemented"
+    assert answer.status_code == 200 and answer.get_json()["state"] == "deleted"
+    assert writer.store.get_package(NAME, "1").state == "deleted"
+    [event] = [e for e in writer.store.tail_events(0) if e.event_type == "v1.package.deleted"]
+    assert event.actor == "token:admin"
+    gone = writer.call("GET", f"{url}/manifest", token="admin")
+    assert gone.status_code == 409 and "deleted" in gone.get_json()["error"]["message"]
+    again = writer.publish("1", files())
+    assert again.status_code == 409 and error_code(again) == "package_state"
 
 
 def test_json_bodies_must_say_their_length(writer: Writer) -> None:
