@@ -67,6 +67,8 @@ if TYPE_CHECKING:
     from artifactstore.identity import Digest as Digest
     from artifactstore.identity import DualDigest as DualDigest
     from artifactstore.identity import digest_stream as digest_stream
+    from artifactstore.maintenance import MaintenanceReport as MaintenanceReport
+    from artifactstore.maintenance import start_maintenance as start_maintenance
     from artifactstore.manifest.model import Manifest as Manifest
     from artifactstore.migration import migrate_database as migrate_database
     from artifactstore.naming import PackageSpec as PackageSpec
@@ -134,6 +136,8 @@ _LOCATIONS = {
     "Event": "artifactstore.events.model",
     "ReplayReport": "artifactstore.events.replay",
     "GcReport": "artifactstore.gc",
+    "MaintenanceReport": "artifactstore.maintenance",
+    "start_maintenance": "artifactstore.maintenance",
     "HealthReport": "artifactstore.health",
     "check_health": "artifactstore.health",
     "ContentAddress": "artifactstore.identity",
@@ -192,6 +196,7 @@ __all__ = [
     "InvalidRetentionClassError",
     "LogHead",
     "LogIntegrityError",
+    "MaintenanceReport",
     "Manifest",
     "ManifestError",
     "MissingBlobsError",
@@ -234,6 +239,7 @@ __all__ = [
     "parse_duration",
     "parse_package_spec",
     "redact_url",
+    "start_maintenance",
 ]
 
 

@@ -31,6 +31,7 @@ from artifactstore import (
     database,
     ingest,
     lifecycle,
+    maintenance,
     migration,
     pull,
     push,
@@ -55,6 +56,7 @@ from artifactstore.events import replay as rebuild
 from artifactstore.events.model import Event
 from artifactstore.gc import DEFAULT_GRACE, GcReport, collect
 from artifactstore.ingest import Source
+from artifactstore.maintenance import MaintenanceReport
 from artifactstore.manifest import codec, projection
 from artifactstore.manifest.model import Manifest
 from artifactstore.publish import PushResult
@@ -255,6 +257,12 @@ class ArtifactStore:
     ) -> GcReport:
         """Remove the blobs no live package or upload session needs, older than grace."""
         return collect(self._db, self._dataplane, grace, dry_run, actor, progress)
+
+    def maintain(
+        self, holder: str, interval: timedelta, grace: timedelta = DEFAULT_GRACE
+    ) -> MaintenanceReport | None:
+        """Run expiry then gc if holder takes the maintenance lease (None: another has it)."""
+        return maintenance.run(self._db, self._dataplane, holder, interval, grace)
 
     # -- ingest ----------------------------------------------------------------------------
 

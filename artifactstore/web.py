@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import threading
 
 from flask import Flask, Response, jsonify, request
@@ -23,11 +24,13 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from artifactstore import (
+    ENV_PREFIX,
     ArtifactStore,
     ArtifactStoreError,
     ConflictError,
     DatabaseError,
     InvalidInputError,
+    MaintenanceReport,
     NotFoundError,
     Settings,
     api,
@@ -35,6 +38,8 @@ from artifactstore import (
     check_health,
     configure_logging,
     load_settings,
+    parse_duration,
+    start_maintenance,
 )
 
 _log = logging.getLogger(__name__)
@@ -82,6 +87,29 @@ class _StoreHolder:
             self._opening.release()
 
 
+MAINTENANCE_INTERVAL = f"{ENV_PREFIX}MAINTENANCE_INTERVAL"
+MAINTENANCE_GRACE = f"{ENV_PREFIX}MAINTENANCE_GRACE"
+
+
+def _start_maintenance(holder: _StoreHolder) -> None:
+    """With ARTIFACTSTORE_MAINTENANCE_INTERVAL set (`serve --maintenance-interval`), run expiry
+    and gc that often, in whichever worker holds the maintenance lease."""
+    every = os.environ.get(MAINTENANCE_INTERVAL)
+    if not every:
+        return
+    interval = parse_duration(every)
+    grace = parse_duration(os.environ.get(MAINTENANCE_GRACE) or "1h")
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+
+    def maintain() -> MaintenanceReport | None:
+        store = holder.get()
+        if isinstance(store, ArtifactStoreError):
+            raise store
+        return store.maintain(worker, interval, grace)
+
+    start_maintenance(maintain, interval)
+
+
 def create_app(store: ArtifactStore | None = None) -> Flask:
     """Build the app over store, or over one opened from the ARTIFACTSTORE_* variables."""
     settings = load_settings(os.environ)
@@ -89,6 +117,7 @@ def create_app(store: ArtifactStore | None = None) -> Flask:
     holder = _StoreHolder(settings, store)
     # Open now so a misconfiguration shows in the log at boot; a failure is retried per request.
     holder.get()
+    _start_maintenance(holder)
     app = Flask(__name__)
     app.config[api.ANONYMOUS_READ] = os.environ.get(api.ANONYMOUS_READ) == "1"
     routes = api.blueprint(holder.get)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from artifactstore import ENV_PREFIX
+from artifactstore import ENV_PREFIX, parse_duration
 from artifactstore.cli import output
 from artifactstore.cli.context import CliState, open_local_store, pass_state, require_local
 from artifactstore.cli.failures import EXIT_CHECK_FAILED
@@ -169,6 +169,18 @@ def _serve_environment(settings: Settings) -> dict[str, str]:
 @click.option(
     "--anonymous-read", is_flag=True, help="Let /v1 reads go without a token (writes never)."
 )
+@click.option(
+    "--maintenance-interval",
+    metavar="DURATION",
+    help="Run expire and gc this often (one worker at a time, by a database lease).",
+)
+@click.option(
+    "--gc-grace",
+    default="1h",
+    show_default=True,
+    metavar="DURATION",
+    help="The grace period of the periodic gc.",
+)
 @pass_state
 @click.pass_context
 def serve(
@@ -179,6 +191,8 @@ def serve(
     workers: int,
     timeout: int,
     anonymous_read: bool,
+    maintenance_interval: str | None,
+    gc_grace: str,
 ) -> None:
     """Run the HTTP app (GET /health, the /v1 package API) under gunicorn.
 
@@ -192,6 +206,12 @@ def serve(
       artifactstore --db postgresql://as@db/artifacts serve --host 0.0.0.0 --port 8080
     """
     require_local(ctx)
+    if (
+        maintenance_interval is not None
+        and parse_duration(maintenance_interval).total_seconds() < 1
+    ):
+        raise click.BadParameter("must be at least 1s", param_hint="'--maintenance-interval'")
+    parse_duration(gc_grace)
     argv = [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}"]
     # A sync worker busy with one request longer than gunicorn's timeout (30 s by default) is
     # killed: a large upload or download on a slow link needs far more.
@@ -203,6 +223,8 @@ def serve(
     # exec, not a child: signals from a supervisor reach gunicorn's arbiter directly.
     environ = _serve_environment(state.settings)
     environ[f"{ENV_PREFIX}ANONYMOUS_READ"] = "1" if anonymous_read else "0"
+    environ[f"{ENV_PREFIX}MAINTENANCE_INTERVAL"] = maintenance_interval or ""
+    environ[f"{ENV_PREFIX}MAINTENANCE_GRACE"] = gc_grace
     os.execve(sys.executable, argv, environ)
 
 

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import click
 
-from artifactstore import GcReport, Package, parse_duration
+from artifactstore import parse_duration
 from artifactstore.cli import output
 from artifactstore.cli.context import CliState, open_local_store, package_args, pass_state
 from artifactstore.cli.output import Progress
+
+if TYPE_CHECKING:
+    from artifactstore import GcReport, Package
 
 
 @click.command()

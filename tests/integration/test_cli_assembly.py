@@ -115,7 +115,9 @@ def test_abandon_drops_an_open_package(cli: Cli, tmp_path: Path) -> None:
     assert cli.ok("abandon", NAME, VERSION).text == f"abandoned {NAME}:{VERSION}\n"
     assert cli.ok("ls").text == ""
     assert cli.events()[-1][1] == "v1.package.abandoned"
-    assert "no package" in one_error_line(cli("abandon", NAME, VERSION), 2)
+    assert "was abandoned" in one_error_line(cli("abandon", NAME, VERSION), 2)
+    assert "already exists" in one_error_line(cli("create", NAME, VERSION), 2)
+    assert "abandoned" in cli.ok("ls", "--all").text
 
 
 # -- adding again ------------------------------------------------------------------------------

@@ -258,12 +258,15 @@ def test_push_never_joins_an_open_package(store: ArtifactStore, tmp_path: Path) 
     assert {f.path for f in store.list_files(package)} == {"README.md"}
 
 
-def test_abandoned_package_frees_its_name(store: ArtifactStore) -> None:
+def test_an_abandoned_package_keeps_its_name(store: ArtifactStore) -> None:
     package = store.create_package("acme/app", "1")
     store.ingest_file(package, "a", b"a")
     store.abandon_package(package)
     assert store.list_packages() == []
-    store.create_package("acme/app", "1")
+    [tombstone] = store.list_packages(include_ended=True)
+    assert (tombstone.state, tombstone.ended_at is not None) == ("abandoned", True)
+    with pytest.raises(AlreadyExistsError):
+        store.create_package("acme/app", "1")
     assert store.replay(check=True).identical
 
 
