@@ -129,6 +129,31 @@ def test_moving_the_payload_last_keeps_every_event(
         assert store.replay(check=True).identical
 
 
+def test_upgrading_to_tombstones_rebuilds_abandoned_packages_as_replay_would(
+    engine: Engine, database_url: str, tmp_path: Path
+) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a.txt").write_bytes(b"a")
+    migration.upgrade(engine)
+    with ArtifactStore.open(database_url, tmp_path / "blobs") as store:
+        store.push("acme/kept", "1", tree)
+        store.create_package("acme/dropped", "1", "ci", {"k": "v"})
+        store.ingest_file(("acme/dropped", "1"), "a.txt", b"a")
+        store.abandon_package(("acme/dropped", "1"))
+        expected = store.state_digest()
+    migration.downgrade(engine, "0005")  # abandoned packages leave the views, as they did
+    with engine.connect() as connection:
+        names = connection.execute(text("SELECT name FROM artifact_packages")).scalars()
+        assert list(names) == ["acme/kept"]
+    migration.upgrade(engine)
+    with ArtifactStore.open(database_url, tmp_path / "blobs") as store:
+        assert store.state_digest() == expected
+        assert store.replay(check=True).identical
+        dropped = store.get_package("acme/dropped", "1")
+        assert (dropped.state, dropped.retention_class) == ("abandoned", "ci")
+
+
 @pytest.mark.slow
 def test_migrations_run_from_the_built_wheel_without_a_checkout(tmp_path: Path) -> None:
     subprocess.run(
