@@ -152,9 +152,11 @@ def _remove(
         addresses = [blob.content_address for blob in page]
         listed = _listed_now(connection, addresses)
         still = set(_unneeded(connection, db, addresses)) - listed
-        for blob in page:
-            if blob.content_address in still:
-                dataplane.delete_object(ContentAddress.parse(blob.content_address))
+        dataplane.delete_objects(
+            ContentAddress.parse(blob.content_address)
+            for blob in page
+            if blob.content_address in still
+        )
     return [blob for blob in page if blob.content_address in still]
 
 

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
-from artifactstore import cbor, registry, retention, schema, trust
+from artifactstore import cbor, registry, retention, trust
 from artifactstore.database import Database
 from artifactstore.errors import InvalidInputError, PackageHeldError, PackageStateError
 from artifactstore.events.model import (
@@ -26,9 +25,8 @@ from artifactstore.events.model import (
     RETENTION_ASSIGNED,
 )
 from artifactstore.manifest.model import format_timestamp
-from artifactstore.registry import Package, PackageRef
+from artifactstore.registry import LEGAL_HOLD, Package, PackageRef
 
-LEGAL_HOLD = "legal-hold"
 MAX_REASON = 1024
 _BATCH = 500
 
@@ -100,10 +98,10 @@ def expire(
     while True:
         if dry_run:
             with db.read() as connection:
-                batch = _expired(connection, cutoff, after)
+                batch = registry.expired_packages(connection, cutoff, after, _BATCH)
         else:
             with db.write() as connection:
-                batch = _expired(connection, cutoff, after)
+                batch = registry.expired_packages(connection, cutoff, after, _BATCH)
                 events = [
                     db.event(PACKAGE_EXPIRED, package.id, cbor.encode({}), actor)
                     for package in batch
@@ -141,30 +139,6 @@ def _finalized(connection: Connection, ref: PackageRef) -> Package:
             "(abandon an open one)"
         )
     return package
-
-
-def _expired(connection: Connection, cutoff: str, after: tuple[str, str]) -> list[Package]:
-    """The next batch of expirable packages after (expires_at, id), in that order."""
-    packages, kept, ends = schema.artifact_packages, schema.retention_state, schema.package_ends
-    query: Any = (
-        select(packages.c.id)
-        .join(kept, kept.c.package_id == packages.c.id)
-        .outerjoin(ends, ends.c.package_id == packages.c.id)
-        .where(
-            packages.c.state == "finalized",
-            ends.c.package_id.is_(None),
-            kept.c.expires_at.is_not(None),
-            kept.c.expires_at <= cutoff,
-            kept.c.hold_reason.is_(None),
-            kept.c.retention_class != LEGAL_HOLD,
-            (kept.c.expires_at > after[0])
-            | ((kept.c.expires_at == after[0]) & (packages.c.id > after[1])),
-        )
-        .order_by(kept.c.expires_at, packages.c.id)
-        .limit(_BATCH)
-    )
-    ids = list(connection.execute(query).scalars())
-    return [registry.get_package(connection, package_id) for package_id in ids]
 
 
 def _check_reason(reason: str) -> str:

@@ -60,6 +60,8 @@ class Package:
 
 
 ENDED_STATES = frozenset({"abandoned", "expired", "deleted"})
+LEGAL_HOLD = "legal-hold"
+"""The retention class that keeps a package as a hold does."""
 
 PackageRef = Package | str | tuple[str, str]
 """A package given as the object, its id, a (name, version) pair, or one text: 'NAME:VERSION',
@@ -199,6 +201,30 @@ def list_packages(
         query = query.where(schema.artifact_packages.c.name == name)
     if not include_ended:
         query = query.where(schema.package_ends.c.package_id.is_(None))
+    return [_package(row) for row in connection.execute(query)]
+
+
+def expired_packages(
+    connection: Connection, cutoff: str, after: tuple[str, str], limit: int
+) -> list[Package]:
+    """Finalized packages that no hold keeps, expiring at or before cutoff: the first limit
+    after (expires_at, id), in that order."""
+    packages, kept, ends = schema.artifact_packages, schema.retention_state, schema.package_ends
+    query = (
+        _package_query()
+        .where(
+            packages.c.state == "finalized",
+            ends.c.package_id.is_(None),
+            kept.c.expires_at.is_not(None),
+            kept.c.expires_at <= cutoff,
+            kept.c.hold_reason.is_(None),
+            kept.c.retention_class != LEGAL_HOLD,
+            (kept.c.expires_at > after[0])
+            | ((kept.c.expires_at == after[0]) & (packages.c.id > after[1])),
+        )
+        .order_by(kept.c.expires_at, packages.c.id)
+        .limit(limit)
+    )
     return [_package(row) for row in connection.execute(query)]
 
 

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import machine, measure, micro, provision, remote, report, suite, targets, tools
+from benchmarks import gc, machine, measure, micro, provision, remote, report, suite, targets, tools
 from benchmarks.workloads import NAMES, generate
 
 QUICK_SCALE = 1 / 512
@@ -102,6 +102,7 @@ def main(argv: list[str]) -> None:
         log("micro-benchmarks")
         figures = [
             *_remote_figures(runner, results, scratch, args.repeat),
+            *_retention_figures(runner, results, scratch, args.repeat, args.scale),
             *micro.digest(max(1, round(256 * args.scale))),
             *micro.events(max(1_000, round(100_000 * args.scale))),
             *micro.startup(runner, 5 if args.quick else 20),
@@ -137,6 +138,23 @@ def _remote_figures(
             log("remote client on mixed")
             return remote.remote(runner, result.workload, scratch, repeat)
     return []
+
+
+def _retention_figures(
+    runner: measure.Runner,
+    results: list[suite.WorkloadResult],
+    scratch: Path,
+    repeat: int,
+    scale: float,
+) -> list[micro.Figure]:
+    """gc and expire at scale, and a push of mixed (when it was run) beside a gc loop."""
+    log("gc and expire")
+    figures = [gc.collect(runner, scratch, scale), gc.expire(runner, scratch, scale)]
+    for result in results:
+        if result.workload.name == "mixed":
+            log("push of mixed beside a gc loop")
+            figures.append(gc.push_beside_gc(runner, result.workload, scratch, repeat))
+    return figures
 
 
 if __name__ == "__main__":

@@ -308,6 +308,13 @@ class InProcessDataPlane:
         if self._small is not None:
             self._small.delete(key)
 
+    def delete_objects(self, addresses: Iterable[ContentAddress]) -> None:
+        """Remove the blobs from whichever backend holds each; missing ones are no error."""
+        keys = [object_key(address) for address in addresses]
+        self._backend.delete_many(keys)
+        if self._small is not None:
+            self._small.delete_many(keys)
+
     def stored_addresses(self) -> Iterator[ContentAddress]:
         """The address of every stored blob, backend by backend, each in key order."""
         for backend in (self._backend, self._small):

@@ -100,6 +100,9 @@ class DataPlane(Protocol):
     def delete_object(self, address: ContentAddress) -> None:
         """Remove the blob; a missing blob is not an error."""
 
+    def delete_objects(self, addresses: Iterable[ContentAddress]) -> None:
+        """Remove many blobs at once (one transaction or request where the medium allows)."""
+
     def stored_addresses(self) -> Iterator[ContentAddress]:
         """The address of every stored blob (garbage collection looks for orphans)."""
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, BinaryIO
 
-from sqlalchemy import Connection, delete, insert, update
+from sqlalchemy import Connection, bindparam, delete, insert, update
 
 from artifactstore import cbor, schema
 from artifactstore.errors import ManifestError
@@ -54,27 +54,34 @@ from artifactstore.manifest.model import manifest_digest_of_bytes, manifest_dige
 
 
 def apply(connection: Connection, events: Sequence[Event | SpooledEvent]) -> None:
-    """Bring the views up to date with events just appended (or being replayed)."""
+    """Bring the views up to date with events just appended (or being replayed).
+
+    Runs of events of one batched kind (files ingested, packages ended, blobs deleted) are
+    applied with one statement per table, through the driver's executemany.
+    """
     batch: list[Event] = []
+
+    def flush() -> None:
+        if batch:
+            _BATCHED[batch[0].event_type](connection, batch)
+            batch.clear()
+
     for event in events:
         if isinstance(event, SpooledEvent):
             # Only a manifest is large enough to be spooled.
             if event.event_type != PACKAGE_FINALIZED:
                 raise ManifestError(f"event {event.sequence} of type {event.event_type} is spooled")
-            if batch:
-                _apply_files(connection, batch)
-                batch = []
+            flush()
             _finalized(connection, event.sequence, event.package_id, event.payload)
             continue
-        if event.event_type == FILE_INGESTED:
+        batched = _BATCHED.get(event.event_type)
+        if batch and batched is not _BATCHED[batch[0].event_type]:
+            flush()
+        if batched is not None:
             batch.append(event)
             continue
-        if batch:
-            _apply_files(connection, batch)
-            batch = []
         _HANDLERS[event.event_type](connection, event)
-    if batch:
-        _apply_files(connection, batch)
+    flush()
 
 
 def _payload(event: Event) -> dict[str, Any]:
@@ -218,16 +225,27 @@ def _manifest_times(sequence: int, manifest: bytes | BinaryIO) -> tuple[str, str
         raise ManifestError(f"event {sequence} does not carry a v1 manifest: {exc}") from exc
 
 
-def _package_ended(connection: Connection, event: Event) -> None:
+def _packages_ended(connection: Connection, events: Sequence[Event]) -> None:
+    ids = [{"package_id": event.package_id} for event in events]
+    schema.execute_many(connection, _delete_files, ids)
+    ends = [
+        {
+            "package_id": event.package_id,
+            "state": _ENDS[event.event_type],
+            "ended_at": event.occurred_at,
+        }
+        for event in events
+    ]
+    schema.execute_many(connection, _insert_end, ends)
+
+
+def _delete_files(_connection: Connection) -> Any:
     files = schema.artifact_files
-    connection.execute(delete(files).where(files.c.package_id == event.package_id))
-    connection.execute(
-        insert(schema.package_ends).values(
-            package_id=event.package_id,
-            state=_ENDS[event.event_type],
-            ended_at=event.occurred_at,
-        )
-    )
+    return delete(files).where(files.c.package_id == bindparam("package_id"))
+
+
+def _insert_end(_connection: Connection) -> Any:
+    return insert(schema.package_ends)
 
 
 _ENDS = {
@@ -256,14 +274,21 @@ def _set_hold(
     )
 
 
-def _blob_deleted(connection: Connection, event: Event) -> None:
-    payload = _payload(event)
-    locations = schema.storage_locations
-    connection.execute(
-        delete(locations).where(
-            locations.c.content_address == payload["content_address"],
-            locations.c.backend_id == payload["backend_id"],
+def _blobs_deleted(connection: Connection, events: Sequence[Event]) -> None:
+    rows = []
+    for event in events:
+        payload = _payload(event)
+        rows.append(
+            {"content_address": payload["content_address"], "backend_id": payload["backend_id"]}
         )
+    schema.execute_many(connection, _delete_location, rows)
+
+
+def _delete_location(_connection: Connection) -> Any:
+    locations = schema.storage_locations
+    return delete(locations).where(
+        locations.c.content_address == bindparam("content_address"),
+        locations.c.backend_id == bindparam("backend_id"),
     )
 
 
@@ -293,12 +318,16 @@ _HANDLERS: dict[str, Callable[[Connection, Event], None]] = {
     PACKAGE_CREATED: _package_created,
     RETENTION_ASSIGNED: _retention_assigned,
     PACKAGE_FINALIZED: _package_finalized,
-    PACKAGE_ABANDONED: _package_ended,
-    PACKAGE_EXPIRED: _package_ended,
-    PACKAGE_DELETED: _package_ended,
     HOLD_PLACED: _hold_placed,
     HOLD_RELEASED: _hold_released,
-    BLOB_DELETED: _blob_deleted,
     TOKEN_CREATED: _token_created,
     TOKEN_REVOKED: _token_revoked,
+}
+
+_BATCHED: dict[str, Callable[[Connection, Sequence[Event]], None]] = {
+    FILE_INGESTED: _apply_files,
+    PACKAGE_ABANDONED: _packages_ended,
+    PACKAGE_EXPIRED: _packages_ended,
+    PACKAGE_DELETED: _packages_ended,
+    BLOB_DELETED: _blobs_deleted,
 }

@@ -42,6 +42,15 @@ class StagingBackend(ABC):
                 staged.write(chunk)
             return staged.commit(key, durable=durable)
 
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove the object under key; a missing key is not an error."""
+
+    def delete_many(self, keys: Iterable[str]) -> None:
+        """Remove the objects under keys, as `delete` each (see StorageBackend)."""
+        for key in keys:
+            self.delete(key)
+
 
 class RootedBackend(StagingBackend):
     """A staging backend keeping its objects under a root directory."""

@@ -188,6 +188,10 @@ class StorageBackend(Protocol):
     def delete(self, key: str) -> None:
         """Remove the object under key; a missing key is not an error. Not made durable."""
 
+    def delete_many(self, keys: Iterable[str]) -> None:
+        """Remove the objects under keys, as `delete` each; one transaction or request for
+        many where the medium allows (garbage collection removes pages of 500)."""
+
     def iter_keys(self) -> Iterator[str]:
         """Yield every stored key in sorted order; staged objects are not listed."""
 

@@ -88,6 +88,17 @@ def test_delete_removes_and_missing_delete_is_fine(backend: StorageBackend) -> N
         backend.open(key)
 
 
+def test_delete_many_removes_each_and_leaves_the_others(backend: StorageBackend) -> None:
+    blobs = [DATA + bytes([n]) for n in range(5)]
+    keys = [key_for(data) for data in blobs]
+    for key, data in zip(keys, blobs, strict=True):
+        backend.put(key, [data])
+    backend.delete_many([*keys[:3], key_for(b"never stored")])
+    assert [backend.head(key) is None for key in keys] == [True, True, True, False, False]
+    assert sorted(backend.iter_keys()) == sorted(keys[3:])
+    backend.delete_many([])
+
+
 def test_head_and_open_of_missing_key(backend: StorageBackend) -> None:
     key = key_for(b"never stored")
     assert backend.head(key) is None

@@ -129,6 +129,28 @@ class S3Backend:
                 Bucket=self._location.bucket, Key=self._bucket.name(key)
             )
 
+    def delete_many(self, keys: Iterable[str]) -> None:
+        """Delete the objects, up to 1000 a request (DeleteObjects); missing keys are fine."""
+        wanted = [check_key(key) for key in keys]
+        self._bucket.wait(wanted)
+        for start in range(0, len(wanted), 1000):
+            chunk = wanted[start : start + 1000]
+            self._bucket.known.difference_update(chunk)
+            with s3_errors(self._location, f"delete {len(chunk)} objects"):
+                answer = self._bucket.client.delete_objects(
+                    Bucket=self._location.bucket,
+                    Delete={
+                        "Objects": [{"Key": self._bucket.name(k)} for k in chunk],
+                        "Quiet": True,
+                    },
+                )
+            failed = answer.get("Errors", [])
+            if failed:
+                raise StorageError(
+                    f"cannot delete {len(failed)} object(s) in {self._location.where}: "
+                    f"{failed[0].get('Key')}: {failed[0].get('Code')}"
+                )
+
     def iter_keys(self) -> Iterator[str]:
         """Yield every stored key in sorted order (S3 lists keys sorted); temp keys skipped."""
         prefix = self._location.prefix

@@ -134,6 +134,15 @@ class SQLiteBlobBackend(RootedBackend):
             if self._database_exists():
                 self._write([("DELETE FROM blobs WHERE key = ?", [(key,)])])
 
+    def delete_many(self, keys: Iterable[str]) -> None:
+        """Remove the objects in one transaction; missing keys are not an error."""
+        checked: list[tuple[object, ...]] = [(check_key(key),) for key in keys]
+        with self._lock:
+            for (key,) in checked:
+                self._pending.pop(str(key), None)
+            if checked and self._database_exists():
+                self._write([("DELETE FROM blobs WHERE key = ?", checked)])
+
     def iter_keys(self) -> Iterator[str]:
         """Yield every stored key in sorted order (committed and pending alike), reading the
         database a page at a time so that memory stays flat however many blobs it holds."""
