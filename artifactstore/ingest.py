@@ -2,8 +2,10 @@
 
 Blob I/O happens outside any database transaction and is made durable before a row names
 the blob: one blob at a time (`ingest_source`) or one sync for a batch of COMMIT_BATCH files
-(`store_blobs`). No half-written blob is ever visible under a content address. The files of
-a batch are then committed to an open package (`commit_files`) or staged in an upload session
+(`store_blobs`). No half-written blob is ever visible under a content address. Each batch's
+blobs are held by an upload session before anything relies on them, and any that garbage
+collection removed before the hold are written again (`liveness`). The files of a batch are
+then committed to an open package (`commit_files`) or staged in an upload session
 (`stage_directory`) in one short transaction.
 """
 
