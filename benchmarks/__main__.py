@@ -1,8 +1,9 @@
 """Command line of the suite: `python -m benchmarks` (what `scripts/bench` runs).
 
-Builds the workloads in a scratch directory, times every tool on them, runs the
-micro-benchmarks and writes the report (default `docs/PERFORMANCE.md`). Progress goes to
-stderr. Exit 0 when the report is written, 2 on bad usage.
+Builds the workloads in a scratch directory, times every tool on them, runs the S3 storage
+part and the micro-benchmarks and writes the report (default `docs/PERFORMANCE.md`).
+`--only s3` runs the S3 part alone and puts its section into the existing report, replacing
+the one there. Progress goes to stderr. Exit 0 when the report is written, 2 on bad usage.
 """
 
 from __future__ import annotations
@@ -16,8 +17,20 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import gc, machine, measure, micro, provision, remote, report, suite, targets, tools
-from benchmarks.workloads import NAMES, generate
+from benchmarks import (
+    gc,
+    machine,
+    measure,
+    micro,
+    provision,
+    remote,
+    report,
+    s3_storage,
+    suite,
+    targets,
+    tools,
+)
+from benchmarks.workloads import NAMES, Workload, generate
 
 QUICK_SCALE = 1 / 512
 
@@ -33,6 +46,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--workloads", default=",".join(NAMES), help="comma-separated subset of big,small,mixed"
     )
     parser.add_argument("--repeat", type=int, default=3, help="repetitions (default 3)")
+    parser.add_argument(
+        "--only",
+        choices=["s3"],
+        help="run only this part and replace its section in the existing --out report",
+    )
     parser.add_argument(
         "--out", type=Path, default=tools.REPO_ROOT / "docs" / "PERFORMANCE.md", help="report"
     )
@@ -60,6 +78,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     args.scale = QUICK_SCALE if args.quick else (args.scale or 1.0)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    if args.only and not args.out.is_file():
+        parser.error(f"--only merges into an existing report; there is no {args.out}")
+    if args.only and not set(names) & set(s3_storage.WORKLOADS):
+        parser.error(f"--only s3 covers {','.join(s3_storage.WORKLOADS)}: choose one of them")
     if args.drop_caches and not measure.can_drop_caches():
         parser.error(f"--drop-caches needs write access to {measure.DROP_CACHES} (root)")
     return args
@@ -73,6 +95,9 @@ def log(line: str) -> None:
 def main(argv: list[str]) -> None:
     """Run the suite as the options say and write the report."""
     args = parse(argv)
+    if args.only == "s3":
+        _only_s3(args, shlex.join(["scripts/bench", *argv]))
+        return
     install = not args.no_install
     gnu_time = provision.debian_program("time", "time", "--version", install)
     runner = measure.Runner(Path("/usr/bin/time") if gnu_time.path else None)
@@ -107,6 +132,7 @@ def main(argv: list[str]) -> None:
             *micro.events(max(1_000, round(100_000 * args.scale))),
             *micro.startup(runner, 5 if args.quick else 20),
         ]
+        s3 = _s3(runner, [r.workload for r in results], scratch, args)
         info = report.RunInfo(
             command=shlex.join(["scripts/bench", *argv]),
             date=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -118,7 +144,7 @@ def main(argv: list[str]) -> None:
             machine=facts,
             tools=every_tool,
         )
-        page = report.render(info, results, figures, targets.check(results, figures))
+        page = report.render(info, results, figures, targets.check(results, figures), s3)
     finally:
         if args.keep:
             log(f"kept {scratch}")
@@ -155,6 +181,40 @@ def _retention_figures(
             log("push of mixed beside a gc loop")
             figures.append(gc.push_beside_gc(runner, result.workload, scratch, repeat))
     return figures
+
+
+def _s3(
+    runner: measure.Runner,
+    workloads: list[Workload],
+    scratch: Path,
+    args: argparse.Namespace,
+) -> s3_storage.Section | None:
+    """The S3 part on the workloads it covers (mixed, small), or None if none was run."""
+    chosen = [w for w in workloads if w.name in s3_storage.WORKLOADS]
+    if not chosen:
+        return None
+    log("S3 storage on " + ", ".join(w.name for w in chosen))
+    probes = 20 if args.quick else s3_storage.PROBES
+    return s3_storage.run(runner, chosen, scratch, args.repeat, probes, log)
+
+
+def _only_s3(args: argparse.Namespace, command: str) -> None:
+    """Run the S3 part alone and replace its section in the existing report."""
+    gnu_time = provision.debian_program("time", "time", "--version", not args.no_install)
+    runner = measure.Runner(Path("/usr/bin/time") if gnu_time.path else None)
+    scratch = Path(tempfile.mkdtemp(prefix="artifactstore-bench-", dir=args.scratch))
+    try:
+        names = [n for n in args.workloads if n in s3_storage.WORKLOADS]
+        built = [generate(n, scratch / "workloads" / n, args.scale) for n in names]
+        section = _s3(runner, built, scratch, args)
+        date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    finally:
+        if not args.keep:
+            shutil.rmtree(scratch, ignore_errors=True)
+    assert section is not None  # parse() asked for a workload the S3 part covers
+    text = report.s3_section(section, command, date, args.repeat)
+    args.out.write_text(report.merge(args.out.read_text(), text))
+    log(f"wrote the S3 section into {args.out}")
 
 
 if __name__ == "__main__":

@@ -17,12 +17,9 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,39 +27,10 @@ from pathlib import Path
 import boto3
 
 from artifactstore import ArtifactStore
+from benchmarks.s3_storage import CREDENTIALS, moto_server
 
 BLOB = 4096
 PACK = 4 << 20
-CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "bench",
-    "AWS_SECRET_ACCESS_KEY": "bench",
-    "AWS_CONFIG_FILE": "/nonexistent",
-    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
-}
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _start_server() -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2):
-                return server, endpoint
-        except OSError:
-            time.sleep(0.1)
-    server.kill()
-    raise RuntimeError("moto server did not start")
 
 
 def _timed(what: str, run: object, results: dict[str, float]) -> None:
@@ -75,9 +43,8 @@ def _timed(what: str, run: object, results: dict[str, float]) -> None:
 def main(count: int) -> dict[str, float]:
     """Run the measurements for count blobs; print and return seconds per measurement."""
     os.environ.update(CREDENTIALS)
-    server, endpoint = _start_server()
     results: dict[str, float] = {}
-    try:
+    with tempfile.TemporaryDirectory() as logs, moto_server(Path(logs) / "moto.log") as endpoint:
         s3 = boto3.session.Session().client("s3", endpoint_url=endpoint, region_name="us-east-1")
         with tempfile.TemporaryDirectory() as work:
             tree = Path(work) / "tree"
@@ -126,9 +93,6 @@ def main(count: int) -> dict[str, float]:
             _timed("conditional PUT per blob, sequential", put_each, results)
             _timed("PUT per blob, 16 threads", put_threads, results)
             _timed("4 MiB pack objects + index", put_packs, results)
-    finally:
-        server.terminate()
-        server.wait()
     return results
 
 
