@@ -20,16 +20,19 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, exists, select
+from sqlalchemy import Connection, delete, exists, func, select
 
 from artifactstore import cbor, liveness, schema
 from artifactstore.database import Database
 from artifactstore.dataplane.spi import DataPlane
 from artifactstore.events.model import BLOB_DELETED
 from artifactstore.identity import ContentAddress
-from artifactstore.manifest.model import format_timestamp
+from artifactstore.manifest.model import format_timestamp, parse_timestamp
 
 DEFAULT_GRACE = timedelta(hours=1)
+CLOCK_MARGIN = timedelta(minutes=10)
+"""How far the clocks of hosts and object stores may disagree: an orphan must be older by this
+than the oldest live upload session to be taken (`liveness`)."""
 _PAGE = 500
 
 
@@ -70,9 +73,11 @@ def collect(
     cutoff = format_timestamp(now - grace)
     sessions = 0 if dry_run else _end_expired_sessions(db)
     objects = size = orphans = 0
+    oldest = _oldest_session(db)
+    orphaned = cutoff if oldest is None else min(cutoff, oldest)
     for kind, garbage in (
         ("listed", _listed(db, cutoff)),
-        ("orphan", _orphans(db, dataplane, cutoff)),
+        ("orphan", _orphans(db, dataplane, orphaned)),
     ):
         for page in garbage:
             removed = page if dry_run else _remove(db, dataplane, page, actor)
@@ -114,8 +119,24 @@ def _listed(db: Database, cutoff: str) -> Iterator[list[Garbage]]:
         after = page[-1].content_address
 
 
+def _oldest_session(db: Database) -> str | None:
+    """When the oldest live upload session opened, less CLOCK_MARGIN; None if there is none.
+
+    A writer may not have held yet what it wrote since its session opened."""
+    sessions = schema.upload_sessions
+    with db.read() as connection:
+        oldest = connection.execute(
+            select(func.min(sessions.c.created_at)).where(
+                sessions.c.expires_at > format_timestamp(db.now())
+            )
+        ).scalar()
+    if oldest is None:
+        return None
+    return format_timestamp(parse_timestamp(oldest) - CLOCK_MARGIN)
+
+
 def _orphans(db: Database, dataplane: DataPlane, cutoff: str) -> Iterator[list[Garbage]]:
-    """Pages of stored blobs the registry does not list and no session holds, older than
+    """Pages of stored blobs the registry does not list and no session holds, stored before
     cutoff (by the storage's own time)."""
     for addresses in _pages(dataplane.stored_addresses()):
         with db.read() as connection:

@@ -77,8 +77,9 @@ def store_blobs(
     for start in range(0, len(found), COMMIT_BATCH):
         batch = found[start : start + COMMIT_BATCH]
         ingested = [_ingest_tree_file(dataplane, item, seen_sizes, progress) for item in batch]
-        addresses = [str(result.content_address) for _, result, _ in ingested]
-        gone = set(liveness.keep_alive(db, dataplane, session, addresses))
+        deduped = [str(r.content_address) for _, r, _ in ingested if r.already_present]
+        written = [str(r.content_address) for _, r, _ in ingested if not r.already_present]
+        gone = set(liveness.keep_alive(db, dataplane, session, deduped, written))
         if gone:
             ingested = [
                 _ingest_tree_file(dataplane, item, set(), None)
@@ -139,7 +140,9 @@ def add_file(
 
     def stored_blob(session: str) -> Iterator[list[Ingested]]:
         result, inferred = ingest_source(dataplane, source)
-        if liveness.keep_alive(db, dataplane, session, [str(result.content_address)]):
+        address = [str(result.content_address)]
+        deduped, written = (address, []) if result.already_present else ([], address)
+        if liveness.keep_alive(db, dataplane, session, deduped, written):
             if not isinstance(source, (bytes, str, os.PathLike)):
                 raise StorageError(
                     f"the blob of {path!r} was removed by garbage collection while it was "

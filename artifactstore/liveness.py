@@ -8,12 +8,16 @@ side takes a lock that stops the other for long. The rules:
   event takes it out of `storage_locations`; then, holding the *fence* exclusively, it checks
   again that no live upload session holds it and that no package names it, and only then
   removes the bytes.
-- A writer holds its blobs in an upload session in a transaction that holds the fence shared
-  (`hold`), and reads in that transaction which of them `storage_locations` lacks. Only those
-  can have lost their bytes between the write and the hold, so after the hold commits it
-  checks that each of them is still stored (`missing_after_hold`) and writes again the ones
-  that are not. A blob held is never removed (collection checks the holds under the fence),
-  and a blob removed before the hold is seen to be gone.
+- A writer opens its upload session before it writes anything, then holds its blobs in the
+  session in a transaction that holds the fence shared (`hold`), and reads in that
+  transaction which of them `storage_locations` lacks. Of those, the ones the writer found
+  stored (and so did not write) can have lost their bytes between the write and the hold:
+  after the hold commits it checks that each is still stored (`missing_after_hold`) and writes
+  again the ones that are not. A blob held is never removed (collection checks the holds under
+  the fence), and a blob removed before the hold is seen to be gone.
+- Bytes the writer wrote itself are unlisted orphans until the hold; collection never takes
+  an orphan written after the oldest live session opened (less a margin for clocks), so it
+  leaves them alone, with no check needed.
 
 The fence is PostgreSQL's transaction-scoped advisory lock (shared for writers, exclusive for
 collection); on SQLite every write transaction already excludes every other. Re-pushing an
@@ -75,8 +79,11 @@ def missing_after_hold(dataplane: DataPlane, addresses: Iterable[str]) -> list[s
 
 
 def keep_alive(
-    db: Database, dataplane: DataPlane, session: str, addresses: Iterable[str]
+    db: Database, dataplane: DataPlane, session: str, found: Iterable[str], wrote: Iterable[str]
 ) -> list[str]:
-    """Hold the blobs for the session; returns those whose bytes are gone and must be stored
-    again (rare: only when collection removed them between their write and the hold)."""
-    return missing_after_hold(dataplane, hold(db, session, addresses))
+    """Hold the blobs the writer found stored and those it wrote, for the session; returns
+    those it found whose bytes are gone and must be stored again (rare: only when collection
+    removed them between the dedup and the hold)."""
+    deduped = set(found)
+    unlisted = hold(db, session, deduped | set(wrote))
+    return missing_after_hold(dataplane, [a for a in unlisted if a in deduped])
