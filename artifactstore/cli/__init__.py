@@ -39,6 +39,7 @@ from artifactstore.cli.failures import (
     Group,
     exit_code_for,
     say_error,
+    wants_json,
 )
 
 __all__ = ["EXIT_CODES", "cli", "exit_code_for", "main"]
@@ -149,11 +150,15 @@ def main(argv: list[str] | None = None) -> NoReturn:
     try:
         _run(argv)
     except _Terminated:
-        say_error("terminated")
+        say_error("terminated", "terminated", wants_json(None, _argv(argv)))
         sys.exit(EXIT_TERMINATED)
     finally:
         if handle_term:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _argv(argv: list[str] | None) -> list[str]:
+    return sys.argv[1:] if argv is None else argv
 
 
 def _run(argv: list[str] | None) -> NoReturn:
@@ -163,9 +168,10 @@ def _run(argv: list[str] | None) -> NoReturn:
         hint = ""
         if isinstance(exc, click.UsageError) and exc.ctx is not None:
             hint = f" (see '{exc.ctx.command_path} --help')"
-        say_error(exc.format_message() + hint)
+        as_json = wants_json(getattr(exc, "ctx", None), _argv(argv))
+        say_error(exc.format_message() + hint, "usage_error", as_json)
         sys.exit(exc.exit_code)
     except click.Abort:
-        say_error("interrupted")
+        say_error("interrupted", "interrupted", wants_json(None, _argv(argv)))
         sys.exit(EXIT_INTERRUPTED)
     sys.exit(result if isinstance(result, int) else EXIT_OK)

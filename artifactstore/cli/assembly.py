@@ -104,14 +104,16 @@ def add(ctx: click.Context, state: CliState, args: tuple[str, ...], prefix: str)
 def finalize(ctx: click.Context, state: CliState, args: tuple[str, ...]) -> None:
     """Make open package NAME VERSION immutable and print its manifest digest.
 
-    Finalizing a finalized package again prints the same digest and changes nothing.
+    Finalizing a finalized package again prints the same digest and changes nothing. --json
+    prints what push --json does: created (false when it was finalized already), and the
+    finalize event's sequence and chain digest.
 
     \b
     Example:
       artifactstore finalize acme/app 1.4.2
     """
     ref, _ = _name_version(args)
-    output.finalized(open_store(ctx).finalize_package(ref), state.as_json)
+    output.finalized(open_store(ctx).finalize(ref), state.as_json)
 
 
 @click.command()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from artifactstore.cli import output
+from artifactstore.cli import output, terminal
 from artifactstore.cli.context import (
     CliState,
     expect_digest_option,
@@ -21,7 +21,7 @@ from artifactstore.cli.context import (
     retention_option,
 )
 from artifactstore.cli.failures import EXIT_CHECK_FAILED
-from artifactstore.cli.output import Progress
+from artifactstore.cli.terminal import Progress
 
 
 @click.command()
@@ -207,22 +207,30 @@ def list_packages(ctx: click.Context, state: CliState, name: str | None) -> None
     help="jcs: canonical JSON (RFC 8785); cbor: the raw canonical CBOR that is digested.",
 )
 @expect_digest_option
+@click.option("--force", is_flag=True, help="Write CBOR even when stdout is a terminal.")
 @click.pass_context
 def show(
-    ctx: click.Context, args: tuple[str, ...], manifest_format: str, expect_digest: str | None
+    ctx: click.Context,
+    args: tuple[str, ...],
+    manifest_format: str,
+    expect_digest: str | None,
+    force: bool,
 ) -> None:
     """Print the manifest of a finalized package, or what an open one holds so far.
 
     The manifest of package NAME VERSION as the event log fixed it, as JCS or raw CBOR;
     --json changes nothing here. A package open for assembly has no manifest yet: show
     prints it as JSON with "state": "open" and its files so far (as JCS only, and not with
-    --expect-digest, which exit 2 for it).
+    --expect-digest, which exit 2 for it). CBOR is binary: to a terminal it is refused (exit
+    2) unless --force is given; redirect it or pipe it.
 
     \b
     Example:
       artifactstore show acme/app 1.4.2 --format cbor | b3sum
     """
     ref, _ = package_args(args)
+    if manifest_format == "cbor" and not force:
+        terminal.refuse_binary_on_terminal("the CBOR manifest")
     store = open_store(ctx)
     name, colon, version = ref.partition(":")
     if colon and manifest_format == "jcs" and expect_digest is None:
@@ -239,13 +247,15 @@ def show(
 @click.command()
 @click.argument("args", nargs=-1, metavar="NAME VERSION PATH")
 @expect_digest_option
+@click.option("--force", is_flag=True, help="Write binary bytes even to a terminal.")
 @click.pass_context
-def cat(ctx: click.Context, args: tuple[str, ...], expect_digest: str | None) -> None:
+def cat(ctx: click.Context, args: tuple[str, ...], expect_digest: str | None, force: bool) -> None:
     """Write one file of a finalized package to stdout, byte for byte.
 
     PATH is the file's path inside package NAME VERSION, as its manifest lists it. The bytes
     stream as they are read; if they do not match the recorded digest, the error comes at the
-    end and the exit code is 1.
+    end and the exit code is 1. To a terminal, a file whose first 8 KiB hold a NUL byte or
+    are not UTF-8 is refused (exit 2, nothing written) unless --force is given.
 
     \b
     Example:
@@ -254,15 +264,21 @@ def cat(ctx: click.Context, args: tuple[str, ...], expect_digest: str | None) ->
     ref, (path,) = package_args(args, ("PATH",))
     out = sys.stdout.buffer
     with open_store(ctx).get_file(ref, path, expect_digest) as reader:
-        while chunk := reader.read(1 << 20):
+        chunk = reader.read(1 << 20)
+        if not force and terminal.is_binary(chunk[: terminal.SNIFF_BYTES]):
+            terminal.refuse_binary_on_terminal(f"{path!r}, a binary file,")
+        while chunk:
             out.write(chunk)
+            chunk = reader.read(1 << 20)
     out.flush()
 
 
 @click.command()
 @click.option("--since", default=0, show_default=True, type=click.IntRange(0), metavar="N")
 @click.option("--follow", is_flag=True, help="Keep waiting for new events.")
-@click.option("--timeout", type=click.FloatRange(0), metavar="S", help="Stop following after S.")
+@click.option(
+    "--timeout", type=click.FloatRange(0), metavar="S", help="With --follow: stop after S."
+)
 @pass_state
 @click.pass_context
 def events(
@@ -270,15 +286,21 @@ def events(
 ) -> None:
     """Print the events of the log after sequence N, oldest first.
 
-    Text columns: sequence, time, type, package id, actor; --json prints one JSON object per
-    line. --follow waits for new events (until --timeout seconds, if given).
+    Text columns: sequence, time, type, package (name:version, '-' for none), actor; --json
+    prints one JSON object per line, with the package id. --follow waits for new events
+    (until --timeout seconds, if given; --timeout without --follow exits 2).
 
     \b
     Example:
       artifactstore events --since 120 --follow --timeout 60
     """
-    for event in open_store(ctx).tail_events(since, follow, timeout):
-        output.event(event, state.as_json)
+    if timeout is not None and not follow:
+        raise click.UsageError("--timeout goes with --follow")
+    store = open_store(ctx)
+    names = output.PackageNames(store)
+    for event in store.tail_events(since, follow, timeout):
+        label = None if state.as_json else names.label(event.package_id)
+        output.event(event, label, state.as_json)
 
 
 COMMANDS = (push, pull, verify, list_packages, show, cat, events)
