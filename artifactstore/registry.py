@@ -20,12 +20,21 @@ from artifactstore.errors import (
 )
 from artifactstore.identity import ContentAddress, Digest
 from artifactstore.manifest.model import Metadata, validate_metadata
-from artifactstore.naming import check_name, check_version, is_package_spec, parse_package_spec
+from artifactstore.naming import (
+    check_name,
+    check_version,
+    is_package_spec,
+    parse_package_spec,
+    version_key,
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Package:
-    """A package as the registry knows it; `state` is 'open' or 'finalized'."""
+    """A package as the registry knows it; `state` is 'open' or 'finalized'.
+
+    `file_count` and `size` (bytes) are counted by listings (list_packages), None elsewhere.
+    """
 
     id: str
     name: str
@@ -36,6 +45,8 @@ class Package:
     created_at: str
     finalized_at: str | None
     manifest_digest: str | None
+    file_count: int | None = None
+    size: int | None = None
 
     @property
     def is_finalized(self) -> bool:
@@ -98,10 +109,12 @@ def _package_query() -> Any:
     )
 
 
-def _package(row: Row[Any]) -> Package:
+def _package(row: Row[Any], counted: bool = False) -> Package:
     metadata = cbor.decode_strict(bytes(row.metadata))
     assert isinstance(metadata, dict)  # written by views._package_created from a map
     return Package(
+        file_count=int(row.file_count or 0) if counted else None,
+        size=int(row.size or 0) if counted else None,
         id=row.id,
         name=row.name,
         version=row.version,
@@ -165,13 +178,32 @@ def _package_by_digest(connection: Connection, name: str, digest: str) -> Packag
 
 
 def list_packages(connection: Connection, name: str | None = None) -> list[Package]:
-    """All packages (or all versions of one name), sorted by name then version."""
-    query = _package_query().order_by(
-        schema.artifact_packages.c.name, schema.artifact_packages.c.version
+    """All packages (or all versions of one name) with their file counts and sizes: by name,
+    then newest first (version order, `version_key`, then finalize time)."""
+    packages, files = schema.artifact_packages, schema.artifact_files
+    totals = select(
+        files.c.package_id,
+        func.count().label("file_count"),
+        func.sum(files.c.size).label("size"),
+    ).group_by(files.c.package_id)
+    if name is not None:
+        totals = totals.where(
+            files.c.package_id.in_(select(packages.c.id).where(packages.c.name == name))
+        )
+    counted = totals.subquery()
+    query = (
+        _package_query()
+        .add_columns(counted.c.file_count, counted.c.size)
+        .outerjoin(counted, counted.c.package_id == packages.c.id)
     )
     if name is not None:
-        query = query.where(schema.artifact_packages.c.name == name)
-    return [_package(row) for row in connection.execute(query)]
+        query = query.where(packages.c.name == name)
+    found = [_package(row, counted=True) for row in connection.execute(query)]
+    found.sort(
+        key=lambda p: (version_key(p.version), p.finalized_at or "", p.version), reverse=True
+    )
+    found.sort(key=lambda p: p.name)  # stable: newest first within each name
+    return found
 
 
 def _stored_file(row: Row[Any]) -> StoredFile:

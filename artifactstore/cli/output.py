@@ -226,24 +226,48 @@ def verified(report: VerifyReport, as_json: bool) -> None:
 
 
 def packages(found: Sequence[Package], as_json: bool) -> None:
-    """`ls`: name:version, state, retention class and manifest digest, tab-separated."""
+    """`ls`: name:version, state, retention class, size, finalize time and manifest digest,
+    tab-separated ('-' for none)."""
     if as_json:
         emit_json([package_json(p) for p in found])
         return
     for p in found:
-        click.echo(f"{p}\t{p.state}\t{p.retention_class}\t{p.manifest_digest or '-'}")
+        size = "-" if p.size is None else human_bytes(p.size)
+        click.echo(
+            f"{p}\t{p.state}\t{p.retention_class}\t{size}\t{p.finalized_at or '-'}\t"
+            f"{p.manifest_digest or '-'}"
+        )
+
+
+def latest(found: Package, as_json: bool) -> None:
+    """`ls --latest`: the package as one `ls` line, or with --json its object (not a list)."""
+    if as_json:
+        emit_json(package_json(found))
+    else:
+        packages([found], as_json)
+
+
+def files(found: Sequence[StoredFile], as_json: bool) -> None:
+    """`ls NAME VERSION`: path, size in bytes, executable ('x' or '-'), content address."""
+    if as_json:
+        emit_json([file_json(f) for f in found])
+        return
+    for f in found:
+        click.echo(f"{f.path}\t{f.size}\t{'x' if f.executable else '-'}\t{f.content_address}")
 
 
 def package_json(package: Package) -> dict[str, object]:
     """One package as `ls --json` and the HTTP API write it."""
     return {
         "created_at": package.created_at,
+        "file_count": package.file_count,
         "finalized_at": package.finalized_at,
         "id": package.id,
         "manifest_digest": package.manifest_digest,
         "metadata": dict(package.metadata),
         "name": package.name,
         "retention_class": package.retention_class,
+        "size": package.size,
         "state": package.state,
         "version": package.version,
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import click
@@ -180,20 +181,68 @@ def verify(
 
 
 @click.command(name="ls")
-@click.argument("name", required=False)
+@click.argument("args", nargs=-1, metavar="[NAME [VERSION]]")
+@meta_option
+@click.option("--latest", is_flag=True, help="Only the newest finalized version of NAME.")
 @pass_state
 @click.pass_context
-def list_packages(ctx: click.Context, state: CliState, name: str | None) -> None:
-    """List packages, sorted by name and version.
+def list_packages(
+    ctx: click.Context,
+    state: CliState,
+    args: tuple[str, ...],
+    metadata: dict[str, str],
+    latest: bool,
+) -> None:
+    """List packages, newest version first; or the files of one package.
 
-    Every package, or every version of NAME. Columns: name:version, state, retention class,
-    manifest digest.
+    Every package, or every version of NAME, by name and then newest first: versions compare
+    as versions (runs of digits as numbers, other text as text: 1.2.10 after 1.9.0, 1.10.0
+    after both), then by finalize time. Columns: name:version, state, retention class, size,
+    finalize time ('-' while open), manifest digest. --meta KEY=VALUE keeps the versions whose
+    metadata has that value (repeatable: all must match). --latest prints only the newest
+    finalized match (exit 2 "no match" if there is none); with --json, that package's object.
+    With NAME VERSION (or NAME:VERSION, NAME@blake3:<hex>): the package's files, as path,
+    size, executable ('x' or '-'), content address.
 
     \b
     Example:
-      artifactstore ls acme/app
+      artifactstore ls acme/app --meta branch=main --latest
+      artifactstore ls acme/app 1.4.2
     """
-    output.packages(open_store(ctx).list_packages(name), state.as_json)
+    from artifactstore import PackageNotFoundError, check_name, is_package_spec
+
+    if len(args) > 2:
+        raise click.UsageError("expected [NAME [VERSION]] (or NAME:VERSION, NAME@blake3:<hex>)")
+    if len(args) == 2 or (args and is_package_spec(args[0])):
+        if metadata or latest:
+            raise click.UsageError("--meta and --latest list versions; give NAME alone")
+        ref, _ = package_args(args)
+        store = open_store(ctx)
+        output.files(store.list_files(ref), state.as_json)
+        return
+    name = check_name(args[0]) if args else None
+    if latest and name is None:
+        raise click.UsageError("--latest needs NAME")
+    found = [p for p in open_store(ctx).list_packages(name) if _matches(dict(p.metadata), metadata)]
+    if not latest:
+        output.packages(found, state.as_json)
+        return
+    newest = next((p for p in found if p.is_finalized), None)
+    if newest is None:
+        wanted = "".join(f" {k}={v}" for k, v in metadata.items())
+        raise PackageNotFoundError(f"no match: no finalized version of {name}" + wanted)
+    output.latest(newest, state.as_json)
+
+
+def _matches(metadata: Mapping[str, object], wanted: Mapping[str, str]) -> bool:
+    """Whether metadata holds every KEY=VALUE of wanted (a non-text value as its JSON)."""
+    for key, value in wanted.items():
+        if key not in metadata:
+            return False
+        found = metadata[key]
+        if (found if isinstance(found, str) else output.json_text(found)) != value:
+            return False
+    return True
 
 
 @click.command()
