@@ -47,6 +47,11 @@ def check_name(name: str) -> str:
     """Return name if it is a valid OCI repository name; InvalidNameError says why not."""
     _check_text("package name", name, MAX_NAME_LENGTH)
     if not _NAME_CHARS.fullmatch(name):
+        if _NAME_CHARS.fullmatch(name.lower()):
+            raise InvalidNameError(
+                f"package name {name!r} has uppercase letters; package names are lowercase "
+                f"(did you mean {name.lower()!r}?)"
+            )
         bad = sorted({c for c in name if not _NAME_CHARS.fullmatch(c)})
         raise InvalidNameError(
             f"package name {name!r} contains {''.join(bad)!r}; only lowercase letters, digits, "

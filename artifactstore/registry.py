@@ -154,7 +154,7 @@ def get_package(connection: Connection, ref: PackageRef) -> Package:
         name, version = ref
         found = find_package(connection, check_name(name), check_version(version))
         if found is None:
-            raise PackageNotFoundError(f"no package {name}:{version}")
+            raise PackageNotFoundError(f"no package {name}:{version}{_known(connection, name)}")
         return found
     package_id = ref.id if isinstance(ref, Package) else ref
     row = connection.execute(
@@ -173,8 +173,22 @@ def _package_by_digest(connection: Connection, name: str, digest: str) -> Packag
         )
     ).first()
     if row is None:
-        raise PackageNotFoundError(f"no package {name}@{digest}")
+        raise PackageNotFoundError(f"no package {name}@{digest}{_known(connection, name)}")
     return _package(row)
+
+
+_KNOWN_SHOWN = 5
+
+
+def _known(connection: Connection, name: str) -> str:
+    """What a not-found message adds: the newest few versions of name, or that it has none."""
+    packages = schema.artifact_packages
+    found = connection.execute(select(packages.c.version).where(packages.c.name == name))
+    versions = sorted((row.version for row in found), key=version_key, reverse=True)
+    if not versions:
+        return f" (no version of {name} exists)"
+    more = f", ... ({len(versions)} in all)" if len(versions) > _KNOWN_SHOWN else ""
+    return f" (versions that exist: {', '.join(versions[:_KNOWN_SHOWN])}{more})"
 
 
 def list_packages(connection: Connection, name: str | None = None) -> list[Package]:

@@ -281,9 +281,8 @@ def show(
     if manifest_format == "cbor" and not force:
         terminal.refuse_binary_on_terminal("the CBOR manifest")
     store = open_store(ctx)
-    name, colon, version = ref.partition(":")
-    if colon and manifest_format == "jcs" and expect_digest is None:
-        package = store.get_package(name, version)
+    if "@" not in ref and manifest_format == "jcs" and expect_digest is None:
+        package = store.package(ref)
         if package.state == "open":
             output.open_package(package, store.list_files(ref))
             return

@@ -87,10 +87,13 @@ def resolve(transport: Transport, ref: PackageRef) -> Located:
         spec = parse_package_spec(ref)
         if spec.version is not None:
             return Located(spec.name, spec.version, None)
-        for package in list_packages(transport, spec.name):
+        versions = list_packages(transport, spec.name)
+        for package in versions:
             if package.manifest_digest == spec.digest:
                 return Located(package.name, package.version, spec.digest)
-        raise PackageNotFoundError(f"no version of {spec.name!r} has manifest {spec.digest}")
+        shown = ", ".join(p.version for p in versions[:5])
+        known = f"versions that exist: {shown}" if shown else f"no version of {spec.name} exists"
+        raise PackageNotFoundError(f"no package {spec.name}@{spec.digest} ({known})")
     for package in list_packages(transport):
         if package.id == ref:
             return Located(package.name, package.version, None)

@@ -309,7 +309,9 @@ def test_verbose_shows_the_traceback(cli: Cli) -> None:
     result = cli("-v", "show", NAME, VERSION)
     assert result.code == 2
     assert "Traceback" in result.err
-    assert result.err.splitlines()[-1] == f"artifactstore: error: no package {NAME}:{VERSION}"
+    assert result.err.splitlines()[-1] == (
+        f"artifactstore: error: no package {NAME}:{VERSION} (no version of {NAME} exists)"
+    )
 
 
 def test_lookups_of_missing_things_exit_2(cli: Cli, tree: Path, tmp_path: Path) -> None:
