@@ -29,7 +29,7 @@ from artifactstore import (
     load_settings,
 )
 from artifactstore.cli import assembly, operations, packages, tokens
-from artifactstore.cli.context import TOKEN_ENV, CliState
+from artifactstore.cli.context import ACTOR_ENV, TOKEN_ENV, CliState, actor_of
 from artifactstore.cli.failures import (
     EXIT_CODES,
     EXIT_INTERRUPTED,
@@ -80,6 +80,13 @@ __all__ = ["EXIT_CODES", "cli", "exit_code_for", "main"]
     help=f"File holding the server token [else env {TOKEN_ENV}].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no informational lines.")
+@click.option(
+    "--actor",
+    metavar="NAME",
+    help=f"Who the events of a local store name [env {ACTOR_ENV}; in GitHub Actions or "
+    "GitLab CI the job; else user@host]. With --server the server names the token.",
+)
 @click.option(
     "-v",
     "--verbose",
@@ -96,6 +103,8 @@ def cli(
     server: str | None,
     token_file: str | None,
     as_json: bool,
+    quiet: bool,
+    actor: str | None,
     verbose: bool,
 ) -> None:
     """Content-addressed, verifiable store for build outputs.
@@ -115,9 +124,12 @@ def cli(
         raise click.UsageError("give --root DIR or --storage URL, not both")
     if server and (database_url or storage_root or storage_url):
         raise click.UsageError("--server works on a server; --db, --root and --storage are local")
+    if server and actor is not None:
+        raise click.UsageError("with --server the server records the token's name as actor")
     settings = load_settings(os.environ, database_url, storage_root, storage_url)
     configure_logging(settings)
-    ctx.obj = CliState(settings, as_json, server or None, token_file)
+    chosen = None if server else actor_of(actor, os.environ)
+    ctx.obj = CliState(settings, as_json, server or None, token_file, quiet, chosen)
 
 
 for command in (*operations.COMMANDS, *packages.COMMANDS, *assembly.COMMANDS, *tokens.COMMANDS):

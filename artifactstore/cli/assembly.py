@@ -59,7 +59,9 @@ def create(
     ref, _ = _name_version(args)
     name, _, version = ref.partition(":")
     store = open_store(ctx, create=True)
-    output.created(store.create_package(name, version, retention_class, metadata), state.as_json)
+    package = store.create_package(name, version, retention_class, metadata)
+    if state.informs:
+        output.created(package, state.as_json)
 
 
 @click.command()
@@ -94,7 +96,8 @@ def add(ctx: click.Context, state: CliState, args: tuple[str, ...], prefix: str)
         files = store.ingest_directory(ref, source, prefix=prefix)
     else:
         files = [store.ingest_file(ref, posixpath.join(prefix, source.name), source)]
-    output.added(ref, files, state.as_json)
+    if state.informs:
+        output.added(ref, files, state.as_json)
 
 
 @click.command()
@@ -132,7 +135,8 @@ def abandon(ctx: click.Context, state: CliState, args: tuple[str, ...]) -> None:
     """
     ref, _ = _name_version(args)
     open_store(ctx).abandon_package(ref)
-    output.abandoned(ref, state.as_json)
+    if state.informs:
+        output.abandoned(ref, state.as_json)
 
 
 COMMANDS = (create, add, finalize, abandon)

@@ -95,8 +95,9 @@ def health(report: HealthReport, as_json: bool) -> None:
     )
 
 
-def storage_copied(report: CopyReport, as_json: bool) -> None:
-    """`migrate-storage`: how many blobs were copied or there already, and each problem."""
+def storage_copied(report: CopyReport, as_json: bool, informs: bool = True) -> None:
+    """`migrate-storage`: how many blobs were copied or there already, and each problem
+    (the summary line only if informs: not under -q)."""
     if as_json:
         emit_json(
             {
@@ -110,14 +111,16 @@ def storage_copied(report: CopyReport, as_json: bool) -> None:
         return
     for problem in report.problems:
         click.echo(f"problem: {problem}")
-    click.echo(
-        f"{report.blobs} blobs: {report.copied} copied, {report.present} there already, "
-        f"{len(report.problems)} problems"
-    )
+    if informs:
+        click.echo(
+            f"{report.blobs} blobs: {report.copied} copied, {report.present} there already, "
+            f"{len(report.problems)} problems"
+        )
 
 
-def replay(report: ReplayReport, check: bool, as_json: bool) -> None:
-    """`replay`: how many events were applied and whether the views came out identical."""
+def replay(report: ReplayReport, check: bool, as_json: bool, informs: bool = True) -> None:
+    """`replay`: how many events were applied and whether the views came out identical (under
+    -q, not informs, only problems, differences and views that differ)."""
     if as_json:
         emit_json(
             {
@@ -136,13 +139,14 @@ def replay(report: ReplayReport, check: bool, as_json: bool) -> None:
     for difference in report.differences:
         click.echo(f"differs: {difference}")
     if report.identical:
-        click.echo(f"replayed {report.events} events: views identical ({report.digest_after})")
+        if informs:
+            click.echo(f"replayed {report.events} events: views identical ({report.digest_after})")
     elif check:
         click.echo(
             f"replayed {report.events} events: views differ from the log "
             f"({report.digest_before} != {report.digest_after}); run 'artifactstore replay'"
         )
-    else:
+    elif informs:
         click.echo(f"replayed {report.events} events: views rebuilt ({report.digest_after})")
 
 
@@ -193,8 +197,9 @@ def pulled(package: Package, files: Sequence[StoredFile], dest: Path, as_json: b
         click.echo(f"pulled {_count(len(files), 'file')} ({human_bytes(total)}) into {dest}")
 
 
-def verified(report: VerifyReport, as_json: bool) -> None:
-    """`verify`: one 'problem:' line per problem, then what was checked and the outcome."""
+def verified(report: VerifyReport, as_json: bool, informs: bool = True) -> None:
+    """`verify`: one 'problem:' line per problem, then what was checked and the outcome (that
+    line not under -q, when informs is False)."""
     chain = report.chain
     if as_json:
         emit_json(
@@ -222,7 +227,8 @@ def verified(report: VerifyReport, as_json: bool) -> None:
     if chain is not None:
         checked += f", {chain.checked} events"
     outcome = "ok" if report.ok else _count(len(report.problems), "problem")
-    click.echo(f"verified {checked}: {outcome}")
+    if informs:
+        click.echo(f"verified {checked}: {outcome}")
 
 
 def packages(found: Sequence[Package], as_json: bool) -> None:

@@ -64,7 +64,7 @@ def push(
     if spec.version is None:
         raise click.UsageError("push needs NAME VERSION (or NAME:VERSION), not a digest")
     store = open_store(ctx, create=True)
-    with Progress("push") as progress:
+    with Progress("push", quiet=state.quiet) as progress:
         result = store.push(
             spec.name,
             spec.version,
@@ -110,10 +110,11 @@ def pull(
     package = store.package(ref)
     if not force and not is_empty_directory(dest):
         raise click.UsageError(f"{str(dest)!r} is not empty; use --force to write into it")
-    listed = store.finalized_files(ref, expect_digest) if Progress.is_wanted() else []
-    with Progress("pull", len(listed), sum(f.size for f in listed)) as progress:
+    listed = store.finalized_files(ref, expect_digest) if Progress.is_wanted(state.quiet) else []
+    with Progress("pull", len(listed), sum(f.size for f in listed), quiet=state.quiet) as progress:
         files = store.pull(ref, dest, progress.advance, expect_digest)
-    output.pulled(package, files, dest, state.as_json)
+    if state.informs:
+        output.pulled(package, files, dest, state.as_json)
 
 
 @click.command()
@@ -160,19 +161,23 @@ def verify(
     if args:
         ref, _ = package_args(args)
         store = open_store(ctx)
-        files = store.list_files(ref) if Progress.is_wanted() else []
-        with Progress("verify", len(files), sum(f.size for f in files)) as progress:
+        files = store.list_files(ref) if Progress.is_wanted(state.quiet) else []
+        with Progress(
+            "verify", len(files), sum(f.size for f in files), quiet=state.quiet
+        ) as progress:
             report = store.verify_package(ref, progress.advance, expect_digest)
     else:
         store = open_local_store(ctx, what=f"{ctx.command_path} --all")
         files = (
             [f for p in store.list_packages() for f in store.list_files(p)]
-            if Progress.is_wanted()
+            if Progress.is_wanted(state.quiet)
             else []
         )
-        with Progress("verify", len(files), sum(f.size for f in files)) as progress:
+        with Progress(
+            "verify", len(files), sum(f.size for f in files), quiet=state.quiet
+        ) as progress:
             report = store.verify_all(progress.advance, checkpoints)
-    output.verified(report, state.as_json)
+    output.verified(report, state.as_json, state.informs)
     if not report.ok:
         ctx.exit(EXIT_CHECK_FAILED)
 

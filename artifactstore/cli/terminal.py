@@ -45,7 +45,8 @@ def refuse_binary_on_terminal(what: str) -> None:
 
 
 class Progress:
-    """A one-line 'files and bytes, with rate' meter on stderr; silent unless it is a terminal.
+    """A one-line 'files and bytes, with rate' meter on stderr; silent unless it is a terminal
+    (and always with quiet, -q).
 
     Use as a context manager; call `advance(size)` once per finished file. The totals are
     given here or, once known, to `start`.
@@ -57,21 +58,24 @@ class Progress:
         total_files: int = 0,
         total_bytes: int = 0,
         stream: TextIO | None = None,
+        *,
+        quiet: bool = False,
     ) -> None:
         self._label = label
         self._total_files = total_files
         self._total_bytes = total_bytes
         self._stream = stream or sys.stderr
-        self._enabled = self._stream.isatty()
+        self._enabled = self._stream.isatty() and not quiet
         self._files = 0
         self._bytes = 0
         self._started = time.monotonic()
         self._drawn_at = 0.0
 
     @classmethod
-    def is_wanted(cls) -> bool:
-        """True when stderr is a terminal, so callers skip work that only feeds the meter."""
-        return sys.stderr.isatty()
+    def is_wanted(cls, quiet: bool = False) -> bool:
+        """True when stderr is a terminal and not quiet, so callers skip work that only feeds
+        the meter."""
+        return sys.stderr.isatty() and not quiet
 
     def __enter__(self) -> Self:
         return self
