@@ -24,11 +24,11 @@ def server(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -
 
 
 @pytest.fixture(params=["local", "server"])
-def cli(request: pytest.FixtureRequest, tmp_path: Path) -> Cli:
-    """The CLI over a local store, or over the module's server."""
+def cli(request: pytest.FixtureRequest, migrated_url: str, tmp_path: Path) -> Cli:
+    """The CLI over a local store, or over the module's server (both on this leg's database)."""
     if request.param == "local":
-        url = request.getfixturevalue("migrated_url")
-        return Cli({**base_env(tmp_path), "ARTIFACTSTORE_DATABASE_URL": url}, tmp_path)
+        env = {**base_env(tmp_path), "ARTIFACTSTORE_DATABASE_URL": migrated_url}
+        return Cli(env, tmp_path)
     return runner(request.getfixturevalue("server"), tmp_path / "runner")
 
 
