@@ -72,9 +72,12 @@ def wants_json(ctx: click.Context | None, argv: Sequence[str] = ()) -> bool:
 
     argv is the fallback for errors before or outside a command (a bad group option, Ctrl-C).
     """
-    state = None if ctx is None else ctx.find_object(CliState)
-    if state is not None:
-        return state.as_json
+    if ctx is not None:
+        state = ctx.find_object(CliState)
+        if state is not None:
+            return state.as_json
+        if "as_json" in ctx.find_root().params:  # parsed, but the group callback failed
+            return bool(ctx.find_root().params["as_json"])
     return "--json" in argv
 
 

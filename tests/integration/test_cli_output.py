@@ -18,7 +18,6 @@ import pytest
 from test_cli import NAME, VERSION, Cli, Result, base_env, one_error_line
 
 from artifactstore.cli import cli as cli_group
-from artifactstore.cli.output import json_text
 
 NOT_WALKED = {"serve"}  # replaces the process with gunicorn; it prints nothing of its own
 
@@ -36,6 +35,11 @@ def tree(tmp_path: Path) -> Path:
     (root / "README.txt").write_text("hello\n")
     (root / "bin" / "app").write_bytes(b"\x7fELF\x00\x01binary")
     return root
+
+
+def json_text(document: object) -> str:
+    """The one style, written out here so a change to the CLI's own cannot pass unseen."""
+    return json.dumps(document, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
 def one_style(result: Result) -> list[object]:
@@ -137,6 +141,8 @@ def test_errors_under_json_are_one_json_object_with_the_same_exit_codes(
     pinned = cli("--json", "show", NAME, VERSION, "--expect-digest", "blake3:" + "0" * 64)
     assert json_error(pinned, 1)["code"] == "digest_mismatch"
     assert json_error(cli("--json", "push", "Acme/App", "1", tree), 2)["code"] == "invalid_name"
+    bad_level = cli("--json", "ls", env={"ARTIFACTSTORE_LOG_LEVEL": "bogus"})
+    assert json_error(bad_level, 2)["code"] == "config"  # the group's own settings failed
     # Without --json the same errors stay one plain line.
     assert "no package" in one_error_line(cli("show", NAME, "9.9"), 2)
 
