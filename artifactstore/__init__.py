@@ -77,6 +77,7 @@ if TYPE_CHECKING:
     from artifactstore.naming import check_version as check_version
     from artifactstore.naming import is_package_spec as is_package_spec
     from artifactstore.naming import parse_package_spec as parse_package_spec
+    from artifactstore.naming import version_key as version_key
     from artifactstore.publish import PushResult as PushResult
     from artifactstore.registry import Package as Package
     from artifactstore.registry import StoredFile as StoredFile
@@ -154,6 +155,7 @@ _LOCATIONS = {
     "check_version": "artifactstore.naming",
     "is_package_spec": "artifactstore.naming",
     "parse_package_spec": "artifactstore.naming",
+    "version_key": "artifactstore.naming",
     "PushResult": "artifactstore.publish",
     "Package": "artifactstore.registry",
     "StoredFile": "artifactstore.registry",
@@ -240,6 +242,7 @@ __all__ = [
     "parse_package_spec",
     "redact_url",
     "start_maintenance",
+    "version_key",
 ]
 
 

@@ -211,7 +211,7 @@ def blueprint(get_store: Callable[[], ArtifactStore | ArtifactStoreError]) -> Bl
     def list_packages() -> Response:
         name = request.args.get("name")
         token = authorize(None if name is None else check_name(name))
-        found = store().list_packages(name)
+        found = store().list_packages(name, include_ended=request.args.get("all") == "true")
         if token is not None and token.prefix is not None:
             found = [p for p in found if p.name.startswith(token.prefix)]
         return jsonify({"packages": [package_json(p) for p in found]})

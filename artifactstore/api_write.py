@@ -19,7 +19,14 @@ from collections.abc import Callable
 
 from flask import Blueprint, Response, jsonify, request
 
-from artifactstore import ArtifactStore, ArtifactStoreError, InvalidInputError, NamedBlob, Token
+from artifactstore import (
+    ArtifactStore,
+    ArtifactStoreError,
+    InvalidInputError,
+    NamedBlob,
+    PushResult,
+    Token,
+)
 from artifactstore.api import ApiError, authorize_request, opened, route
 from artifactstore.cli.output import file_json, package_json
 
@@ -73,18 +80,7 @@ def register(api: Blueprint, get_store: Callable[[], ArtifactStore | ArtifactSto
             _metadata(body),
             who,
         )
-        response = jsonify(
-            {
-                "bytes": result.bytes,
-                "chain_digest": result.chain_digest,
-                "created": result.created,
-                "digest": str(result.digest),
-                "files": result.files,
-                "name": result.name,
-                "sequence": result.sequence,
-                "version": result.version,
-            }
-        )
+        response = jsonify(_result_json(result))
         response.status_code = 201 if result.created else 200
         return response
 
@@ -115,8 +111,9 @@ def register(api: Blueprint, get_store: Callable[[], ArtifactStore | ArtifactSto
             added = store.uploads.add(ref, _files(body), replace, who)
             return jsonify({"files": [file_json(f) for f in added]})
         if leaf == "finalize":
-            store.finalize_package(ref, actor=who)
-            return jsonify(package_json(store.get_package(name, version)))
+            result = store.finalize(ref, actor=who)
+            package = store.get_package(name, version)
+            return jsonify({**package_json(package), **_result_json(result)})
         store.abandon_package(ref, actor=who)
         return jsonify(package_json(store.get_package(name, version)))
 
@@ -181,3 +178,17 @@ def _metadata(body: dict[str, object]) -> dict[str, object]:
     if not isinstance(value, dict):
         raise InvalidInputError("'metadata' must be a JSON object")
     return value
+
+
+def _result_json(result: PushResult) -> dict[str, object]:
+    """A publish or finalize: the version, its digest, created or not, its finalize event."""
+    return {
+        "bytes": result.bytes,
+        "chain_digest": result.chain_digest,
+        "created": result.created,
+        "digest": str(result.digest),
+        "files": result.files,
+        "name": result.name,
+        "sequence": result.sequence,
+        "version": result.version,
+    }

@@ -15,9 +15,13 @@ from artifactstore.database import Database
 from artifactstore.errors import AlreadyExistsError, ConflictError
 from artifactstore.events.model import PACKAGE_ABANDONED, PACKAGE_FINALIZED
 from artifactstore.ingest import require_open
-from artifactstore.manifest.model import format_timestamp, validate_new_metadata
+from artifactstore.manifest.model import (
+    format_timestamp,
+    manifest_digest_of_bytes,
+    validate_new_metadata,
+)
 from artifactstore.naming import check_name, check_version
-from artifactstore.publish import encode_manifest, opening_events, spool
+from artifactstore.publish import PushResult, encode_manifest, opening_events, spool
 from artifactstore.registry import Package, PackageRef
 
 
@@ -56,13 +60,30 @@ def abandon(db: Database, ref: PackageRef, actor: str | None) -> None:
         db.record(connection, [db.event(PACKAGE_ABANDONED, package.id, cbor.encode({}), actor)])
 
 
-def finalize(db: Database, ref: PackageRef, actor: str | None) -> bytes:
-    """Finalize a package (if it is still open); returns its canonical CBOR manifest."""
+def finalize(db: Database, ref: PackageRef, actor: str | None) -> tuple[bytes, PushResult]:
+    """Finalize a package (if it is still open): its canonical CBOR manifest, and what the
+    finalize did as a push says it (created: this call finalized it; its finalize event)."""
     with db.write() as connection:
         package = registry.get_package(connection, ref)
         if package.is_finalized:
-            return trust.finalize_event(connection, package, None).payload
-        with spool() as out:
-            manifest = encode_manifest(connection, package, format_timestamp(db.now()), out)
-            db.record(connection, [db.event(PACKAGE_FINALIZED, package.id, manifest, actor)])
-            return b"".join(manifest.chunks())
+            event = trust.finalize_event(connection, package, None)
+            data, sequence, chain, created = (
+                event.payload,
+                event.sequence,
+                event.chain_digest,
+                False,
+            )
+        else:
+            with spool() as out:
+                manifest = encode_manifest(connection, package, format_timestamp(db.now()), out)
+                [sealed] = db.record(
+                    connection, [db.event(PACKAGE_FINALIZED, package.id, manifest, actor)]
+                )
+                data = b"".join(manifest.chunks())
+            sequence, chain, created = sealed.sequence, sealed.chain_digest, True
+        files, total, _ = registry.package_totals(connection, package.id)
+    digest = manifest_digest_of_bytes(data)
+    result = PushResult(
+        package.name, package.version, digest, created, sequence, chain, files, total
+    )
+    return data, result

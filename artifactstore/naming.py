@@ -28,6 +28,7 @@ _NAME_CHARS = re.compile(r"[a-z0-9._/-]*")
 _VERSION = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 _VERSION_CHARS = re.compile(r"[A-Za-z0-9._-]*")
 # C0 controls and DEL: a path holding one could spoof line-oriented output ("a\nproblem: ...").
+_VERSION_PARTS = re.compile(r"([0-9]+)|([^0-9]+)")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -46,6 +47,11 @@ def check_name(name: str) -> str:
     """Return name if it is a valid OCI repository name; InvalidNameError says why not."""
     _check_text("package name", name, MAX_NAME_LENGTH)
     if not _NAME_CHARS.fullmatch(name):
+        if _NAME_CHARS.fullmatch(name.lower()):
+            raise InvalidNameError(
+                f"package name {name!r} has uppercase letters; package names are lowercase "
+                f"(did you mean {name.lower()!r}?)"
+            )
         bad = sorted({c for c in name if not _NAME_CHARS.fullmatch(c)})
         raise InvalidNameError(
             f"package name {name!r} contains {''.join(bad)!r}; only lowercase letters, digits, "
@@ -211,4 +217,21 @@ def _twins(first: str, second: str) -> InvalidPathError:
     return InvalidPathError(
         f"file paths {first!r} and {second!r} ({first!a} and {second!a}) {how}; "
         "they could not both be pulled on macOS or Windows"
+    )
+
+
+VersionKey = tuple[tuple[int, int, str], ...]
+
+
+def version_key(version: str) -> VersionKey:
+    """The sort key that orders versions as versions: '1.2.10' < '1.9.0' < '1.10.0'.
+
+    A version is split into runs of digits and runs of other characters; runs compare in
+    turn, digits as numbers, other text as text (code point order), a number before text at
+    the same place, and a version that is a prefix of another first ('1.0' < '1.0-rc1').
+    Versions that differ only in leading zeros ('01', '1') compare equal here.
+    """
+    return tuple(
+        (0, int(digits), "") if digits else (1, 0, text)
+        for digits, text in _VERSION_PARTS.findall(version)
     )

@@ -21,7 +21,13 @@ from artifactstore.errors import (
 )
 from artifactstore.identity import ContentAddress, Digest
 from artifactstore.manifest.model import Metadata, validate_metadata
-from artifactstore.naming import check_name, check_version, is_package_spec, parse_package_spec
+from artifactstore.naming import (
+    check_name,
+    check_version,
+    is_package_spec,
+    parse_package_spec,
+    version_key,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +36,9 @@ class Package:
     to: 'abandoned', 'expired' or 'deleted' (a tombstone: its name is kept, its files gone).
 
     A finalized package may be under a hold (`hold_reason`); `expires_at` is when its class
-    lets it expire (None: never, or not finalized yet)."""
+    lets it expire (None: never, or not finalized yet). `file_count` and `size` (bytes) are
+    counted by listings (list_packages), None elsewhere.
+    """
 
     id: str
     name: str
@@ -44,6 +52,8 @@ class Package:
     expires_at: str | None = None
     hold_reason: str | None = None
     ended_at: str | None = None
+    file_count: int | None = None
+    size: int | None = None
 
     @property
     def is_finalized(self) -> bool:
@@ -120,10 +130,12 @@ def _package_query() -> Any:
     )
 
 
-def _package(row: Row[Any]) -> Package:
+def _package(row: Row[Any], counted: bool = False) -> Package:
     metadata = cbor.decode_strict(bytes(row.metadata))
     assert isinstance(metadata, dict)  # written by views._package_created from a map
     return Package(
+        file_count=int(row.file_count or 0) if counted else None,
+        size=int(row.size or 0) if counted else None,
         id=row.id,
         name=row.name,
         version=row.version,
@@ -166,7 +178,7 @@ def get_package(connection: Connection, ref: PackageRef) -> Package:
         name, version = ref
         found = find_package(connection, check_name(name), check_version(version))
         if found is None:
-            raise PackageNotFoundError(f"no package {name}:{version}")
+            raise PackageNotFoundError(f"no package {name}:{version}{_known(connection, name)}")
         return found
     package_id = ref.id if isinstance(ref, Package) else ref
     row = connection.execute(
@@ -185,23 +197,56 @@ def _package_by_digest(connection: Connection, name: str, digest: str) -> Packag
         )
     ).first()
     if row is None:
-        raise PackageNotFoundError(f"no package {name}@{digest}")
+        raise PackageNotFoundError(f"no package {name}@{digest}{_known(connection, name)}")
     return _package(row)
+
+
+_KNOWN_SHOWN = 5
+
+
+def _known(connection: Connection, name: str) -> str:
+    """What a not-found message adds: the newest few versions of name, or that it has none."""
+    packages = schema.artifact_packages
+    found = connection.execute(select(packages.c.version).where(packages.c.name == name))
+    versions = sorted((row.version for row in found), key=version_key, reverse=True)
+    if not versions:
+        return f" (no version of {name} exists)"
+    more = f", ... ({len(versions)} in all)" if len(versions) > _KNOWN_SHOWN else ""
+    return f" (versions that exist: {', '.join(versions[:_KNOWN_SHOWN])}{more})"
 
 
 def list_packages(
     connection: Connection, name: str | None = None, include_ended: bool = False
 ) -> list[Package]:
-    """All packages (or all versions of one name), sorted by name then version; tombstones of
-    ended packages only with include_ended."""
-    query = _package_query().order_by(
-        schema.artifact_packages.c.name, schema.artifact_packages.c.version
+    """All packages (or all versions of one name) with their file counts and sizes: by name,
+    then newest first (version order, `version_key`, then finalize time); tombstones of ended
+    packages only with include_ended."""
+    packages, files = schema.artifact_packages, schema.artifact_files
+    totals = select(
+        files.c.package_id,
+        func.count().label("file_count"),
+        func.sum(files.c.size).label("size"),
+    ).group_by(files.c.package_id)
+    if name is not None:
+        totals = totals.where(
+            files.c.package_id.in_(select(packages.c.id).where(packages.c.name == name))
+        )
+    counted = totals.subquery()
+    query = (
+        _package_query()
+        .add_columns(counted.c.file_count, counted.c.size)
+        .outerjoin(counted, counted.c.package_id == packages.c.id)
     )
     if name is not None:
-        query = query.where(schema.artifact_packages.c.name == name)
+        query = query.where(packages.c.name == name)
     if not include_ended:
         query = query.where(schema.package_ends.c.package_id.is_(None))
-    return [_package(row) for row in connection.execute(query)]
+    found = [_package(row, counted=True) for row in connection.execute(query)]
+    found.sort(
+        key=lambda p: (version_key(p.version), p.finalized_at or "", p.version), reverse=True
+    )
+    found.sort(key=lambda p: p.name)  # stable: newest first within each name
+    return found
 
 
 def expired_packages(

@@ -309,7 +309,11 @@ class ArtifactStore:
 
     def finalize_package(self, ref: PackageRef, *, actor: str | None = None) -> Manifest:
         """Make a package immutable and return its manifest; finalizing again returns the same."""
-        return codec.decode(assembly.finalize(self._db, ref, actor))
+        return codec.decode(assembly.finalize(self._db, ref, actor)[0])
+
+    def finalize(self, ref: PackageRef, *, actor: str | None = None) -> PushResult:
+        """finalize_package, answered as a push is: digest, created, finalize event, size."""
+        return assembly.finalize(self._db, ref, actor)[1]
 
     def push(
         self,

@@ -60,7 +60,9 @@ def collect(runner: measure.Runner, scratch: Path, scale: float) -> Figure:
         store = _store_args(work / "store")
         push = [*store, "push", "bench/garbage", "1", str(work / "tree")]
         subprocess.run(push, check=True, capture_output=True)
-        subprocess.run([*store, "delete", "bench/garbage", "1", "--yes"], check=True)
+        subprocess.run(
+            [*store, "delete", "bench/garbage", "1", "--yes"], check=True, capture_output=True
+        )
         sample = _sample(runner, [*store, "gc", "--grace", "0"])
         left = subprocess.run(
             [*store, "--json", "gc", "--grace", "0", "--dry-run"],
@@ -68,7 +70,7 @@ def collect(runner: measure.Runner, scratch: Path, scale: float) -> Figure:
             capture_output=True,
             text=True,
         ).stdout
-        if '"objects": 0' not in left:
+        if '"objects":0' not in left:
             raise RuntimeError(f"gc left garbage behind: {left}")
     finally:
         shutil.rmtree(work, ignore_errors=True)

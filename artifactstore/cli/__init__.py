@@ -29,7 +29,7 @@ from artifactstore import (
     load_settings,
 )
 from artifactstore.cli import assembly, operations, packages, retention, tokens
-from artifactstore.cli.context import TOKEN_ENV, CliState
+from artifactstore.cli.context import ACTOR_ENV, TOKEN_ENV, CliState, actor_of
 from artifactstore.cli.failures import (
     EXIT_CODES,
     EXIT_INTERRUPTED,
@@ -39,6 +39,7 @@ from artifactstore.cli.failures import (
     Group,
     exit_code_for,
     say_error,
+    wants_json,
 )
 
 __all__ = ["EXIT_CODES", "cli", "exit_code_for", "main"]
@@ -79,6 +80,13 @@ __all__ = ["EXIT_CODES", "cli", "exit_code_for", "main"]
     help=f"File holding the server token [else env {TOKEN_ENV}].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no informational lines.")
+@click.option(
+    "--actor",
+    metavar="NAME",
+    help=f"Who the events of a local store name [env {ACTOR_ENV}; in GitHub Actions or "
+    "GitLab CI the job; else user@host]. With --server the server names the token.",
+)
 @click.option(
     "-v",
     "--verbose",
@@ -95,6 +103,8 @@ def cli(
     server: str | None,
     token_file: str | None,
     as_json: bool,
+    quiet: bool,
+    actor: str | None,
     verbose: bool,
 ) -> None:
     """Content-addressed, verifiable store for build outputs.
@@ -114,9 +124,12 @@ def cli(
         raise click.UsageError("give --root DIR or --storage URL, not both")
     if server and (database_url or storage_root or storage_url):
         raise click.UsageError("--server works on a server; --db, --root and --storage are local")
+    if server and actor is not None:
+        raise click.UsageError("with --server the server records the token's name as actor")
     settings = load_settings(os.environ, database_url, storage_root, storage_url)
     configure_logging(settings)
-    ctx.obj = CliState(settings, as_json, server or None, token_file)
+    chosen = None if server else actor_of(actor, os.environ)
+    ctx.obj = CliState(settings, as_json, server or None, token_file, quiet, chosen)
 
 
 for command in (
@@ -155,11 +168,15 @@ def main(argv: list[str] | None = None) -> NoReturn:
     try:
         _run(argv)
     except _Terminated:
-        say_error("terminated")
+        say_error("terminated", "terminated", wants_json(None, _argv(argv)))
         sys.exit(EXIT_TERMINATED)
     finally:
         if handle_term:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _argv(argv: list[str] | None) -> list[str]:
+    return sys.argv[1:] if argv is None else argv
 
 
 def _run(argv: list[str] | None) -> NoReturn:
@@ -169,9 +186,10 @@ def _run(argv: list[str] | None) -> NoReturn:
         hint = ""
         if isinstance(exc, click.UsageError) and exc.ctx is not None:
             hint = f" (see '{exc.ctx.command_path} --help')"
-        say_error(exc.format_message() + hint)
+        as_json = wants_json(getattr(exc, "ctx", None), _argv(argv))
+        say_error(exc.format_message() + hint, "usage_error", as_json)
         sys.exit(exc.exit_code)
     except click.Abort:
-        say_error("interrupted")
+        say_error("interrupted", "interrupted", wants_json(None, _argv(argv)))
         sys.exit(EXIT_INTERRUPTED)
     sys.exit(result if isinstance(result, int) else EXIT_OK)

@@ -59,7 +59,9 @@ def create(
     ref, _ = _name_version(args)
     name, _, version = ref.partition(":")
     store = open_store(ctx, create=True)
-    output.created(store.create_package(name, version, retention_class, metadata), state.as_json)
+    package = store.create_package(name, version, retention_class, metadata)
+    if state.informs:
+        output.created(package, state.as_json)
 
 
 @click.command()
@@ -94,7 +96,8 @@ def add(ctx: click.Context, state: CliState, args: tuple[str, ...], prefix: str)
         files = store.ingest_directory(ref, source, prefix=prefix)
     else:
         files = [store.ingest_file(ref, posixpath.join(prefix, source.name), source)]
-    output.added(ref, files, state.as_json)
+    if state.informs:
+        output.added(ref, files, state.as_json)
 
 
 @click.command()
@@ -104,14 +107,16 @@ def add(ctx: click.Context, state: CliState, args: tuple[str, ...], prefix: str)
 def finalize(ctx: click.Context, state: CliState, args: tuple[str, ...]) -> None:
     """Make open package NAME VERSION immutable and print its manifest digest.
 
-    Finalizing a finalized package again prints the same digest and changes nothing.
+    Finalizing a finalized package again prints the same digest and changes nothing. --json
+    prints what push --json does: created (false when it was finalized already), and the
+    finalize event's sequence and chain digest.
 
     \b
     Example:
       artifactstore finalize acme/app 1.4.2
     """
     ref, _ = _name_version(args)
-    output.finalized(open_store(ctx).finalize_package(ref), state.as_json)
+    output.finalized(open_store(ctx).finalize(ref), state.as_json)
 
 
 @click.command()
@@ -130,7 +135,8 @@ def abandon(ctx: click.Context, state: CliState, args: tuple[str, ...]) -> None:
     """
     ref, _ = _name_version(args)
     open_store(ctx).abandon_package(ref)
-    output.abandoned(ref, state.as_json)
+    if state.informs:
+        output.abandoned(ref, state.as_json)
 
 
 COMMANDS = (create, add, finalize, abandon)

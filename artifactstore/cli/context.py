@@ -7,6 +7,7 @@ start without SQLAlchemy.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     """What the package commands work on: a local store, or a server (--server)."""
 
 TOKEN_ENV = "ARTIFACTSTORE_TOKEN"
+ACTOR_ENV = "ARTIFACTSTORE_ACTOR"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +33,13 @@ class CliState:
     as_json: bool
     server: str | None = None
     token_file: str | None = None
+    quiet: bool = False
+    actor: str | None = None
+
+    @property
+    def informs(self) -> bool:
+        """Whether informational lines are printed: not with -q (JSON is always printed)."""
+        return self.as_json or not self.quiet
 
 
 pass_state = click.make_pass_decorator(CliState)
@@ -64,7 +73,8 @@ def open_local_store(
 
     require_local(ctx, what)
     state = _state(ctx)
-    return ctx.with_resource(ArtifactStore.from_settings(state.settings, create=create))
+    opened = ArtifactStore.from_settings(state.settings, actor=state.actor, create=create)
+    return ctx.with_resource(opened)
 
 
 def require_local(ctx: click.Context, what: str | None = None) -> None:
@@ -74,6 +84,31 @@ def require_local(ctx: click.Context, what: str | None = None) -> None:
             f"'{what or ctx.command_path}' is not available with --server; "
             "it works on a local store only"
         )
+
+
+def ci_actor(environ: Mapping[str, str]) -> str | None:
+    """The actor a CI job is, from the variables GitHub Actions and GitLab CI set, or None.
+
+    GitHub: 'github:<owner/repo>#<run id>/<job>'; GitLab: 'gitlab:<project path>#<job id>'.
+    """
+    if environ.get("GITHUB_ACTIONS") == "true" and environ.get("GITHUB_RUN_ID"):
+        where = environ.get("GITHUB_REPOSITORY") or "-"
+        job = environ.get("GITHUB_JOB")
+        return f"github:{where}#{environ['GITHUB_RUN_ID']}" + (f"/{job}" if job else "")
+    if environ.get("GITLAB_CI") == "true" and environ.get("CI_JOB_ID"):
+        where = environ.get("CI_PROJECT_PATH") or "-"
+        return f"gitlab:{where}#{environ['CI_JOB_ID']}"
+    return None
+
+
+def actor_of(given: str | None, environ: Mapping[str, str]) -> str | None:
+    """Who the events of a local store name: --actor, else $ARTIFACTSTORE_ACTOR, else the CI
+    job (ci_actor), else None: the store's default, 'user@host'."""
+    if given is not None:
+        if not given.strip():
+            raise click.BadParameter("must not be empty", param_hint="--actor")
+        return given
+    return environ.get(ACTOR_ENV) or ci_actor(environ)
 
 
 def _token(token_file: str | None) -> str | None:

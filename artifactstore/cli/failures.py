@@ -4,8 +4,11 @@ Exit codes (SPEC "CLI"): 0 ok; 1 a check failed (verify, health, replay --check,
 bytes read back); 2 bad usage or input, including a database or storage that cannot be used as
 configured; 130 interrupted (Ctrl-C); 143 terminated (SIGTERM). `EXIT_CODES` is the one
 table from errors to codes. Every error is one line on stderr,
-`artifactstore: error: <message>`; `-v` adds the traceback. Both pass through `redact_url`,
-so neither prints a password.
+`artifactstore: error: <message>`, or under `--json` one JSON object,
+`{"error": {"code": ..., "message": ...}}`, the code an `ArtifactStoreError` travels as over
+HTTP (`error_code`) or one of `usage_error`, `os_error`, `unexpected_error`, `interrupted`,
+`terminated`; `-v` adds the traceback. Both pass through `redact_url`, so neither prints a
+password.
 """
 
 from __future__ import annotations
@@ -13,11 +16,20 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+from collections.abc import Sequence
 from typing import NoReturn
 
 import click
 
-from artifactstore import ArtifactStoreError, BlobNotFoundError, IntegrityError, redact_url
+from artifactstore import (
+    ArtifactStoreError,
+    BlobNotFoundError,
+    IntegrityError,
+    error_code,
+    redact_url,
+)
+from artifactstore.cli.context import CliState
+from artifactstore.cli.output import json_text
 
 PROG = "artifactstore"
 EXIT_OK = 0
@@ -44,7 +56,32 @@ def exit_code_for(exc: BaseException) -> int:
     return EXIT_CHECK_FAILED
 
 
-def fail(exc: BaseException, verbose: bool) -> NoReturn:
+def error_code_for(exc: BaseException) -> str:
+    """The code of an error under --json: the library's own code, else what kind it is."""
+    if isinstance(exc, ArtifactStoreError):
+        return error_code(type(exc))
+    if isinstance(exc, click.UsageError):
+        return "usage_error"
+    if isinstance(exc, OSError):
+        return "os_error"
+    return "unexpected_error"
+
+
+def wants_json(ctx: click.Context | None, argv: Sequence[str] = ()) -> bool:
+    """Whether errors go out as JSON: --json as the group read it, else as argv holds it.
+
+    argv is the fallback for errors before or outside a command (a bad group option, Ctrl-C).
+    """
+    if ctx is not None:
+        state = ctx.find_object(CliState)
+        if state is not None:
+            return state.as_json
+        if "as_json" in ctx.find_root().params:  # parsed, but the group callback failed
+            return bool(ctx.find_root().params["as_json"])
+    return "--json" in argv
+
+
+def fail(exc: BaseException, verbose: bool, as_json: bool = False) -> NoReturn:
     if isinstance(exc, BrokenPipeError):
         # The reader went away (`| head`): stop quietly, and keep Python's final flush of
         # stdout from raising again at exit.
@@ -56,13 +93,17 @@ def fail(exc: BaseException, verbose: bool) -> NoReturn:
     message = str(exc) or type(exc).__name__
     if not isinstance(exc, ArtifactStoreError | OSError):
         message = f"unexpected {type(exc).__name__}: {message} (run with -v for details)"
-    say_error(redact_url(message))
+    say_error(redact_url(message), error_code_for(exc), as_json)
     raise click.exceptions.Exit(exit_code_for(exc))
 
 
-def say_error(message: str) -> None:
+def say_error(message: str, code: str = "error", as_json: bool = False) -> None:
+    """One line on stderr: 'artifactstore: error: ...', or with as_json one JSON object."""
     first_line = message.strip().splitlines()[0] if message.strip() else "failed"
-    click.echo(f"{PROG}: error: {first_line}", err=True)
+    if as_json:
+        click.echo(json_text({"error": {"code": code, "message": first_line}}), err=True)
+    else:
+        click.echo(f"{PROG}: error: {first_line}", err=True)
 
 
 class Group(click.Group):
@@ -75,4 +116,4 @@ class Group(click.Group):
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except Exception as exc:
-            fail(exc, bool(ctx.params.get("verbose")))
+            fail(exc, bool(ctx.params.get("verbose")), wants_json(ctx))

@@ -56,7 +56,8 @@ def migrate(ctx: click.Context, state: CliState, fresh: bool, yes: bool) -> None
     from artifactstore import migrate_database
 
     before, after = migrate_database(state.settings, fresh)
-    output.migrated(url, fresh, before, after, state.as_json)
+    if state.informs:
+        output.migrated(url, fresh, before, after, state.as_json)
 
 
 @click.command()
@@ -104,7 +105,7 @@ def replay(ctx: click.Context, state: CliState, check: bool, force: bool) -> Non
       artifactstore replay --check
     """
     report = open_local_store(ctx).replay(check=check, force=force)
-    output.replay(report, check, state.as_json)
+    output.replay(report, check, state.as_json, state.informs)
     if check and not report.identical:
         ctx.exit(EXIT_CHECK_FAILED)
 
@@ -142,7 +143,7 @@ def migrate_storage(ctx: click.Context, state: CliState, target: str) -> None:
     from artifactstore import copy_blobs
 
     report = copy_blobs(open_local_store(ctx), target)
-    output.storage_copied(report, state.as_json)
+    output.storage_copied(report, state.as_json, state.informs)
     if not report.ok:
         ctx.exit(EXIT_CHECK_FAILED)
 

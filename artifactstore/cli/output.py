@@ -1,8 +1,9 @@
 """What the CLI writes: each command's result as text or JSON, and a progress line.
 
-Kept apart from the commands so the commands read as parse, call, render. Results go to stdout, as
-tab-separated or `key: value` text, or with `--json` as JSON with sorted keys; progress goes to
-stderr and only when stderr is a terminal, so pipes and CI logs see nothing but the result.
+Kept apart from the commands so the commands read as parse, call, render. Results go to stdout,
+as tab-separated or `key: value` text, or with `--json` as JSON in one style (`json_text`:
+sorted keys, no spaces). The progress line and the
+terminal checks are in `terminal`.
 Library types are imported for annotations only: `version` must not pay for SQLAlchemy.
 """
 
@@ -10,11 +11,9 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Self, TextIO
+from typing import TYPE_CHECKING
 
 import click
 
@@ -22,13 +21,14 @@ from artifactstore import __version__
 
 if TYPE_CHECKING:
     from artifactstore import (
+        ArtifactStore,
         CopyReport,
         Event,
         HealthReport,
         LogHead,
-        Manifest,
         Package,
         PushResult,
+        RemoteStore,
         ReplayReport,
         StoredFile,
         Token,
@@ -36,13 +36,19 @@ if TYPE_CHECKING:
     )
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
-# Redraw at most this often: a terminal cannot show more, and each redraw costs a write.
-_REDRAW_SECONDS = 0.1
+
+
+def json_text(value: object) -> str:
+    """value as the one JSON style of the CLI: one line, sorted keys, no spaces, UTF-8 as is.
+
+    The separators are JCS's, so `show`'s manifest and every other document look alike.
+    """
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
 def emit_json(value: object) -> None:
-    """Print value as one line of JSON with sorted keys (stable for scripts and diffs)."""
-    click.echo(json.dumps(value, sort_keys=True, ensure_ascii=False))
+    """Print value as one line of JSON in the one style (json_text) for scripts and diffs."""
+    click.echo(json_text(value))
 
 
 def human_bytes(count: float) -> str:
@@ -89,8 +95,9 @@ def health(report: HealthReport, as_json: bool) -> None:
     )
 
 
-def storage_copied(report: CopyReport, as_json: bool) -> None:
-    """`migrate-storage`: how many blobs were copied or there already, and each problem."""
+def storage_copied(report: CopyReport, as_json: bool, informs: bool = True) -> None:
+    """`migrate-storage`: how many blobs were copied or there already, and each problem
+    (the summary line only if informs: not under -q)."""
     if as_json:
         emit_json(
             {
@@ -104,14 +111,16 @@ def storage_copied(report: CopyReport, as_json: bool) -> None:
         return
     for problem in report.problems:
         click.echo(f"problem: {problem}")
-    click.echo(
-        f"{report.blobs} blobs: {report.copied} copied, {report.present} there already, "
-        f"{len(report.problems)} problems"
-    )
+    if informs:
+        click.echo(
+            f"{report.blobs} blobs: {report.copied} copied, {report.present} there already, "
+            f"{len(report.problems)} problems"
+        )
 
 
-def replay(report: ReplayReport, check: bool, as_json: bool) -> None:
-    """`replay`: how many events were applied and whether the views came out identical."""
+def replay(report: ReplayReport, check: bool, as_json: bool, informs: bool = True) -> None:
+    """`replay`: how many events were applied and whether the views came out identical (under
+    -q, not informs, only problems, differences and views that differ)."""
     if as_json:
         emit_json(
             {
@@ -130,13 +139,14 @@ def replay(report: ReplayReport, check: bool, as_json: bool) -> None:
     for difference in report.differences:
         click.echo(f"differs: {difference}")
     if report.identical:
-        click.echo(f"replayed {report.events} events: views identical ({report.digest_after})")
+        if informs:
+            click.echo(f"replayed {report.events} events: views identical ({report.digest_after})")
     elif check:
         click.echo(
             f"replayed {report.events} events: views differ from the log "
             f"({report.digest_before} != {report.digest_after}); run 'artifactstore replay'"
         )
-    else:
+    elif informs:
         click.echo(f"replayed {report.events} events: views rebuilt ({report.digest_after})")
 
 
@@ -184,11 +194,12 @@ def pulled(package: Package, files: Sequence[StoredFile], dest: Path, as_json: b
             }
         )
     else:
-        click.echo(f"pulled {len(files)} files ({human_bytes(total)}) into {dest}")
+        click.echo(f"pulled {_count(len(files), 'file')} ({human_bytes(total)}) into {dest}")
 
 
-def verified(report: VerifyReport, as_json: bool) -> None:
-    """`verify`: one 'problem:' line per problem, then what was checked and the outcome."""
+def verified(report: VerifyReport, as_json: bool, informs: bool = True) -> None:
+    """`verify`: one 'problem:' line per problem, then what was checked and the outcome (that
+    line not under -q, when informs is False)."""
     chain = report.chain
     if as_json:
         emit_json(
@@ -216,16 +227,39 @@ def verified(report: VerifyReport, as_json: bool) -> None:
     if chain is not None:
         checked += f", {chain.checked} events"
     outcome = "ok" if report.ok else _count(len(report.problems), "problem")
-    click.echo(f"verified {checked}: {outcome}")
+    if informs:
+        click.echo(f"verified {checked}: {outcome}")
 
 
 def packages(found: Sequence[Package], as_json: bool) -> None:
-    """`ls`: name:version, state, retention class and manifest digest, tab-separated."""
+    """`ls`: name:version, state, retention class, size, finalize time and manifest digest,
+    tab-separated ('-' for none)."""
     if as_json:
         emit_json([package_json(p) for p in found])
         return
     for p in found:
-        click.echo(f"{p}\t{p.state}\t{p.retention_class}\t{p.manifest_digest or '-'}")
+        size = "-" if p.size is None else human_bytes(p.size)
+        click.echo(
+            f"{p}\t{p.state}\t{p.retention_class}\t{size}\t{p.finalized_at or '-'}\t"
+            f"{p.manifest_digest or '-'}"
+        )
+
+
+def latest(found: Package, as_json: bool) -> None:
+    """`ls --latest`: the package as one `ls` line, or with --json its object (not a list)."""
+    if as_json:
+        emit_json(package_json(found))
+    else:
+        packages([found], as_json)
+
+
+def files(found: Sequence[StoredFile], as_json: bool) -> None:
+    """`ls NAME VERSION`: path, size in bytes, executable ('x' or '-'), content address."""
+    if as_json:
+        emit_json([file_json(f) for f in found])
+        return
+    for f in found:
+        click.echo(f"{f.path}\t{f.size}\t{'x' if f.executable else '-'}\t{f.content_address}")
 
 
 def package_json(package: Package) -> dict[str, object]:
@@ -234,6 +268,7 @@ def package_json(package: Package) -> dict[str, object]:
         "created_at": package.created_at,
         "ended_at": package.ended_at,
         "expires_at": package.expires_at,
+        "file_count": package.file_count,
         "finalized_at": package.finalized_at,
         "hold_reason": package.hold_reason,
         "id": package.id,
@@ -241,6 +276,7 @@ def package_json(package: Package) -> dict[str, object]:
         "metadata": dict(package.metadata),
         "name": package.name,
         "retention_class": package.retention_class,
+        "size": package.size,
         "state": package.state,
         "version": package.version,
     }
@@ -280,22 +316,10 @@ def added(ref: str, files: Sequence[StoredFile], as_json: bool) -> None:
         click.echo(f"added {_count(len(files), 'file')} ({human_bytes(total)}) to {ref}")
 
 
-def finalized(manifest: Manifest, as_json: bool) -> None:
-    """`finalize`: the manifest digest alone, as push prints it, or with the package."""
-    digest = str(manifest.digest)
-    if as_json:
-        package = manifest.package
-        emit_json(
-            {
-                "digest": digest,
-                "files": len(manifest.files),
-                "manifest_digest": digest,
-                "name": package.name,
-                "version": package.version,
-            }
-        )
-    else:
-        click.echo(digest)
+def finalized(result: PushResult, as_json: bool) -> None:
+    """`finalize`: what push prints: the manifest digest alone, or with --json the same
+    document (created: this call finalized it; the finalize event's sequence and chain)."""
+    pushed(result, as_json)
 
 
 def abandoned(ref: str, as_json: bool) -> None:
@@ -321,17 +345,37 @@ def event_json(found: Event) -> dict[str, object]:
     }
 
 
-def event(found: Event, as_json: bool) -> None:
-    """`events`: one line per event (JSON Lines with --json), flushed at once for followers."""
+def event(found: Event, package: str | None, as_json: bool) -> None:
+    """`events`: one line per event (JSON Lines with --json), flushed at once for followers.
+
+    package is its name:version for the text line ('-' for an event of no package).
+    """
     if as_json:
         emit_json(event_json(found))
     else:
         click.echo(
             f"{found.sequence}\t{found.occurred_at}\t{found.event_type}\t"
-            f"{found.package_id or '-'}\t{found.actor}"
+            f"{package or '-'}\t{found.actor}"
         )
     # A follower is usually piped into another program that wants each event now.
     sys.stdout.flush()
+
+
+class PackageNames:
+    """name:version for the package ids of events, listed from the store when one is new."""
+
+    def __init__(self, store: ArtifactStore | RemoteStore) -> None:
+        self._store = store
+        self._names: dict[str, str] = {}
+
+    def label(self, package_id: str | None) -> str | None:
+        """The package's name:version; its id if the store no longer lists it; None for none."""
+        if package_id is None:
+            return None
+        if package_id not in self._names:
+            listed = self._store.list_packages(include_ended=True)
+            self._names.update((p.id, str(p)) for p in listed)
+        return self._names.get(package_id, package_id)
 
 
 def _token(found: Token) -> dict[str, object]:
@@ -372,75 +416,6 @@ def token_revoked(revoked: Token, as_json: bool) -> None:
         emit_json(_token(revoked))
     else:
         click.echo(f"token {revoked.name} revoked at {revoked.revoked_at}")
-
-
-class Progress:
-    """A one-line 'files and bytes, with rate' meter on stderr; silent unless it is a terminal.
-
-    Use as a context manager; call `advance(size)` once per finished file. The totals are
-    given here or, once known, to `start`.
-    """
-
-    def __init__(
-        self,
-        label: str,
-        total_files: int = 0,
-        total_bytes: int = 0,
-        stream: TextIO | None = None,
-    ) -> None:
-        self._label = label
-        self._total_files = total_files
-        self._total_bytes = total_bytes
-        self._stream = stream or sys.stderr
-        self._enabled = self._stream.isatty()
-        self._files = 0
-        self._bytes = 0
-        self._started = time.monotonic()
-        self._drawn_at = 0.0
-
-    @classmethod
-    def is_wanted(cls) -> bool:
-        """True when stderr is a terminal, so callers skip work that only feeds the meter."""
-        return sys.stderr.isatty()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if self._enabled and self._drawn_at:
-            self._draw()
-            self._stream.write("\n")
-            self._stream.flush()
-
-    def start(self, total_files: int, total_bytes: int) -> None:
-        """Set the totals the meter counts towards."""
-        self._total_files = total_files
-        self._total_bytes = total_bytes
-
-    def advance(self, size: int) -> None:
-        """Count one more file of size bytes and redraw if enough time has passed."""
-        self._files += 1
-        self._bytes += size
-        now = time.monotonic()
-        if self._enabled and now - self._drawn_at >= _REDRAW_SECONDS:
-            self._drawn_at = now
-            self._draw()
-
-    def _draw(self) -> None:
-        elapsed = max(time.monotonic() - self._started, 1e-6)
-        line = (
-            f"{self._label}: {self._files}/{self._total_files} files, "
-            f"{human_bytes(self._bytes)}/{human_bytes(self._total_bytes)}, "
-            f"{human_bytes(self._bytes / elapsed)}/s"
-        )
-        # \r and erase-to-end-of-line redraw in place without scrolling the terminal.
-        self._stream.write(f"\r{line}\x1b[K")
-        self._stream.flush()
 
 
 def _count(n: int, noun: str) -> str:

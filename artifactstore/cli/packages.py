@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import click
 
-from artifactstore.cli import output
+from artifactstore.cli import output, terminal
 from artifactstore.cli.context import (
     CliState,
     expect_digest_option,
@@ -21,7 +22,7 @@ from artifactstore.cli.context import (
     retention_option,
 )
 from artifactstore.cli.failures import EXIT_CHECK_FAILED
-from artifactstore.cli.output import Progress
+from artifactstore.cli.terminal import Progress
 
 
 @click.command()
@@ -63,7 +64,7 @@ def push(
     if spec.version is None:
         raise click.UsageError("push needs NAME VERSION (or NAME:VERSION), not a digest")
     store = open_store(ctx, create=True)
-    with Progress("push") as progress:
+    with Progress("push", quiet=state.quiet) as progress:
         result = store.push(
             spec.name,
             spec.version,
@@ -109,10 +110,11 @@ def pull(
     package = store.package(ref)
     if not force and not is_empty_directory(dest):
         raise click.UsageError(f"{str(dest)!r} is not empty; use --force to write into it")
-    listed = store.finalized_files(ref, expect_digest) if Progress.is_wanted() else []
-    with Progress("pull", len(listed), sum(f.size for f in listed)) as progress:
+    listed = store.finalized_files(ref, expect_digest) if Progress.is_wanted(state.quiet) else []
+    with Progress("pull", len(listed), sum(f.size for f in listed), quiet=state.quiet) as progress:
         files = store.pull(ref, dest, progress.advance, expect_digest)
-    output.pulled(package, files, dest, state.as_json)
+    if state.informs:
+        output.pulled(package, files, dest, state.as_json)
 
 
 @click.command()
@@ -159,19 +161,23 @@ def verify(
     if args:
         ref, _ = package_args(args)
         store = open_store(ctx)
-        files = store.list_files(ref) if Progress.is_wanted() else []
-        with Progress("verify", len(files), sum(f.size for f in files)) as progress:
+        files = store.list_files(ref) if Progress.is_wanted(state.quiet) else []
+        with Progress(
+            "verify", len(files), sum(f.size for f in files), quiet=state.quiet
+        ) as progress:
             report = store.verify_package(ref, progress.advance, expect_digest)
     else:
         store = open_local_store(ctx, what=f"{ctx.command_path} --all")
         files = (
             [f for p in store.list_packages() for f in store.list_files(p)]
-            if Progress.is_wanted()
+            if Progress.is_wanted(state.quiet)
             else []
         )
-        with Progress("verify", len(files), sum(f.size for f in files)) as progress:
+        with Progress(
+            "verify", len(files), sum(f.size for f in files), quiet=state.quiet
+        ) as progress:
             report = store.verify_all(progress.advance, checkpoints)
-    output.verified(report, state.as_json)
+    output.verified(report, state.as_json, state.informs)
     if not report.ok:
         ctx.exit(EXIT_CHECK_FAILED)
 
@@ -180,31 +186,74 @@ def verify(
 
 
 @click.command(name="ls")
-@click.argument("name", required=False)
+@click.argument("args", nargs=-1, metavar="[NAME [VERSION]]")
+@meta_option
+@click.option("--latest", is_flag=True, help="Only the newest finalized version of NAME.")
 @click.option(
     "--all", "include_ended", is_flag=True, help="Include abandoned, expired and deleted ones."
 )
 @pass_state
 @click.pass_context
 def list_packages(
-    ctx: click.Context, state: CliState, name: str | None, include_ended: bool
+    ctx: click.Context,
+    state: CliState,
+    args: tuple[str, ...],
+    metadata: dict[str, str],
+    latest: bool,
+    include_ended: bool,
 ) -> None:
-    """List packages, sorted by name and version.
+    """List packages, newest version first; or the files of one package.
 
-    Every package, or every version of NAME. Columns: name:version, state, retention class,
-    manifest digest. Ended packages (abandoned, expired, deleted) keep their names and are
-    listed with --all.
+    Every package, or every version of NAME, by name and then newest first: versions compare
+    as versions (runs of digits as numbers, other text as text: 1.2.10 after 1.9.0, 1.10.0
+    after both), then by finalize time. Columns: name:version, state, retention class, size,
+    finalize time ('-' while open), manifest digest. --meta KEY=VALUE keeps the versions whose
+    metadata has that value (repeatable: all must match). --latest prints only the newest
+    finalized match (exit 2 "no match" if there is none); with --json, that package's object.
+    --all lists ended versions too (abandoned, expired, deleted: they keep their names). With
+    NAME VERSION (or NAME:VERSION, NAME@blake3:<hex>): the package's files,
+    as path, size, executable ('x' or '-'), content address.
 
     \b
     Example:
-      artifactstore ls acme/app
+      artifactstore ls acme/app --meta branch=main --latest
+      artifactstore ls acme/app 1.4.2
     """
-    if include_ended:
-        store = open_local_store(ctx, what=f"{ctx.command_path} --all")
-        found = store.list_packages(name, include_ended=True)
-    else:
-        found = open_store(ctx).list_packages(name)
-    output.packages(found, state.as_json)
+    from artifactstore import PackageNotFoundError, check_name, is_package_spec
+
+    if len(args) > 2:
+        raise click.UsageError("expected [NAME [VERSION]] (or NAME:VERSION, NAME@blake3:<hex>)")
+    if len(args) == 2 or (args and is_package_spec(args[0])):
+        if metadata or latest:
+            raise click.UsageError("--meta and --latest list versions; give NAME alone")
+        ref, _ = package_args(args)
+        store = open_store(ctx)
+        output.files(store.list_files(ref), state.as_json)
+        return
+    name = check_name(args[0]) if args else None
+    if latest and name is None:
+        raise click.UsageError("--latest needs NAME")
+    listed = open_store(ctx).list_packages(name, include_ended)
+    found = [p for p in listed if _matches(dict(p.metadata), metadata)]
+    if not latest:
+        output.packages(found, state.as_json)
+        return
+    newest = next((p for p in found if p.is_finalized), None)
+    if newest is None:
+        wanted = "".join(f" {k}={v}" for k, v in metadata.items())
+        raise PackageNotFoundError(f"no match: no finalized version of {name}" + wanted)
+    output.latest(newest, state.as_json)
+
+
+def _matches(metadata: Mapping[str, object], wanted: Mapping[str, str]) -> bool:
+    """Whether metadata holds every KEY=VALUE of wanted (a non-text value as its JSON)."""
+    for key, value in wanted.items():
+        if key not in metadata:
+            return False
+        found = metadata[key]
+        if (found if isinstance(found, str) else output.json_text(found)) != value:
+            return False
+    return True
 
 
 @click.command()
@@ -218,26 +267,33 @@ def list_packages(
     help="jcs: canonical JSON (RFC 8785); cbor: the raw canonical CBOR that is digested.",
 )
 @expect_digest_option
+@click.option("--force", is_flag=True, help="Write CBOR even when stdout is a terminal.")
 @click.pass_context
 def show(
-    ctx: click.Context, args: tuple[str, ...], manifest_format: str, expect_digest: str | None
+    ctx: click.Context,
+    args: tuple[str, ...],
+    manifest_format: str,
+    expect_digest: str | None,
+    force: bool,
 ) -> None:
     """Print the manifest of a finalized package, or what an open one holds so far.
 
     The manifest of package NAME VERSION as the event log fixed it, as JCS or raw CBOR;
     --json changes nothing here. A package open for assembly has no manifest yet: show
     prints it as JSON with "state": "open" and its files so far (as JCS only, and not with
-    --expect-digest, which exit 2 for it).
+    --expect-digest, which exit 2 for it). CBOR is binary: to a terminal it is refused (exit
+    2) unless --force is given; redirect it or pipe it.
 
     \b
     Example:
       artifactstore show acme/app 1.4.2 --format cbor | b3sum
     """
     ref, _ = package_args(args)
+    if manifest_format == "cbor" and not force:
+        terminal.refuse_binary_on_terminal("the CBOR manifest")
     store = open_store(ctx)
-    name, colon, version = ref.partition(":")
-    if colon and manifest_format == "jcs" and expect_digest is None:
-        package = store.get_package(name, version)
+    if "@" not in ref and manifest_format == "jcs" and expect_digest is None:
+        package = store.package(ref)
         if package.state == "open":
             output.open_package(package, store.list_files(ref))
             return
@@ -250,13 +306,15 @@ def show(
 @click.command()
 @click.argument("args", nargs=-1, metavar="NAME VERSION PATH")
 @expect_digest_option
+@click.option("--force", is_flag=True, help="Write binary bytes even to a terminal.")
 @click.pass_context
-def cat(ctx: click.Context, args: tuple[str, ...], expect_digest: str | None) -> None:
+def cat(ctx: click.Context, args: tuple[str, ...], expect_digest: str | None, force: bool) -> None:
     """Write one file of a finalized package to stdout, byte for byte.
 
     PATH is the file's path inside package NAME VERSION, as its manifest lists it. The bytes
     stream as they are read; if they do not match the recorded digest, the error comes at the
-    end and the exit code is 1.
+    end and the exit code is 1. To a terminal, a file whose first 8 KiB hold a NUL byte or
+    are not UTF-8 is refused (exit 2, nothing written) unless --force is given.
 
     \b
     Example:
@@ -265,15 +323,21 @@ def cat(ctx: click.Context, args: tuple[str, ...], expect_digest: str | None) ->
     ref, (path,) = package_args(args, ("PATH",))
     out = sys.stdout.buffer
     with open_store(ctx).get_file(ref, path, expect_digest) as reader:
-        while chunk := reader.read(1 << 20):
+        chunk = reader.read(1 << 20)
+        if not force and terminal.is_binary(chunk[: terminal.SNIFF_BYTES]):
+            terminal.refuse_binary_on_terminal(f"{path!r}, a binary file,")
+        while chunk:
             out.write(chunk)
+            chunk = reader.read(1 << 20)
     out.flush()
 
 
 @click.command()
 @click.option("--since", default=0, show_default=True, type=click.IntRange(0), metavar="N")
 @click.option("--follow", is_flag=True, help="Keep waiting for new events.")
-@click.option("--timeout", type=click.FloatRange(0), metavar="S", help="Stop following after S.")
+@click.option(
+    "--timeout", type=click.FloatRange(0), metavar="S", help="With --follow: stop after S."
+)
 @pass_state
 @click.pass_context
 def events(
@@ -281,15 +345,21 @@ def events(
 ) -> None:
     """Print the events of the log after sequence N, oldest first.
 
-    Text columns: sequence, time, type, package id, actor; --json prints one JSON object per
-    line. --follow waits for new events (until --timeout seconds, if given).
+    Text columns: sequence, time, type, package (name:version, '-' for none), actor; --json
+    prints one JSON object per line, with the package id. --follow waits for new events
+    (until --timeout seconds, if given; --timeout without --follow exits 2).
 
     \b
     Example:
       artifactstore events --since 120 --follow --timeout 60
     """
-    for event in open_store(ctx).tail_events(since, follow, timeout):
-        output.event(event, state.as_json)
+    if timeout is not None and not follow:
+        raise click.UsageError("--timeout goes with --follow")
+    store = open_store(ctx)
+    names = output.PackageNames(store)
+    for event in store.tail_events(since, follow, timeout):
+        label = None if state.as_json else names.label(event.package_id)
+        output.event(event, label, state.as_json)
 
 
 COMMANDS = (push, pull, verify, list_packages, show, cat, events)

@@ -15,7 +15,7 @@ import click
 from artifactstore import parse_duration
 from artifactstore.cli import output
 from artifactstore.cli.context import CliState, open_local_store, package_args, pass_state
-from artifactstore.cli.output import Progress
+from artifactstore.cli.terminal import Progress
 
 if TYPE_CHECKING:
     from artifactstore import GcReport, Package
@@ -35,7 +35,8 @@ def retention(ctx: click.Context, state: CliState, args: tuple[str, ...]) -> Non
     """
     ref, (class_name,) = package_args(args, ("CLASS",))
     package = open_local_store(ctx).change_retention(ref, class_name)
-    _changed(package, f"retention {package.retention_class}", state.as_json)
+    expiry = package.expires_at or "never"
+    _changed(package, f"retention {package.retention_class}, expires {expiry}", state.as_json)
 
 
 @click.command()
@@ -117,7 +118,7 @@ def expire(ctx: click.Context, state: CliState, dry_run: bool, as_of: str | None
         output.emit_json(
             {"dry_run": dry_run, "expired": [f"{p}" for p in ended], "count": len(ended)}
         )
-    else:
+    elif not state.quiet:
         verb = "would expire" if dry_run else "expired"
         click.echo(f"{verb} {len(ended)} package{'' if len(ended) == 1 else 's'}", err=True)
 
@@ -145,7 +146,7 @@ def gc(ctx: click.Context, state: CliState, dry_run: bool, grace: str) -> None:
     """
     kept_for = parse_duration(grace)
     store = open_local_store(ctx)
-    with Progress("gc") as progress:
+    with Progress("gc", quiet=state.quiet) as progress:
         report = store.gc(kept_for, dry_run, progress.advance)
     _collected(report, state.as_json)
 
@@ -154,7 +155,7 @@ def _changed(package: Package, what: str, as_json: bool) -> None:
     if as_json:
         output.emit_json(output.package_json(package))
     else:
-        click.echo(f"{package}\t{package.state}\t{what}")
+        click.echo(f"{package}\t{what}")
 
 
 def _collected(report: GcReport, as_json: bool) -> None:

@@ -94,7 +94,9 @@ def revoke(ctx: click.Context, state: CliState, name: str) -> None:
     Example:
       artifactstore token revoke ci-acme
     """
-    output.token_revoked(open_local_store(ctx).revoke_token(name), state.as_json)
+    revoked = open_local_store(ctx).revoke_token(name)
+    if state.informs:
+        output.token_revoked(revoked, state.as_json)
 
 
 COMMANDS = (token,)

@@ -60,9 +60,14 @@ class Located:
         return expect_digest or self.pin
 
 
-def list_packages(transport: Transport, name: str | None = None) -> list[Package]:
-    """Every package the token may see, or every version of name, sorted by name and version."""
+def list_packages(
+    transport: Transport, name: str | None = None, include_ended: bool = False
+) -> list[Package]:
+    """Every package the token may see, or every version of name, sorted by name and version
+    (ended ones only with include_ended)."""
     params = {} if name is None else {"name": check_name(name)}
+    if include_ended:
+        params["all"] = "true"
     answer = transport.call("GET", "/v1/packages", params=params)
     found = field(answer, "packages", list, "GET /v1/packages")
     return [package_from_json(item, "GET /v1/packages") for item in found]
@@ -87,10 +92,13 @@ def resolve(transport: Transport, ref: PackageRef) -> Located:
         spec = parse_package_spec(ref)
         if spec.version is not None:
             return Located(spec.name, spec.version, None)
-        for package in list_packages(transport, spec.name):
+        versions = list_packages(transport, spec.name)
+        for package in versions:
             if package.manifest_digest == spec.digest:
                 return Located(package.name, package.version, spec.digest)
-        raise PackageNotFoundError(f"no version of {spec.name!r} has manifest {spec.digest}")
+        shown = ", ".join(p.version for p in versions[:5])
+        known = f"versions that exist: {shown}" if shown else f"no version of {spec.name} exists"
+        raise PackageNotFoundError(f"no package {spec.name}@{spec.digest} ({known})")
     for package in list_packages(transport):
         if package.id == ref:
             return Located(package.name, package.version, None)

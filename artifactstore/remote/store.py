@@ -97,9 +97,10 @@ class RemoteStore:
 
     # -- packages --------------------------------------------------------------------------
 
-    def list_packages(self, name: str | None = None) -> list[Package]:
-        """Every package the token may see, or every version of one name."""
-        return reading.list_packages(self._transport, name)
+    def list_packages(self, name: str | None = None, include_ended: bool = False) -> list[Package]:
+        """Every package the token may see, or every version of one name (ended ones only with
+        include_ended)."""
+        return reading.list_packages(self._transport, name, include_ended)
 
     def get_package(self, name: str, version: str) -> Package:
         """Look a package up by name and version; PackageNotFoundError if there is none."""
@@ -330,12 +331,17 @@ class RemoteStore:
 
     def finalize_package(self, ref: PackageRef, *, actor: str | None = None) -> Manifest:
         """Make a package immutable and return its manifest (checked against its digest)."""
+        located = reading.resolve(self._transport, ref)
+        result = self.finalize(located.pair, actor=actor)
+        data = reading.manifest_bytes(self._transport, located, str(result.digest))
+        return reading.decode(located, data)
+
+    def finalize(self, ref: PackageRef, *, actor: str | None = None) -> PushResult:
+        """finalize_package, answered as a push is: digest, created, finalize event, size."""
         _no_actor(actor)
         located = reading.resolve(self._transport, ref)
         answer = self._transport.call("POST", f"{located.route}/finalize", body={})
-        package = package_from_json(answer, f"POST {located.route}/finalize")
-        data = reading.manifest_bytes(self._transport, located, package.manifest_digest)
-        return reading.decode(located, data)
+        return push_result_from_json(answer, f"POST {located.route}/finalize")
 
     def abandon_package(self, ref: PackageRef, *, actor: str | None = None) -> None:
         """Drop an open package on the server; its blobs stay."""

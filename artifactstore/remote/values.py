@@ -60,7 +60,16 @@ def package_from_json(document: object, what: str) -> Package:
         expires_at=_optional_text(document, "expires_at", what),
         hold_reason=_optional_text(document, "hold_reason", what),
         ended_at=_optional_text(document, "ended_at", what),
+        file_count=_optional_count(document, "file_count", what),
+        size=_optional_count(document, "size", what),
     )
+
+
+def _optional_count(document: object, key: str, what: str) -> int | None:
+    value = document.get(key) if isinstance(document, Mapping) else None
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+        raise IntegrityError(f"the server's answer to {what} has no valid {key!r}")
+    return value
 
 
 def file_from_json(document: object, what: str) -> StoredFile:

@@ -106,11 +106,13 @@ def error_of(answer: TestResponse) -> dict[str, str]:
 
 def test_list_packages_and_filter_by_name(api: Api) -> None:
     everything = api.get("/v1/packages").get_json()["packages"]
+    # By name, newest version first (as `ls` lists them), with file counts and sizes.
     assert [(p["name"], p["version"]) for p in everything] == [
-        (NAME, "1"),
         (NAME, "2"),
+        (NAME, "1"),
         ("other/lib", "1"),
     ]
+    assert all(isinstance(p["size"], int) and p["file_count"] >= 1 for p in everything)
     assert {"state", "manifest_digest", "retention_class", "created_at", "finalized_at"} <= set(
         everything[0]
     )

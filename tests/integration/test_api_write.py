@@ -296,6 +296,10 @@ def test_delete_is_admin_only_refused_under_a_hold_and_ends_the_package(writer: 
     answer = writer.call("DELETE", url, token="admin")
     assert answer.status_code == 200 and answer.get_json()["state"] == "deleted"
     assert writer.store.get_package(NAME, "1").state == "deleted"
+    listed = writer.call("GET", "/v1/packages", token="admin").get_json()["packages"]
+    assert listed == []
+    listed = writer.call("GET", "/v1/packages?all=true", token="admin").get_json()["packages"]
+    assert [p["state"] for p in listed] == ["deleted"]
     [event] = [e for e in writer.store.tail_events(0) if e.event_type == "v1.package.deleted"]
     assert event.actor == "token:admin"
     gone = writer.call("GET", f"{url}/manifest", token="admin")

@@ -170,8 +170,9 @@ def test_push_verify_pull_round_trip_is_byte_exact(cli: Cli, tree: Path, tmp_pat
     assert snapshot(dest)["README.txt"][1] == 0o644
     assert not list(dest.rglob(f"{TEMP_PREFIX}*"))
 
-    listing = cli.ok("ls").text.splitlines()
-    assert listing == [f"{NAME}:{VERSION}\tfinalized\tci\t{manifest_digest}"]
+    [listed] = [line.split("\t") for line in cli.ok("ls").text.splitlines()]
+    assert listed[:4] == [f"{NAME}:{VERSION}", "finalized", "ci", "293.0 KiB"]
+    assert listed[4].endswith("Z") and listed[5] == manifest_digest
     assert cli.ok("ls", "other/name").text == ""
 
     data = tree / "lib" / "deep" / "data.bin"
@@ -308,7 +309,9 @@ def test_verbose_shows_the_traceback(cli: Cli) -> None:
     result = cli("-v", "show", NAME, VERSION)
     assert result.code == 2
     assert "Traceback" in result.err
-    assert result.err.splitlines()[-1] == f"artifactstore: error: no package {NAME}:{VERSION}"
+    assert result.err.splitlines()[-1] == (
+        f"artifactstore: error: no package {NAME}:{VERSION} (no version of {NAME} exists)"
+    )
 
 
 def test_lookups_of_missing_things_exit_2(cli: Cli, tree: Path, tmp_path: Path) -> None:

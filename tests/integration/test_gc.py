@@ -173,7 +173,7 @@ def test_cli_gc_reports_in_json_and_refuses_a_bad_grace(
 ) -> None:
     done = run_cli(migrated_url, blob_root, "--json", "gc", "--grace", "0", "--dry-run")
     out, _ = done.communicate(timeout=60)
-    assert done.returncode == 0 and b'"dry_run": true' in out
+    assert done.returncode == 0 and b'"dry_run":true' in out
     bad = run_cli(migrated_url, blob_root, "gc", "--grace", "soon")
     _, err = bad.communicate(timeout=60)
     assert bad.returncode == 2 and err.decode().count("\n") == 1, err

@@ -104,7 +104,7 @@ def test_push_on_one_runner_pull_on_another_is_byte_identical(
         assert local.get_manifest_bytes(("acme/app", "1"), "jcs") + b"\n" == (
             b.ok("show", "acme/app", "1").out
         )
-        listed = [package_json(local.get_package("acme/app", "1"))]
+        listed = [package_json(p) for p in local.list_packages("acme/app")]
     assert b.ok("--json", "ls", "acme/app").json() == listed
     assert b.ok("cat", "acme/app", "1", "bin/app").out == b"#!/bin/sh\necho one\n"
 

@@ -7,6 +7,7 @@ app; a read-only blob root can still be verified and pulled.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -80,10 +81,15 @@ def test_a_read_on_a_missing_store_exits_2_and_creates_nothing(
     typo = tmp_path / "typo" / "registry.db"
     mistyped = empty_cli("--db", f"sqlite:///{typo}", *args)
     assert mistyped.code == 2, mistyped
-    assert mistyped.err == (
-        f"artifactstore: error: no store at {typo}: the database file does not exist "
-        "(check --db or ARTIFACTSTORE_DATABASE_URL; push or migrate create a store)\n"
+    message = (
+        f"no store at {typo}: the database file does not exist "
+        "(check --db or ARTIFACTSTORE_DATABASE_URL; push or migrate create a store)"
     )
+    if "--json" in args:  # one JSON object on stderr, the same exit code
+        error = {"code": "store_not_found", "message": message}
+        assert json.loads(mistyped.err) == {"error": error}
+    else:
+        assert mistyped.err == f"artifactstore: error: {message}\n"
     assert mistyped.out == b""
     assert files_under(empty_cli.cwd) == []
     assert not typo.parent.exists()

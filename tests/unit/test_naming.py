@@ -38,7 +38,7 @@ def test_check_name_accepts(name: str) -> None:
     [
         ("", "empty"),
         ("a" * 256, "at most 255"),
-        ("Acme/app", "only lowercase"),
+        ("Acme/app", "package names are lowercase"),
         ("acme app", "only lowercase"),
         ("acme/app:1", "only lowercase"),
         ("/acme", "empty path component"),
