@@ -1,9 +1,10 @@
 """Command line of the suite: `python -m benchmarks` (what `scripts/bench` runs).
 
 Builds the workloads in a scratch directory, times every tool on them, runs the S3 storage
-part and the micro-benchmarks and writes the report (default `docs/PERFORMANCE.md`).
-`--only s3` runs the S3 part alone and puts its section into the existing report, replacing
-the one there. Progress goes to stderr. Exit 0 when the report is written, 2 on bad usage.
+part, the retention part (gc, expire) and the micro-benchmarks and writes the report (default
+`docs/PERFORMANCE.md`). `--only s3` (or `--only retention`) runs that part alone and puts its
+section into the existing report, replacing the one there. Progress goes to stderr. Exit 0
+when the report is written, 2 on bad usage.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=3, help="repetitions (default 3)")
     parser.add_argument(
         "--only",
-        choices=["s3"],
+        choices=["s3", "retention"],
         help="run only this part and replace its section in the existing --out report",
     )
     parser.add_argument(
@@ -80,7 +81,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         parser.error("--repeat must be at least 1")
     if args.only and not args.out.is_file():
         parser.error(f"--only merges into an existing report; there is no {args.out}")
-    if args.only and not set(names) & set(s3_storage.WORKLOADS):
+    if args.only == "s3" and not set(names) & set(s3_storage.WORKLOADS):
         parser.error(f"--only s3 covers {','.join(s3_storage.WORKLOADS)}: choose one of them")
     if args.drop_caches and not measure.can_drop_caches():
         parser.error(f"--drop-caches needs write access to {measure.DROP_CACHES} (root)")
@@ -97,6 +98,9 @@ def main(argv: list[str]) -> None:
     args = parse(argv)
     if args.only == "s3":
         _only_s3(args, shlex.join(["scripts/bench", *argv]))
+        return
+    if args.only == "retention":
+        _only_retention(args, shlex.join(["scripts/bench", *argv]))
         return
     install = not args.no_install
     gnu_time = provision.debian_program("time", "time", "--version", install)
@@ -127,11 +131,13 @@ def main(argv: list[str]) -> None:
         log("micro-benchmarks")
         figures = [
             *_remote_figures(runner, results, scratch, args.repeat),
-            *_retention_figures(runner, results, scratch, args.repeat, args.scale),
             *micro.digest(max(1, round(256 * args.scale))),
             *micro.events(max(1_000, round(100_000 * args.scale))),
             *micro.startup(runner, 5 if args.quick else 20),
         ]
+        retention = _retention_figures(
+            runner, [r.workload for r in results], scratch, args.repeat, args.scale
+        )
         s3 = _s3(runner, [r.workload for r in results], scratch, args)
         info = report.RunInfo(
             command=shlex.join(["scripts/bench", *argv]),
@@ -144,7 +150,8 @@ def main(argv: list[str]) -> None:
             machine=facts,
             tools=every_tool,
         )
-        page = report.render(info, results, figures, targets.check(results, figures), s3)
+        checked = targets.check(results, figures)
+        page = report.render(info, results, figures, checked, s3, retention)
     finally:
         if args.keep:
             log(f"kept {scratch}")
@@ -168,7 +175,7 @@ def _remote_figures(
 
 def _retention_figures(
     runner: measure.Runner,
-    results: list[suite.WorkloadResult],
+    workloads: list[Workload],
     scratch: Path,
     repeat: int,
     scale: float,
@@ -176,11 +183,28 @@ def _retention_figures(
     """gc and expire at scale, and a push of mixed (when it was run) beside a gc loop."""
     log("gc and expire")
     figures = [gc.collect(runner, scratch, scale), gc.expire(runner, scratch, scale)]
-    for result in results:
-        if result.workload.name == "mixed":
+    for workload in workloads:
+        if workload.name == "mixed":
             log("push of mixed beside a gc loop")
-            figures.append(gc.push_beside_gc(runner, result.workload, scratch, repeat))
+            figures.append(gc.push_beside_gc(runner, workload, scratch, repeat))
     return figures
+
+
+def _only_retention(args: argparse.Namespace, command: str) -> None:
+    """Run the retention part alone and replace its section in the existing report."""
+    gnu_time = provision.debian_program("time", "time", "--version", not args.no_install)
+    runner = measure.Runner(Path("/usr/bin/time") if gnu_time.path else None)
+    scratch = Path(tempfile.mkdtemp(prefix="artifactstore-bench-", dir=args.scratch))
+    try:
+        built = [generate(n, scratch / "workloads" / n, args.scale) for n in args.workloads]
+        figures = _retention_figures(runner, built, scratch, args.repeat, args.scale)
+        date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    finally:
+        if not args.keep:
+            shutil.rmtree(scratch, ignore_errors=True)
+    text = report.retention_section(figures, command, date)
+    args.out.write_text(report.merge(args.out.read_text(), text))
+    log(f"wrote the retention section into {args.out}")
 
 
 def _s3(

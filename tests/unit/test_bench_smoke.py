@@ -81,6 +81,31 @@ def test_only_s3_replaces_the_s3_section_of_the_report(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("artifactstore-bench-*")), "scratch directory left behind"
 
 
+def test_only_retention_replaces_its_section_and_keeps_the_s3_one(tmp_path: Path) -> None:
+    out = tmp_path / "PERFORMANCE.md"
+    s3 = "## S3 storage (issue 13)\n\nkept s3\n"
+    out.write_text("# Performance\n\n" + s3 + "## Micro-benchmarks\n\nkept\n")
+    argv = [
+        str(ROOT / "scripts" / "bench"),
+        "--only=retention",
+        "--quick",
+        "--repeat=1",
+        "--workloads=small",
+        "--no-install",
+        f"--scratch={tmp_path}",
+        f"--out={out}",
+    ]
+    env = {**os.environ, "PYTHON": sys.executable}
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    page = out.read_text()
+    assert s3 in page and page.endswith("## Micro-benchmarks\n\nkept\n")
+    section = page[page.index("## Retention and garbage collection (issue 14)") :]
+    assert re.search(r"\| gc of unreferenced blobs \| [0-9.]+ s \| 195 small", section)
+    assert re.search(r"\| expire of packages \| [0-9.]+ s \| 100 packages", section)
+    assert not list(tmp_path.glob("artifactstore-bench-*")), "scratch directory left behind"
+
+
 def test_only_s3_needs_an_existing_report(tmp_path: Path) -> None:
     argv = [str(ROOT / "scripts" / "bench"), "--only=s3", f"--out={tmp_path / 'none.md'}"]
     env = {**os.environ, "PYTHON": sys.executable}
