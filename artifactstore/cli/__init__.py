@@ -4,7 +4,7 @@ Settings are read once, in the group callback (`--db`, `--root` or `--storage`, 
 ARTIFACTSTORE_* variables, else `./.artifactstore/`), and held in `ctx.obj`; commands open the
 store only when they need it, and import the heavy modules (SQLAlchemy, alembic) inside the
 command, so `version` and `--help` start fast. The commands live in `operations`,
-`packages`, `assembly` and `tokens`, what they print in `output`, how they fail in
+`packages`, `assembly`, `tokens` and `completion`, what they print in `output`, how they fail in
 `failures`. Like the web app, the command line uses only the public library surface
 (`artifactstore.__all__`).
 """
@@ -28,7 +28,7 @@ from artifactstore import (
     configure_logging,
     load_settings,
 )
-from artifactstore.cli import assembly, operations, packages, retention, tokens
+from artifactstore.cli import assembly, completion, operations, packages, retention, tokens
 from artifactstore.cli.context import ACTOR_ENV, TOKEN_ENV, CliState, actor_of
 from artifactstore.cli.failures import (
     EXIT_CODES,
@@ -138,6 +138,7 @@ for command in (
     *assembly.COMMANDS,
     *retention.COMMANDS,
     *tokens.COMMANDS,
+    completion.completion,
 ):
     cli.add_command(command)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from artifactstore.cli import output, terminal
+from artifactstore.cli.completion import package_argument
 from artifactstore.cli.context import (
     CliState,
     expect_digest_option,
@@ -26,7 +27,7 @@ from artifactstore.cli.terminal import Progress
 
 
 @click.command()
-@click.argument("args", nargs=-1, metavar="NAME VERSION DIR")
+@package_argument("NAME VERSION DIR", files=True)
 @retention_option
 @meta_option
 @click.option("--allow-empty", is_flag=True, help="Push a DIR that holds no file.")
@@ -79,7 +80,7 @@ def push(
 
 
 @click.command()
-@click.argument("args", nargs=-1, metavar="NAME VERSION DEST")
+@package_argument("NAME VERSION DEST", files=True)
 @click.option("--force", is_flag=True, help="Write into a non-empty DEST, replacing files.")
 @expect_digest_option
 @click.option(
@@ -135,7 +136,7 @@ def pull(
 
 
 @click.command()
-@click.argument("args", nargs=-1, metavar="[NAME VERSION]")
+@package_argument("[NAME VERSION]")
 @click.option("--all", "check_all", is_flag=True, help="Every package, the log and the views.")
 @expect_digest_option
 @click.option(
@@ -203,7 +204,7 @@ def verify(
 
 
 @click.command(name="ls")
-@click.argument("args", nargs=-1, metavar="[NAME [VERSION]]")
+@package_argument("[NAME [VERSION]]")
 @meta_option
 @click.option("--latest", is_flag=True, help="Only the newest finalized version of NAME.")
 @click.option(
@@ -274,7 +275,7 @@ def _matches(metadata: Mapping[str, object], wanted: Mapping[str, str]) -> bool:
 
 
 @click.command()
-@click.argument("args", nargs=-1, metavar="NAME VERSION")
+@package_argument("NAME VERSION")
 @click.option(
     "--format",
     "manifest_format",
@@ -321,7 +322,7 @@ def show(
 
 
 @click.command()
-@click.argument("args", nargs=-1, metavar="NAME VERSION PATH")
+@package_argument("NAME VERSION PATH")
 @expect_digest_option
 @click.option("--force", is_flag=True, help="Write binary bytes even to a terminal.")
 @click.pass_context

@@ -19,7 +19,10 @@ from test_cli import NAME, VERSION, Cli, Result, base_env, one_error_line
 
 from artifactstore.cli import cli as cli_group
 
-NOT_WALKED = {"serve"}  # replaces the process with gunicorn; it prints nothing of its own
+NOT_WALKED = {
+    "serve",  # replaces the process with gunicorn; it prints nothing of its own
+    "completion",  # prints a shell script, never JSON (test_cli_completion.py)
+}
 
 
 @pytest.fixture
