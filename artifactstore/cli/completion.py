@@ -52,37 +52,29 @@ def completion(ctx: click.Context, shell: str) -> None:
     click.echo(script.encode(), nl=False)
 
 
-def package_argument(metavar: str, files: bool = False) -> Callable[[_F], _F]:
+def package_argument(metavar: str, files: bool = False, versions: int = 1) -> Callable[[_F], _F]:
     """The positional arguments of a package command (split by context.package_args), with
-    package names completing; files: the words after the package are local paths."""
-    complete = _complete_package_then_files if files else _complete_package
-    return click.argument("args", nargs=-1, metavar=metavar, shell_complete=complete)
+    package names completing: NAME then versions of it (that many), or NAME:VERSION (as
+    many); files: the words after the package are local paths."""
 
-
-def _complete_package(
-    ctx: click.Context, _param: click.Parameter, incomplete: str
-) -> list[CompletionItem]:
-    """Complete the first word of a package argument to a name (or NAME:VERSION), the second
-    to a version of the name before it; nothing else. Never raises, never prints."""
-    before = ctx.params.get("args") or ()
-    try:
-        with contextlib.redirect_stderr(io.StringIO()):
-            if not before:
-                return _names_or_specs(ctx, incomplete)
-            if len(before) == 1 and not _is_spec(before[0]):
-                return _items(_versions(ctx, before[0]), incomplete)
-    except Exception:
+    def complete(
+        ctx: click.Context, _param: click.Parameter, incomplete: str
+    ) -> list[CompletionItem]:
+        before = ctx.params.get("args") or ()
+        packages = len(before) if before and _is_spec(before[0]) else len(before) - 1
+        if files and packages >= versions:
+            return [CompletionItem(incomplete, type="file")]
+        try:
+            with contextlib.redirect_stderr(io.StringIO()):
+                if not before or (packages < versions and _is_spec(before[0])):
+                    return _names_or_specs(ctx, incomplete)
+                if 0 <= packages < versions and not _is_spec(before[0]):
+                    return _items(_versions(ctx, before[0]), incomplete)
+        except Exception:  # a Tab must never show a traceback: complete to nothing
+            return []
         return []
-    return []
 
-
-def _complete_package_then_files(
-    ctx: click.Context, param: click.Parameter, incomplete: str
-) -> list[CompletionItem]:
-    before = ctx.params.get("args") or ()
-    if len(before) >= (1 if before and _is_spec(before[0]) else 2):
-        return [CompletionItem(incomplete, type="file")]
-    return _complete_package(ctx, param, incomplete)
+    return click.argument("args", nargs=-1, metavar=metavar, shell_complete=complete)
 
 
 def _is_spec(word: str) -> bool:

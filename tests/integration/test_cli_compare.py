@@ -130,3 +130,88 @@ def test_pull_include_verifies_each_file_it_writes(
     result = local("pull", name, "1", bad, "--include", "bin/*", "--include", "lib/*")
     assert result.code == 1, result
     assert listing(bad) == []
+
+
+# -- diff -------------------------------------------------------------------------------------
+
+
+def digest_of(cli: Cli, package: str, path: str) -> str:
+    """The content address `ls` lists for path in package."""
+    for line in cli.ok("ls", package).text.splitlines():
+        listed, _, _, address = line.split("\t")
+        if listed == path:
+            return address
+    raise AssertionError(f"{package} has no {path}")
+
+
+def test_diff_lists_added_removed_and_changed_paths_sorted(cli: Cli, tmp_path: Path) -> None:
+    name = unique_name()
+    old = {"a": b"one\n", "b": b"same\n", "c/d": b"gone\n", "e": b"both\n"}
+    new = {"a": b"two\n", "b": b"same\n", "c/e": b"new\n", "e": b"both, now\n"}
+    cli.ok("push", name, "1", build(tmp_path / "old", old, ("a",)))
+    cli.ok("push", name, "2", build(tmp_path / "new", new, ("b", "c/e")))
+    one, two = f"{name}:1", f"{name}:2"
+    a1, a2, b = digest_of(cli, one, "a"), digest_of(cli, two, "a"), digest_of(cli, one, "b")
+    d, e = digest_of(cli, one, "c/d"), digest_of(cli, two, "c/e")
+    e1, e2 = digest_of(cli, one, "e"), digest_of(cli, two, "e")
+    assert cli.ok("diff", name, "1", "2").text.splitlines() == [
+        f"~ a {a1} -> {a2} [+x -> -x]",  # content and executable bit
+        f"~ b {b} [-x -> +x]",  # the executable bit alone
+        f"- c/d {d}",
+        f"+ c/e {e} [+x]",
+        f"~ e {e1} -> {e2}",  # content alone
+    ]
+    document = cli.ok("--json", "diff", name, "1", "2").json()
+    assert isinstance(document, dict)
+    assert [f["path"] for f in document["added"]] == ["c/e"]
+    assert document["added"][0]["content_address"] == e
+    assert document["added"][0]["executable"] is True
+    assert [(f["path"], f["content_address"]) for f in document["removed"]] == [("c/d", d)]
+    changed = {c["path"]: c for c in document["changed"]}
+    assert list(changed) == ["a", "b", "e"]
+    assert changed["a"]["changed"] == ["content", "executable"]
+    assert changed["b"]["changed"] == ["executable"]
+    assert changed["e"]["changed"] == ["content"]
+    assert changed["a"]["before"]["content_address"] == a1
+    assert changed["a"]["after"]["content_address"] == a2
+    assert (changed["b"]["before"]["executable"], changed["b"]["after"]["executable"]) == (
+        False,
+        True,
+    )
+
+
+def test_diff_of_identical_packages_prints_nothing_and_exits_0(cli: Cli, tmp_path: Path) -> None:
+    name = unique_name()
+    tree = build(tmp_path / "tree", TREE)
+    cli.ok("push", name, "1", tree)
+    digest = cli.ok("push", name, "2", tree).text.strip()
+    assert cli.ok("diff", name, "1", "2").text == ""
+    assert cli.ok("--json", "diff", f"{name}:1", f"{name}@{digest}").json() == {
+        "added": [],
+        "changed": [],
+        "removed": [],
+    }
+    # Two names work too: the question is what changed between two builds.
+    other = unique_name()
+    cli.ok("push", other, "7", build(tmp_path / "other", {"README.txt": b"hello\n"}))
+    lines = cli.ok("diff", f"{name}:1", f"{other}:7").text.splitlines()
+    assert [line.split(" ")[:2] for line in lines] == [
+        ["-", "bin/app"],
+        ["-", "bin/tool"],
+        ["-", "docs/guide/x.md"],
+        ["-", "lib/a.so"],
+        ["-", "lib/sub/b.so"],
+    ]
+
+
+def test_diff_refuses_unknown_open_and_ended_packages(cli: Cli, tmp_path: Path) -> None:
+    name = unique_name()
+    cli.ok("push", name, "1", build(tmp_path / "tree", TREE))
+    assert "no package" in one_error_line(cli("diff", name, "1", "9"), 2)
+    cli.ok("create", name, "2")
+    assert "not finalized" in one_error_line(cli("diff", name, "1", "2"), 2)
+    cli.ok("abandon", name, "2")
+    assert "abandoned" in one_error_line(cli("diff", f"{name}:2", f"{name}:1"), 2)
+    for wrong in ((name, "1"), (name, "1", "2", "3"), (f"{name}:1", "2")):
+        assert "expected NAME V1 V2" in one_error_line(cli("diff", *wrong), 2)
+    assert "package name" in one_error_line(cli("diff", "Acme/App", "1", "2"), 2)

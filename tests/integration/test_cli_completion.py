@@ -62,6 +62,10 @@ def test_package_names_versions_and_then_files_complete_from_the_local_store(cli
     result = tab(cli, "artifactstore pull acme/app 1.0 ou")
     assert result.text.splitlines() == ["file,ou"]
     assert offered(tab(cli, "artifactstore cat acme/app:1.0 ")) == []
+    # diff takes two versions of NAME, or two NAME:VERSIONs.
+    assert offered(tab(cli, "artifactstore diff acme/app 1.0 ")) == ["1.10", "1.0"]
+    assert offered(tab(cli, "artifactstore diff acme/app:1.0 acme/l")) == ["acme/lib"]
+    assert offered(tab(cli, "artifactstore diff acme/app 1.0 1.10 ")) == []
 
 
 def test_completion_is_silent_without_a_store_and_creates_none(cli: Cli, tmp_path: Path) -> None:

@@ -85,6 +85,7 @@ def test_every_command_json_output_parses_and_follows_one_style(
     run("add", NAME, "2", tree)
     walked.add("show")
     run("finalize", NAME, "2")
+    run("diff", NAME, VERSION, "2")
     run("create", NAME, "3")
     run("abandon", NAME, "3")
     run("migrate-storage", "--to", (tmp_path / "copy").as_uri())
