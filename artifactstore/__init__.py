@@ -85,6 +85,7 @@ if TYPE_CHECKING:
     from artifactstore.relocation import copy_blobs as copy_blobs
     from artifactstore.remote.store import RemoteStore as RemoteStore
     from artifactstore.remote.store import connect as connect
+    from artifactstore.selection import select_files as select_files
     from artifactstore.store import ArtifactStore as ArtifactStore
     from artifactstore.tokens import TOKEN_SCOPES as TOKEN_SCOPES
     from artifactstore.tokens import Token as Token
@@ -161,6 +162,7 @@ _LOCATIONS = {
     "StoredFile": "artifactstore.registry",
     "RemoteStore": "artifactstore.remote.store",
     "connect": "artifactstore.remote.store",
+    "select_files": "artifactstore.selection",
     "ArtifactStore": "artifactstore.store",
     "Token": "artifactstore.tokens",
     "TOKEN_SCOPES": "artifactstore.tokens",
@@ -241,6 +243,7 @@ __all__ = [
     "parse_duration",
     "parse_package_spec",
     "redact_url",
+    "select_files",
     "start_maintenance",
     "version_key",
 ]

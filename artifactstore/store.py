@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -61,6 +61,7 @@ from artifactstore.manifest import codec, projection
 from artifactstore.manifest.model import Manifest
 from artifactstore.publish import PushResult
 from artifactstore.registry import Package, PackageRef, RetentionClass, StoredFile
+from artifactstore.selection import select_files
 from artifactstore.storage.spi import BackendHealth
 from artifactstore.tokens import Token
 from artifactstore.uploaded import UploadedBlobs
@@ -400,9 +401,11 @@ class ArtifactStore:
         destination: str | os.PathLike[str],
         progress: Callable[[int], None] | None = None,
         expect_digest: str | None = None,
+        include: Sequence[str] = (),
     ) -> list[StoredFile]:
-        """Write every file of a finalized package under destination, each verified."""
-        files = self.finalized_files(ref, expect_digest)
+        """Write every file of a finalized package (or those include's globs name, see
+        selection) under destination, each verified."""
+        files = select_files(self.finalized_files(ref, expect_digest), include, trust.label(ref))
         serve, to = self._dataplane.serve_object, Path(destination)
         return pull.pull(lambda f: serve(f.content_address), trust.label(ref), files, to, progress)
 

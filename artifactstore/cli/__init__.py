@@ -4,8 +4,8 @@ Settings are read once, in the group callback (`--db`, `--root` or `--storage`, 
 ARTIFACTSTORE_* variables, else `./.artifactstore/`), and held in `ctx.obj`; commands open the
 store only when they need it, and import the heavy modules (SQLAlchemy, alembic) inside the
 command, so `version` and `--help` start fast. The commands live in `operations`,
-`packages`, `assembly` and `tokens`, what they print in `output`, how they fail in
-`failures`. Like the web app, the command line uses only the public library surface
+`packages`, `comparing`, `assembly`, `tokens` and `completion`, what they print in `output`,
+how they fail in `failures`. Like the web app, the command line uses only the public library surface
 (`artifactstore.__all__`).
 """
 
@@ -28,7 +28,15 @@ from artifactstore import (
     configure_logging,
     load_settings,
 )
-from artifactstore.cli import assembly, operations, packages, retention, tokens
+from artifactstore.cli import (
+    assembly,
+    comparing,
+    completion,
+    operations,
+    packages,
+    retention,
+    tokens,
+)
 from artifactstore.cli.context import ACTOR_ENV, TOKEN_ENV, CliState, actor_of
 from artifactstore.cli.failures import (
     EXIT_CODES,
@@ -112,7 +120,7 @@ def cli(
     Exit codes: 0 ok, 1 a check failed, 2 bad usage or input.
 
     With --server the package commands (push, pull, verify NAME VERSION, ls, show, cat,
-    events, create, add, finalize, abandon) talk to a running server (`artifactstore
+    diff, events, create, add, finalize, abandon) talk to a running server (`artifactstore
     serve`), with the same output.
 
     \b
@@ -135,9 +143,11 @@ def cli(
 for command in (
     *operations.COMMANDS,
     *packages.COMMANDS,
+    *comparing.COMMANDS,
     *assembly.COMMANDS,
     *retention.COMMANDS,
     *tokens.COMMANDS,
+    completion.completion,
 ):
     cli.add_command(command)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from artifactstore.cli import output
+from artifactstore.cli.completion import package_argument
 from artifactstore.cli.context import (
     CliState,
     meta_option,
@@ -35,7 +36,7 @@ def _name_version(args: tuple[str, ...], rest: tuple[str, ...] = ()) -> tuple[st
 
 
 @click.command()
-@click.argument("args", nargs=-1, metavar="NAME VERSION")
+@package_argument("NAME VERSION")
 @retention_option
 @meta_option
 @pass_state
@@ -65,7 +66,7 @@ def create(
 
 
 @click.command()
-@click.argument("args", nargs=-1, metavar="NAME VERSION PATH")
+@package_argument("NAME VERSION PATH", files=True)
 @click.option(
     "--prefix",
     default="",
@@ -101,7 +102,7 @@ def add(ctx: click.Context, state: CliState, args: tuple[str, ...], prefix: str)
 
 
 @click.command()
-@click.argument("args", nargs=-1, metavar="NAME VERSION")
+@package_argument("NAME VERSION")
 @pass_state
 @click.pass_context
 def finalize(ctx: click.Context, state: CliState, args: tuple[str, ...]) -> None:
@@ -120,7 +121,7 @@ def finalize(ctx: click.Context, state: CliState, args: tuple[str, ...]) -> None
 
 
 @click.command()
-@click.argument("args", nargs=-1, metavar="NAME VERSION")
+@package_argument("NAME VERSION")
 @pass_state
 @click.pass_context
 def abandon(ctx: click.Context, state: CliState, args: tuple[str, ...]) -> None:

@@ -180,7 +180,7 @@ def checkpoint(head: LogHead, as_json: bool) -> None:
 
 
 def pulled(package: Package, files: Sequence[StoredFile], dest: Path, as_json: bool) -> None:
-    """`pull`: what was written where."""
+    """`pull`: what was written where; with --json, each file written."""
     total = sum(f.size for f in files)
     if as_json:
         emit_json(
@@ -191,6 +191,7 @@ def pulled(package: Package, files: Sequence[StoredFile], dest: Path, as_json: b
                 "manifest_digest": package.manifest_digest,
                 "name": package.name,
                 "version": package.version,
+                "written": [file_json(f) for f in files],
             }
         )
     else:

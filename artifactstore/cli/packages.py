@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from artifactstore.cli import output, terminal
+from artifactstore.cli.completion import package_argument
 from artifactstore.cli.context import (
     CliState,
     expect_digest_option,
@@ -26,7 +27,7 @@ from artifactstore.cli.terminal import Progress
 
 
 @click.command()
-@click.argument("args", nargs=-1, metavar="NAME VERSION DIR")
+@package_argument("NAME VERSION DIR", files=True)
 @retention_option
 @meta_option
 @click.option("--allow-empty", is_flag=True, help="Push a DIR that holds no file.")
@@ -79,9 +80,16 @@ def push(
 
 
 @click.command()
-@click.argument("args", nargs=-1, metavar="NAME VERSION DEST")
+@package_argument("NAME VERSION DEST", files=True)
 @click.option("--force", is_flag=True, help="Write into a non-empty DEST, replacing files.")
 @expect_digest_option
+@click.option(
+    "--include",
+    multiple=True,
+    metavar="GLOB",
+    help="Only the files whose package path matches GLOB ('*' stays within a directory, "
+    "'**' spans any); repeatable.",
+)
 @pass_state
 @click.pass_context
 def pull(
@@ -90,6 +98,7 @@ def pull(
     args: tuple[str, ...],
     force: bool,
     expect_digest: str | None,
+    include: tuple[str, ...],
 ) -> None:
     """Write the files of a finalized package into DEST, each one verified.
 
@@ -100,10 +109,18 @@ def pull(
     BLAKE3 and SHA-256.) Nothing is written outside DEST: a symlink where the package needs a
     directory exits 2. Temp files a killed pull left in DEST are removed.
 
+    --include GLOB writes only the files whose whole package path matches a GLOB: '*' and
+    '?' do not cross '/', a '**' component spans any number of directories ('**/*.so',
+    'docs/**'), '[...]' is a character class. A GLOB that matches no file exits 2 and
+    writes nothing.
+
     \b
     Example:
       artifactstore pull acme/app:1.4.2 out/ --expect-digest blake3:9f2c...
+      artifactstore pull acme/app 1.4.2 out/ --include 'bin/*' --include '**/*.so'
     """
+    from artifactstore import select_files
+
     ref, (dest_text,) = package_args(args, ("DEST",))
     dest = Path(dest_text)
     store = open_store(ctx)
@@ -111,14 +128,15 @@ def pull(
     if not force and not is_empty_directory(dest):
         raise click.UsageError(f"{str(dest)!r} is not empty; use --force to write into it")
     listed = store.finalized_files(ref, expect_digest) if Progress.is_wanted(state.quiet) else []
+    listed = select_files(listed, include, ref) if listed else []  # the bar counts what is pulled
     with Progress("pull", len(listed), sum(f.size for f in listed), quiet=state.quiet) as progress:
-        files = store.pull(ref, dest, progress.advance, expect_digest)
+        files = store.pull(ref, dest, progress.advance, expect_digest, include)
     if state.informs:
         output.pulled(package, files, dest, state.as_json)
 
 
 @click.command()
-@click.argument("args", nargs=-1, metavar="[NAME VERSION]")
+@package_argument("[NAME VERSION]")
 @click.option("--all", "check_all", is_flag=True, help="Every package, the log and the views.")
 @expect_digest_option
 @click.option(
@@ -186,7 +204,7 @@ def verify(
 
 
 @click.command(name="ls")
-@click.argument("args", nargs=-1, metavar="[NAME [VERSION]]")
+@package_argument("[NAME [VERSION]]")
 @meta_option
 @click.option("--latest", is_flag=True, help="Only the newest finalized version of NAME.")
 @click.option(
@@ -257,7 +275,7 @@ def _matches(metadata: Mapping[str, object], wanted: Mapping[str, str]) -> bool:
 
 
 @click.command()
-@click.argument("args", nargs=-1, metavar="NAME VERSION")
+@package_argument("NAME VERSION")
 @click.option(
     "--format",
     "manifest_format",
@@ -304,7 +322,7 @@ def show(
 
 
 @click.command()
-@click.argument("args", nargs=-1, metavar="NAME VERSION PATH")
+@package_argument("NAME VERSION PATH")
 @expect_digest_option
 @click.option("--force", is_flag=True, help="Write binary bytes even to a terminal.")
 @click.pass_context

@@ -14,6 +14,7 @@ import click
 
 from artifactstore import parse_duration
 from artifactstore.cli import output
+from artifactstore.cli.completion import package_argument
 from artifactstore.cli.context import CliState, open_local_store, package_args, pass_state
 from artifactstore.cli.terminal import Progress
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
 
 @click.command()
-@click.argument("args", nargs=-1, metavar="NAME VERSION CLASS")
+@package_argument("NAME VERSION CLASS")
 @pass_state
 @click.pass_context
 def retention(ctx: click.Context, state: CliState, args: tuple[str, ...]) -> None:
@@ -40,7 +41,7 @@ def retention(ctx: click.Context, state: CliState, args: tuple[str, ...]) -> Non
 
 
 @click.command()
-@click.argument("args", nargs=-1, metavar="NAME VERSION")
+@package_argument("NAME VERSION")
 @click.option("--reason", required=True, metavar="TEXT", help="Why (one line, kept in the log).")
 @pass_state
 @click.pass_context
@@ -57,7 +58,7 @@ def hold(ctx: click.Context, state: CliState, args: tuple[str, ...], reason: str
 
 
 @click.command()
-@click.argument("args", nargs=-1, metavar="NAME VERSION")
+@package_argument("NAME VERSION")
 @pass_state
 @click.pass_context
 def unhold(ctx: click.Context, state: CliState, args: tuple[str, ...]) -> None:
@@ -72,7 +73,7 @@ def unhold(ctx: click.Context, state: CliState, args: tuple[str, ...]) -> None:
 
 
 @click.command()
-@click.argument("args", nargs=-1, metavar="NAME VERSION")
+@package_argument("NAME VERSION")
 @click.option("--yes", is_flag=True, help="Do not ask (needed when stdin is not a terminal).")
 @pass_state
 @click.pass_context

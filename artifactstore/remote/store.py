@@ -16,7 +16,7 @@ from __future__ import annotations
 import io
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Self
@@ -50,6 +50,7 @@ from artifactstore.remote.values import (
     package_from_json,
     push_result_from_json,
 )
+from artifactstore.selection import select_files
 from artifactstore.verifying import VerifyingReader
 
 _FORMATS = ("cbor", "jcs")
@@ -168,10 +169,13 @@ class RemoteStore:
         destination: str | os.PathLike[str],
         progress: Callable[[int], None] | None = None,
         expect_digest: str | None = None,
+        include: Sequence[str] = (),
     ) -> list[StoredFile]:
-        """Write every file of a finalized package under destination, each verified."""
+        """Write every file of a finalized package (or those include's globs name, see
+        selection) under destination, each verified."""
         located = reading.resolve(self._transport, ref)
-        files = self.finalized_files(located.pair, located.expected(expect_digest))
+        listed = self.finalized_files(located.pair, located.expected(expect_digest))
+        files = select_files(listed, include, str(located))
         return pulling.pull(
             lambda f: self._download(located, f),
             str(located),

@@ -19,7 +19,10 @@ from test_cli import NAME, VERSION, Cli, Result, base_env, one_error_line
 
 from artifactstore.cli import cli as cli_group
 
-NOT_WALKED = {"serve"}  # replaces the process with gunicorn; it prints nothing of its own
+NOT_WALKED = {
+    "serve",  # replaces the process with gunicorn; it prints nothing of its own
+    "completion",  # prints a shell script, never JSON (test_cli_completion.py)
+}
 
 
 @pytest.fixture
@@ -82,6 +85,7 @@ def test_every_command_json_output_parses_and_follows_one_style(
     run("add", NAME, "2", tree)
     walked.add("show")
     run("finalize", NAME, "2")
+    run("diff", NAME, VERSION, "2")
     run("create", NAME, "3")
     run("abandon", NAME, "3")
     run("migrate-storage", "--to", (tmp_path / "copy").as_uri())
