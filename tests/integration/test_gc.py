@@ -205,7 +205,7 @@ print(n)
 
 
 @pytest.mark.slow
-def test_gc_in_a_loop_beside_eight_pushers_loses_nothing(
+def test_gc_in_a_loop_beside_eight_pushers_and_killed_pushes_loses_nothing(
     migrated_url: str, blob_root: Path, tmp_path: Path
 ) -> None:
     seconds = 60
@@ -229,19 +229,35 @@ def test_gc_in_a_loop_beside_eight_pushers_loses_nothing(
         )
         for i in range(8)
     ]
-    runs = 0
+    runs = killed = 0
+    rng = random.Random(3)
     while time.time() < deadline:
+        # Beside each gc, a push that is killed part way (its session stays, holding blobs).
+        doomed = make_tree(
+            tmp_path / f"doomed-{runs}",
+            {
+                "shared": b"shared 0 ",
+                **{f"u{n}": os.urandom(rng.choice([90, 90_000])) for n in range(40)},
+            },
+        )
+        victim = run_cli(migrated_url, blob_root, "push", "loop/doomed", str(runs), str(doomed))
         gc = run_cli(migrated_url, blob_root, "gc", "--grace", "0")
         _, err = gc.communicate(timeout=120)
         assert gc.returncode == 0, err
         runs += 1
+        if victim.poll() is None:
+            victim.send_signal(signal.SIGKILL)
+            killed += 1
+        victim.wait(timeout=60)
     pushed = 0
     for pusher in pushers:
         out, err = pusher.communicate(timeout=300)
         assert pusher.returncode == 0, err.decode()
         pushed += int(out)
-    assert runs > 3 and pushed > 8
-    with ArtifactStore.open(migrated_url, blob_root) as store:
+    assert runs > 3 and pushed > 8 and killed > 0
+    engine = schema.make_engine(migrated_url)
+    later = datetime.now(UTC) + timedelta(days=2)  # the killed pushes' sessions have expired
+    with ArtifactStore(engine, InProcessDataPlane.local(blob_root), now=lambda: later) as store:
         report = store.verify_all()
         assert report.ok, report.problems
         store.gc(timedelta(0))
@@ -250,3 +266,4 @@ def test_gc_in_a_loop_beside_eight_pushers_loses_nothing(
         }
         assert stored(store) == needed
         assert store.replay(check=True).identical
+    engine.dispose()
