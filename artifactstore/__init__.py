@@ -15,8 +15,6 @@ from typing import TYPE_CHECKING
 from artifactstore._version import __version__ as __version__
 
 if TYPE_CHECKING:
-    from artifactstore.audit import Problem as Problem
-    from artifactstore.audit import VerifyReport as VerifyReport
     from artifactstore.config import DEFAULT_DATABASE_URL as DEFAULT_DATABASE_URL
     from artifactstore.config import DEFAULT_STORAGE_ROOT as DEFAULT_STORAGE_ROOT
     from artifactstore.config import ENV_PREFIX as ENV_PREFIX
@@ -78,9 +76,11 @@ if TYPE_CHECKING:
     from artifactstore.naming import is_package_spec as is_package_spec
     from artifactstore.naming import parse_package_spec as parse_package_spec
     from artifactstore.naming import version_key as version_key
-    from artifactstore.publish import PushResult as PushResult
-    from artifactstore.registry import Package as Package
-    from artifactstore.registry import StoredFile as StoredFile
+    from artifactstore.records import Package as Package
+    from artifactstore.records import Problem as Problem
+    from artifactstore.records import PushResult as PushResult
+    from artifactstore.records import StoredFile as StoredFile
+    from artifactstore.records import VerifyReport as VerifyReport
     from artifactstore.relocation import CopyReport as CopyReport
     from artifactstore.relocation import copy_blobs as copy_blobs
     from artifactstore.remote.store import RemoteStore as RemoteStore
@@ -92,8 +92,8 @@ if TYPE_CHECKING:
     from artifactstore.uploaded import NamedBlob as NamedBlob
 
 _LOCATIONS = {
-    "Problem": "artifactstore.audit",
-    "VerifyReport": "artifactstore.audit",
+    "Problem": "artifactstore.records",
+    "VerifyReport": "artifactstore.records",
     "DEFAULT_DATABASE_URL": "artifactstore.config",
     "DEFAULT_STORAGE_ROOT": "artifactstore.config",
     "ENV_PREFIX": "artifactstore.config",
@@ -157,9 +157,9 @@ _LOCATIONS = {
     "is_package_spec": "artifactstore.naming",
     "parse_package_spec": "artifactstore.naming",
     "version_key": "artifactstore.naming",
-    "PushResult": "artifactstore.publish",
-    "Package": "artifactstore.registry",
-    "StoredFile": "artifactstore.registry",
+    "PushResult": "artifactstore.records",
+    "Package": "artifactstore.records",
+    "StoredFile": "artifactstore.records",
     "RemoteStore": "artifactstore.remote.store",
     "connect": "artifactstore.remote.store",
     "select_files": "artifactstore.selection",

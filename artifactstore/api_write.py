@@ -2,10 +2,12 @@
 
 A remote push asks which blobs the server lacks (`POST /v1/blobs/missing`), sends those
 (`PUT /v1/blobs/{content address}`, the raw bytes, streamed from the WSGI input into the data
-plane and hashed as they are written: never a whole body in memory), then publishes the version
-in one request (`PUT /v1/packages/{name}/versions/{version}`), atomically, with the same
-outcomes as a local push: 201 created, 200 identical, 409 conflict, 422 missing blobs. Several
-jobs can assemble one package instead (`POST .../open`, `add`, `finalize`, `abandon`).
+plane and hashed as they are written: never a whole body in memory; small blobs go many to a
+request, `POST /v1/blobs/batch`, read frame by frame as `artifactstore.batch` says), then
+publishes the version in one request (`PUT /v1/packages/{name}/versions/{version}`),
+atomically, with the same outcomes as a local push: 201 created, 200 identical, 409 conflict,
+422 missing blobs. Several jobs can assemble one package instead (`POST .../open`, `add`,
+`finalize`, `abandon`).
 
 Writes need a token with the write scope whose prefix covers the name (DELETE: admin); every
 event they make names the token as its actor (`token:<name>`). JSON bodies are read whole, up
@@ -66,6 +68,12 @@ def register(api: Blueprint, get_store: Callable[[], ArtifactStore | ArtifactSto
         response = jsonify(body)
         response.status_code = 201 if created else 200
         return response
+
+    @api.post("/blobs/batch")
+    def put_blobs() -> Response:
+        store, who = writer(None)
+        stored, present = store.uploads.receive_many(request.stream, who)
+        return jsonify({"present": present, "stored": stored})
 
     @api.put("/packages/<path:rest>")
     def publish(rest: str) -> Response:

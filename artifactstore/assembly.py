@@ -21,8 +21,8 @@ from artifactstore.manifest.model import (
     validate_new_metadata,
 )
 from artifactstore.naming import check_name, check_version
-from artifactstore.publish import PushResult, encode_manifest, opening_events, spool
-from artifactstore.registry import Package, PackageRef
+from artifactstore.publish import encode_manifest, opening_events, spool
+from artifactstore.records import Package, PackageRef, PushResult
 
 
 def create(

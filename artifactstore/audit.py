@@ -8,7 +8,6 @@ check, only compares) the views from the log.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 
 from artifactstore import registry, trust
 from artifactstore.database import Database
@@ -17,36 +16,7 @@ from artifactstore.errors import IntegrityError
 from artifactstore.events import log
 from artifactstore.events import replay as rebuild
 from artifactstore.events.log import ChainReport
-from artifactstore.registry import Package, StoredFile
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One thing found wrong: in which package, at which path (if any), and what."""
-
-    package: str
-    path: str | None
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.package} {self.path}" if self.path else self.package
-        return f"{where}: {self.message}"
-
-
-@dataclass(frozen=True, slots=True)
-class VerifyReport:
-    """Everything a verify run checked and every problem it found."""
-
-    packages: int
-    files: int
-    bytes: int
-    problems: tuple[Problem, ...]
-    chain: ChainReport | None = None
-
-    @property
-    def ok(self) -> bool:
-        """True when nothing was found wrong."""
-        return not self.problems
+from artifactstore.records import Package, Problem, StoredFile, VerifyReport
 
 
 def check_files(

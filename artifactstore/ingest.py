@@ -15,7 +15,6 @@ import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 from artifactstore import cbor, liveness, registry, tree, trust, uploads
 from artifactstore.database import Database
@@ -29,10 +28,7 @@ from artifactstore.errors import (
 from artifactstore.events.model import FILE_INGESTED
 from artifactstore.manifest.model import format_timestamp
 from artifactstore.naming import check_path, check_paths
-from artifactstore.registry import Package, PackageRef, StoredFile
-
-Source = bytes | str | os.PathLike[str] | BinaryIO | Iterable[bytes]
-"""What ingest_file accepts: bytes, a filesystem path, a binary file object, or chunks."""
+from artifactstore.records import Package, PackageRef, Source, StoredFile
 
 COMMIT_BATCH = 2000
 """Files per transaction when a directory is ingested."""

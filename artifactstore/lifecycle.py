@@ -25,7 +25,7 @@ from artifactstore.events.model import (
     RETENTION_ASSIGNED,
 )
 from artifactstore.manifest.model import format_timestamp
-from artifactstore.registry import LEGAL_HOLD, Package, PackageRef
+from artifactstore.records import LEGAL_HOLD, Package, PackageRef
 
 MAX_REASON = 1024
 _BATCH = 500

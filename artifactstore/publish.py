@@ -17,7 +17,6 @@ import tempfile
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import BinaryIO
 
 from sqlalchemy import Connection
@@ -36,7 +35,6 @@ from artifactstore.events.model import (
 )
 from artifactstore.identity import ContentAddress
 from artifactstore.ingest import staged_payload
-from artifactstore.manifest import reader
 from artifactstore.manifest.model import (
     FileEntry,
     Metadata,
@@ -50,84 +48,10 @@ from artifactstore.manifest.model import (
     manifest_digest_of_chunks,
     manifest_map,
     receipt_value,
-    validate_metadata,
     validate_new_metadata,
 )
 from artifactstore.naming import check_name, check_version
-from artifactstore.registry import Package
-
-FileFacts = tuple[str, int, str, str, bool]
-"""What a push says of one file: path, size, BLAKE3 hex, SHA-256 hex, executable."""
-
-
-@dataclass(frozen=True, slots=True)
-class PushResult:
-    """What a push did: the version, its manifest digest, whether the push created it, its size,
-    and its finalize event.
-
-    `sequence` and `chain_digest` (hex) are those of the version's v1.package.finalized event:
-    a checkpoint of the log that proves, later, that the version was not rewritten.
-    """
-
-    name: str
-    version: str
-    digest: ContentAddress
-    created: bool
-    sequence: int
-    chain_digest: str
-    files: int
-    bytes: int
-
-
-@dataclass(frozen=True, slots=True)
-class Comparison:
-    """A re-push compared with the stored version: the first difference, or None; and its size."""
-
-    difference: str | None
-    files: int
-    bytes: int
-
-
-def compare(
-    manifest: bytes,
-    current_class: str,
-    pushed: Iterable[FileFacts],
-    retention_class: str,
-    metadata: Metadata,
-) -> Comparison:
-    """Compare a finalized version's manifest with a push of it, both sorted by path bytes."""
-    count = total = 0
-    difference: str | None = None
-    stored = reader.files(manifest)
-    kept = next(stored, None)
-    # Both lists are in path order, so the first difference found is the first in that order;
-    # the walk stops there (the pushed files may be hashed lazily: no more hashing after it).
-    for path, size, blake3_hex, sha256_hex, executable in pushed:
-        key = path.encode()
-        if kept is not None and kept.path.encode() < key:
-            difference = f"file {kept.path!r} of the stored version is missing"
-        elif kept is None or kept.path.encode() != key:
-            difference = f"file {path!r} is not in the stored version"
-        elif (kept.size, kept.blake3.hex, kept.sha256.hex) != (size, blake3_hex, sha256_hex):
-            difference = f"file {path!r} has a different content"
-        elif kept.executable != executable:
-            difference = f"file {path!r} has a different executable bit"
-        if difference is not None:
-            return Comparison(difference, count, total)
-        count += 1
-        total += size
-        kept = next(stored, None)
-    if kept is not None:
-        difference = f"file {kept.path!r} of the stored version is missing"
-    if difference is None and retention_class != current_class:
-        difference = (
-            f"retention class {retention_class!r} (the stored version has {current_class!r})"
-        )
-    if difference is None:
-        stored_metadata = reader.small_maps(manifest)["package"]["metadata"]
-        if validate_metadata(stored_metadata) != metadata:
-            difference = "different metadata"
-    return Comparison(difference, count, total)
+from artifactstore.records import FileFacts, Package, PushResult, compare
 
 
 def encode_manifest(

@@ -55,7 +55,7 @@ from typing import BinaryIO
 from artifactstore.durability import sync_filesystem
 from artifactstore.errors import InvalidPathError
 from artifactstore.naming import check_path
-from artifactstore.registry import StoredFile
+from artifactstore.records import StoredFile
 from artifactstore.storage.spi import storage_errors
 from artifactstore.verifying import VerifyingReader
 

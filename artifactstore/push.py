@@ -31,7 +31,7 @@ from artifactstore.errors import InvalidInputError
 from artifactstore.identity import digest_stream
 from artifactstore.manifest.model import validate_new_metadata
 from artifactstore.naming import check_name, check_version
-from artifactstore.publish import FileFacts, PushResult
+from artifactstore.records import FileFacts, PushResult
 
 _DATABASE_COMPANIONS = ("-wal", "-shm", "-journal", ".lock")
 """Files beside a SQLite database: SQLite's own, and the lock migration.prepare takes."""

@@ -19,8 +19,8 @@ from artifactstore.errors import (
     InvalidRetentionClassError,
     PackageNotFoundError,
 )
-from artifactstore.identity import ContentAddress, Digest
-from artifactstore.manifest.model import Metadata, validate_metadata
+from artifactstore.identity import Digest
+from artifactstore.manifest.model import validate_metadata
 from artifactstore.naming import (
     check_name,
     check_version,
@@ -28,71 +28,7 @@ from artifactstore.naming import (
     parse_package_spec,
     version_key,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Package:
-    """A package as the registry knows it; `state` is 'open', 'finalized', or the end it came
-    to: 'abandoned', 'expired' or 'deleted' (a tombstone: its name is kept, its files gone).
-
-    A finalized package may be under a hold (`hold_reason`); `expires_at` is when its class
-    lets it expire (None: never, or not finalized yet). `file_count` and `size` (bytes) are
-    counted by listings (list_packages), None elsewhere.
-    """
-
-    id: str
-    name: str
-    version: str
-    state: str
-    retention_class: str
-    metadata: Metadata
-    created_at: str
-    finalized_at: str | None
-    manifest_digest: str | None
-    expires_at: str | None = None
-    hold_reason: str | None = None
-    ended_at: str | None = None
-    file_count: int | None = None
-    size: int | None = None
-
-    @property
-    def is_finalized(self) -> bool:
-        """True once the package is immutable (and until it ends)."""
-        return self.state == "finalized"
-
-    @property
-    def is_ended(self) -> bool:
-        """True for the tombstone of an abandoned, expired or deleted package."""
-        return self.state in ENDED_STATES
-
-    def __str__(self) -> str:
-        return f"{self.name}:{self.version}"
-
-
-ENDED_STATES = frozenset({"abandoned", "expired", "deleted"})
-LEGAL_HOLD = "legal-hold"
-"""The retention class that keeps a package as a hold does."""
-
-PackageRef = Package | str | tuple[str, str]
-"""A package given as the object, its id, a (name, version) pair, or one text: 'NAME:VERSION',
-or 'NAME@blake3:<hex>' for the version whose manifest has that digest."""
-
-
-@dataclass(frozen=True, slots=True)
-class StoredFile:
-    """One file of a package: path, digests, size, executable bit and where its blob is."""
-
-    path: str
-    size: int
-    blake3: Digest
-    sha256: Digest
-    executable: bool
-    backend_id: str
-
-    @property
-    def content_address(self) -> ContentAddress:
-        """The content address of the file's blob."""
-        return ContentAddress("blake3", self.blake3.hex)
+from artifactstore.records import LEGAL_HOLD, Package, PackageRef, StoredFile
 
 
 @dataclass(frozen=True, slots=True)

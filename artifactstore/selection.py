@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 
 from artifactstore.errors import InvalidInputError, PackageFileNotFoundError
-from artifactstore.registry import StoredFile
+from artifactstore.records import StoredFile
 
 
 def compile_glob(pattern: str) -> re.Pattern[str]:

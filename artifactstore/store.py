@@ -35,6 +35,7 @@ from artifactstore import (
     migration,
     pull,
     push,
+    records,
     registry,
     retention,
     schema,
@@ -55,12 +56,11 @@ from artifactstore.events import log
 from artifactstore.events import replay as rebuild
 from artifactstore.events.model import Event
 from artifactstore.gc import DEFAULT_GRACE, GcReport, collect
-from artifactstore.ingest import Source
 from artifactstore.maintenance import MaintenanceReport
 from artifactstore.manifest import codec, projection
 from artifactstore.manifest.model import Manifest
-from artifactstore.publish import PushResult
-from artifactstore.registry import Package, PackageRef, RetentionClass, StoredFile
+from artifactstore.records import Package, PackageRef, PushResult, Source, StoredFile
+from artifactstore.registry import RetentionClass
 from artifactstore.selection import select_files
 from artifactstore.storage.spi import BackendHealth
 from artifactstore.tokens import Token
@@ -414,7 +414,7 @@ class ArtifactStore:
         ref: PackageRef,
         progress: Callable[[int], None] | None = None,
         expect_digest: str | None = None,
-    ) -> audit.VerifyReport:
+    ) -> records.VerifyReport:
         """Re-read and re-hash every blob of a finalized package; the report lists each problem.
 
         An open package is a problem ("not finalized"), and so is a manifest whose digest is
@@ -429,7 +429,7 @@ class ArtifactStore:
         self,
         progress: Callable[[int], None] | None = None,
         checkpoints: Mapping[int, str] | None = None,
-    ) -> audit.VerifyReport:
+    ) -> records.VerifyReport:
         """Verify every package's blobs, the log (chain, rules, checkpoints) and the views.
 
         An open package under assembly is not a problem. checkpoints maps sequences to the

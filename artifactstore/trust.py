@@ -20,7 +20,7 @@ from artifactstore.events.model import Event
 from artifactstore.manifest import reader
 from artifactstore.manifest.model import manifest_digest_of_bytes
 from artifactstore.naming import is_package_spec
-from artifactstore.registry import Package, PackageRef, StoredFile
+from artifactstore.records import Package, PackageRef, StoredFile
 
 
 def finalize_event(connection: Connection, package: Package, expect_digest: str | None) -> Event:

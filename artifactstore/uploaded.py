@@ -22,15 +22,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import IO, BinaryIO
 
-from artifactstore import ingest, liveness, publish, uploads
+from artifactstore import batch, ingest, liveness, publish, uploads
 from artifactstore.database import Database
 from artifactstore.dataplane.spi import DataPlane, IngestResult
 from artifactstore.errors import InvalidInputError, InvalidPathError, MissingBlobsError
 from artifactstore.identity import ContentAddress, Digest, DualDigest
 from artifactstore.manifest.model import format_timestamp, parse_timestamp
 from artifactstore.naming import check_path, check_paths
-from artifactstore.publish import PushResult
-from artifactstore.registry import PackageRef, StoredFile
+from artifactstore.records import PackageRef, PushResult, StoredFile
 from artifactstore.storage.spi import StorageReceipt
 
 MAX_BLOBS_ASKED = 10000
@@ -95,6 +94,38 @@ class UploadedBlobs:
         with self._db.write(lock=False) as connection:
             uploads.hold_blobs(connection, session, [facts], self._db.now())
         return facts, not result.already_present
+
+    def receive_many(
+        self, source: BinaryIO | IO[bytes], actor: str | None = None
+    ) -> tuple[list[str], list[str]]:
+        """Store the blobs of a batch body (`batch`) read from source; returns the addresses
+        stored now and those that were there already.
+
+        All the announced blobs are held in one transaction before any byte is written
+        (`liveness`), each frame is checked against its address as it is written, all are made
+        durable at once, and what the store knows of them is recorded in one transaction.
+        DigestMismatchError names the first frame whose bytes hash to another address, and
+        InvalidInputError a malformed or truncated body: nothing of that frame is stored, while
+        the blobs of the frames before it, whole and checked, stay stored and held.
+        """
+        entries = batch.read_index(source)
+        session = self._open_holding(actor, [str(e.address) for e in entries])
+        results: list[IngestResult] = []
+        try:
+            for entry, data in batch.frames(source, entries):
+                results.append(
+                    self._dataplane.ingest_stream(data, expected=entry.address, durable=False)
+                )
+        finally:
+            # Also when a frame fails: the blobs before it are whole and checked, so they are
+            # kept, and known, as if sent alone.
+            self._dataplane.sync([r.content_address for r in results])
+            with self._db.write(lock=False) as connection:
+                facts = [_facts(r) for r in results]
+                uploads.hold_blobs(connection, session, facts, self._db.now())
+        stored = [str(r.content_address) for r in results if not r.already_present]
+        present = [str(r.content_address) for r in results if r.already_present]
+        return stored, present
 
     def publish(
         self,

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from artifactstore.audit import Problem, VerifyReport
 from artifactstore.errors import IntegrityError, NotFoundError
 from artifactstore.identity import digest_stream
-from artifactstore.registry import StoredFile
+from artifactstore.records import Problem, StoredFile, VerifyReport
 from artifactstore.remote import reading
 from artifactstore.remote.download import Download
 from artifactstore.remote.transport import Transport

@@ -25,7 +25,7 @@ from artifactstore.errors import (
 from artifactstore.manifest import codec
 from artifactstore.manifest.model import Manifest, manifest_digest_of_bytes
 from artifactstore.naming import check_name, check_version, parse_package_spec
-from artifactstore.registry import Package, PackageRef
+from artifactstore.records import Package, PackageRef
 from artifactstore.remote.transport import Transport
 from artifactstore.remote.values import field, package_from_json
 

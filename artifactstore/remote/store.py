@@ -23,7 +23,6 @@ from typing import BinaryIO, Self
 
 from artifactstore import pull as pulling
 from artifactstore import tree
-from artifactstore.audit import VerifyReport
 from artifactstore.errors import (
     ConflictError,
     InvalidInputError,
@@ -34,12 +33,18 @@ from artifactstore.errors import (
 )
 from artifactstore.events.model import Event
 from artifactstore.identity import iter_chunks
-from artifactstore.ingest import Source
 from artifactstore.manifest import projection
 from artifactstore.manifest.model import Manifest, Metadata, validate_new_metadata
 from artifactstore.naming import check_name, check_path, check_version
-from artifactstore.publish import PushResult, compare
-from artifactstore.registry import Package, PackageRef, StoredFile
+from artifactstore.records import (
+    Package,
+    PackageRef,
+    PushResult,
+    Source,
+    StoredFile,
+    VerifyReport,
+    compare,
+)
 from artifactstore.remote import checking, events, reading, upload
 from artifactstore.remote.download import Download
 from artifactstore.remote.transport import Transport

@@ -2,8 +2,9 @@
 
 One `httpx.Client` per remote store, so connections are reused (keep-alive) across requests
 and the upload threads. Timeouts: CONNECT_TIMEOUT to connect, READ_TIMEOUT between bytes.
-Idempotent requests (GET, HEAD, PUT) are tried again, up to ATTEMPTS times with a doubling
-pause, on a connection error or a 5xx answer; a POST is sent once.
+Idempotent requests (GET, HEAD, PUT, and a POST its caller says is idempotent, such as a batch
+upload) are tried again, up to ATTEMPTS times with a doubling pause, on a connection error or
+a 5xx answer; any other POST is sent once.
 
 An error answer `{"error": {"code", "message"}}` becomes the library error of that code
 (`error_class`), so a caller catches the same class as with a local store; 401/403 become
@@ -143,9 +144,11 @@ class Transport:
         stream: bool = False,
         read_timeout: float | None = None,
         scope: str | None = None,
+        idempotent: bool = False,
     ) -> httpx.Response:
-        """Send one request, trying an idempotent one again on failure; raise error answers."""
-        attempts = self._attempts if method in IDEMPOTENT else 1
+        """Send one request, trying an idempotent one (by its method, or as the caller says)
+        again on failure; raise error answers."""
+        attempts = self._attempts if idempotent or method in IDEMPOTENT else 1
         timeout = None
         if read_timeout is not None:
             timeout = httpx.Timeout(read_timeout, connect=CONNECT_TIMEOUT)

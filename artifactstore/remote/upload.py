@@ -3,15 +3,20 @@
 Each file is hashed once on the client (BLAKE3 and SHA-256 in one pass, `digest_stream`) and
 checked unchanged by that read (`tree.check_unchanged`). `POST /v1/blobs/missing` is asked in
 batches of MISSING_BATCH addresses; the server holds the blobs it has for a later publish.
-Each missing blob is then sent with `PUT /v1/blobs/<address>` from UPLOAD_THREADS threads,
-streamed from disk in CHUNK pieces with a Content-Length, never read whole into memory. The
-file is hashed again as it is sent, and the last piece is held back until the file is known
-unchanged and its bytes known to be those hashed: a file written to meanwhile is refused
-(InvalidInputError) and the server, short of its Content-Length, stores nothing.
+The missing blobs of at most `batch.MAX_BLOB` bytes are sent many to a request
+(`POST /v1/blobs/batch`, up to BATCH_BYTES or BATCH_BLOBS each: one request, one hold and one
+durable write on the server instead of one per blob), the larger ones one by one with
+`PUT /v1/blobs/<address>`, streamed from disk in CHUNK pieces with a Content-Length, never read
+whole into memory; UPLOAD_THREADS requests are in flight at most. A batch is idempotent, so
+it is tried again on a connection error or a 5xx answer as a PUT is. Every file is hashed
+again as it is sent, and its last piece (a small one: its frame) is held back until the file
+is known unchanged and its bytes known to be those hashed: a file written to meanwhile is
+refused (InvalidInputError) and the server, short of its Content-Length, stores nothing of it.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -20,7 +25,7 @@ from pathlib import Path
 
 import blake3
 
-from artifactstore import tree
+from artifactstore import batch, tree
 from artifactstore.errors import IntegrityError, InvalidInputError
 from artifactstore.identity import ContentAddress, digest_stream
 from artifactstore.remote.transport import Transport
@@ -29,6 +34,8 @@ from artifactstore.remote.values import field
 MISSING_BATCH = 10_000
 UPLOAD_THREADS = 4
 CHUNK = 1 << 20
+BATCH_BYTES = 8 << 20
+BATCH_BLOBS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +113,17 @@ def upload(
             groups.setdefault(str(item.address), []).append(item)
         elif settled is not None:
             settled(item)
+    # The large blobs first: the longest requests start soonest.
+    jobs: list[tuple[Callable[[], None], list[LocalFile]]] = [
+        (functools.partial(put_blob, transport, group[0]), group)
+        for group in groups.values()
+        if group[0].size > batch.MAX_BLOB
+    ]
+    for chunk in _batches([g for g in groups.values() if g[0].size <= batch.MAX_BLOB]):
+        members = [item for group in chunk for item in group]
+        jobs.append((functools.partial(put_batch, transport, [g[0] for g in chunk]), members))
     with ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="artifactstore-upload") as pool:
-        futures = {pool.submit(put_blob, transport, group[0]): group for group in groups.values()}
+        futures = {pool.submit(job): members for job, members in jobs}
         try:
             for future in as_completed(futures):
                 future.result()
@@ -119,6 +135,62 @@ def upload(
                 future.cancel()
             raise
     return len(groups)
+
+
+def _batches(groups: list[list[LocalFile]]) -> Iterator[list[list[LocalFile]]]:
+    """The groups in runs of at most BATCH_BLOBS blobs and BATCH_BYTES bytes (at least one)."""
+    run: list[list[LocalFile]] = []
+    size = 0
+    for group in groups:
+        if run and (len(run) == BATCH_BLOBS or size + group[0].size > BATCH_BYTES):
+            yield run
+            run, size = [], 0
+        run.append(group)
+        size += group[0].size
+    if run:
+        yield run
+
+
+def put_batch(transport: Transport, items: list[LocalFile]) -> None:
+    """Send small files' bytes as their blobs in one batch; check the server took them all."""
+    entries = [batch.Entry(item.address, item.size) for item in items]
+    index = batch.index_line(entries)
+    length = len(index) + sum(len(e.frame_line()) + e.size for e in entries)
+    route = "/v1/blobs/batch"
+    answer = transport.send(
+        "POST",
+        route,
+        body=lambda: _batch_body(index, items),
+        headers={"Content-Type": "application/octet-stream", "Content-Length": str(length)},
+        idempotent=True,
+    )
+    try:
+        document = answer.json()
+    except ValueError as exc:
+        raise IntegrityError(f"the server answered POST {route} with no JSON") from exc
+    taken = {
+        str(address)
+        for key in ("stored", "present")
+        for address in field(document, key, list, f"POST {route}")
+    }
+    sent = {str(item.address) for item in items}
+    if taken != sent:
+        raise IntegrityError(
+            f"the server took {len(taken & sent)} of the {len(sent)} blobs of a batch "
+            f"(first missing: {min(sent - taken, default='none')})"
+        )
+
+
+def _batch_body(index: bytes, items: list[LocalFile]) -> Iterator[bytes]:
+    """The batch's index, then each file's frame once its bytes are read and checked."""
+    yield index
+    for item in items:
+        with tree.open_file(item.source) as handle:
+            data = handle.read(batch.MAX_BLOB + 1)
+            tree.check_unchanged(item.source, handle, len(data), item.size, item.mtime_ns)
+        if blake3.blake3(data).hexdigest() != item.address.hex:
+            raise _changed(item)
+        yield batch.Entry(item.address, item.size).frame_line() + data
 
 
 def put_blob(transport: Transport, item: LocalFile) -> None:
@@ -157,9 +229,13 @@ def _body(item: LocalFile) -> Iterator[bytes]:
             hasher.update(chunk)
         tree.check_unchanged(item.source, handle, read, item.size, item.mtime_ns)
         if hasher.hexdigest() != item.address.hex:
-            raise InvalidInputError(
-                f"{item.source!r} changed while reading it (its bytes are no longer "
-                f"{item.address}); it was not uploaded: try again once it is complete"
-            )
+            raise _changed(item)
         if held:
             yield held
+
+
+def _changed(item: LocalFile) -> InvalidInputError:
+    return InvalidInputError(
+        f"{item.source!r} changed while reading it (its bytes are no longer "
+        f"{item.address}); it was not uploaded: try again once it is complete"
+    )

@@ -18,8 +18,7 @@ from artifactstore.errors import ArtifactStoreError, IntegrityError
 from artifactstore.events.model import Event, digest_event
 from artifactstore.identity import ContentAddress, Digest
 from artifactstore.manifest.model import Manifest, validate_metadata
-from artifactstore.publish import PushResult
-from artifactstore.registry import Package, StoredFile
+from artifactstore.records import Package, PushResult, StoredFile
 
 _T = TypeVar("_T")
 

@@ -52,6 +52,13 @@ class Served:
         text = self.access_log.read_text(encoding="utf-8", errors="replace")
         return text.count('"PUT /v1/blobs/')
 
+    def blob_batches(self) -> int:
+        """How many batch uploads of small blobs (POST /v1/blobs/batch) the server has logged."""
+        if not self.access_log.exists():
+            return 0
+        text = self.access_log.read_text(encoding="utf-8", errors="replace")
+        return text.count('"POST /v1/blobs/batch')
+
 
 def _answers(url: str) -> bool:
     try:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from test_web import environment, free_port, started
 
-from artifactstore import ArtifactStore, ContentAddress, digest_stream
+from artifactstore import ArtifactStore, ContentAddress, batch, digest_stream
 from artifactstore.identity import DualHasher
 
 MIB = 1024 * 1024
@@ -81,6 +81,37 @@ def test_an_upload_cut_off_halfway_stores_nothing_and_a_retry_succeeds(
         assert answer.status == 201, answer.read()
     with store.dataplane.serve_object(address) as stored:
         assert stored.read() == data
+
+
+def test_a_batch_cut_off_inside_a_frame_keeps_the_frames_before_it_only(
+    store: ArtifactStore, migrated_url: str, blob_root: Path, tmp_path: Path
+) -> None:
+    first, cut = os.urandom(1000), os.urandom(MIB)
+    entries = [batch.Entry(digest_stream(d).content_address, len(d)) for d in (first, cut)]
+    content = batch.index_line(entries) + b"".join(
+        e.frame_line() + d for e, d in zip(entries, (first, cut), strict=True)
+    )
+    with server(store, migrated_url, blob_root, tmp_path) as (host, port, secret, _):
+        with socket.create_connection((host, port)) as raw:
+            raw.sendall(
+                f"POST /v1/blobs/batch HTTP/1.1\r\nHost: {host}\r\n"
+                f"Authorization: Bearer {secret}\r\nContent-Length: {len(content)}\r\n\r\n".encode()
+            )
+            raw.sendall(content[: len(content) - len(cut) // 2])
+        time.sleep(1)
+        assert store.dataplane.stat_object(entries[0].address) is not None
+        assert store.dataplane.stat_object(entries[1].address) is None
+        connection = http.client.HTTPConnection(host, port, timeout=60)
+        headers = {"Authorization": f"Bearer {secret}"}
+        connection.request("POST", "/v1/blobs/batch", body=content, headers=headers)
+        answer = connection.getresponse()
+        assert answer.status == 200, answer.read()
+        assert json.loads(answer.read()) == {
+            "present": [str(entries[0].address)],
+            "stored": [str(entries[1].address)],
+        }
+    with store.dataplane.serve_object(entries[1].address) as stored:
+        assert stored.read() == cut
 
 
 def _chunks(total: int, seed: bytes) -> Iterator[bytes]:

@@ -68,6 +68,11 @@ class Writer:
 
 @pytest.fixture
 def writer(store: ArtifactStore, monkeypatch: pytest.MonkeyPatch) -> Iterator[Writer]:
+    yield writer_over(store, monkeypatch)
+
+
+def writer_over(store: ArtifactStore, monkeypatch: pytest.MonkeyPatch) -> Writer:
+    """A Writer over store, its tokens made, anonymous reads off."""
     monkeypatch.setenv("ARTIFACTSTORE_ANONYMOUS_READ", "0")
     secrets = {
         "writer": store.create_token("writer", "write")[1],
@@ -75,7 +80,7 @@ def writer(store: ArtifactStore, monkeypatch: pytest.MonkeyPatch) -> Iterator[Wr
         "admin": store.create_token("admin", "admin")[1],
         "other": store.create_token("other", "write", prefix="other/")[1],
     }
-    yield Writer(create_app(store).test_client(), store, secrets)
+    return Writer(create_app(store).test_client(), store, secrets)
 
 
 def files() -> list[dict[str, object]]:

@@ -18,7 +18,7 @@ import pytest
 from artifactstore import IntegrityError
 from artifactstore.identity import Digest
 from artifactstore.pull import TEMP_PREFIX, pull
-from artifactstore.registry import StoredFile
+from artifactstore.records import StoredFile
 
 FILES = 24
 IN_FLIGHT = 4

@@ -35,6 +35,7 @@ from artifactstore import (
     connect,
 )
 from artifactstore.cli.output import package_json
+from artifactstore.remote import upload
 
 BIG = 3_000_000
 
@@ -112,17 +113,39 @@ def test_push_on_one_runner_pull_on_another_is_byte_identical(
 def test_a_re_push_uploads_no_blob(server: Served, tmp_path: Path) -> None:
     make_tree(tmp_path / "dist", "again")
     cli = runner(server, tmp_path)
-    before = server.blob_puts()
+    before = server.blob_puts(), server.blob_batches()
     first = cli.ok("push", "acme/again", "1", "dist").text
     # Five files, four blobs (README.txt and lib/copy.txt are one); the empty file's blob the
-    # server had from an earlier test: three sent.
-    assert server.blob_puts() - before == 3
+    # server had from an earlier test: three sent, the big one alone, the two small in a batch.
+    assert (server.blob_puts() - before[0], server.blob_batches() - before[1]) == (1, 1)
     assert cli.ok("push", "acme/again", "1", "dist").text == first
     assert cli.ok("push", "acme/again", "2", "dist").text != first  # another version...
-    assert server.blob_puts() - before == 3  # ...of the same bytes: nothing sent either
+    # ...of the same bytes: nothing sent either
+    assert (server.blob_puts() - before[0], server.blob_batches() - before[1]) == (1, 1)
     with connect(server.url, server.writer) as store:
         store.push("acme/again", "3", tmp_path / "dist")
         assert store.uploaded_blobs == 0
+
+
+def test_a_push_of_many_small_files_sends_them_in_batches(
+    server: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(upload, "BATCH_BLOBS", 10)
+    tree = tmp_path / "dist"
+    tree.mkdir()
+    for n in range(25):
+        (tree / f"f{n:02}.txt").write_bytes(os.urandom(100 + n))
+    (tree / "edge.bin").write_bytes(os.urandom(1 << 20))  # the largest a batch carries
+    (tree / "big.bin").write_bytes(os.urandom((1 << 20) + 1))  # one byte more: sent alone
+    before = server.blob_puts(), server.blob_batches()
+    cli = runner(server, tmp_path)
+    cli.ok("push", "acme/many", "1", "dist")
+    # 26 small blobs in runs of at most 10: three batches; the big one alone.
+    assert (server.blob_puts() - before[0], server.blob_batches() - before[1]) == (1, 3)
+    pulled = runner(server, tmp_path / "b")
+    pulled.ok("pull", "acme/many", "1", "out")
+    assert snapshot(tmp_path / "b" / "out") == snapshot(tree)
+    assert pulled.ok("verify", "acme/many", "1").text.endswith(": ok\n")
 
 
 def test_a_different_re_push_conflicts_and_uploads_nothing(server: Served, tmp_path: Path) -> None:
@@ -130,10 +153,10 @@ def test_a_different_re_push_conflicts_and_uploads_nothing(server: Served, tmp_p
     cli = runner(server, tmp_path)
     cli.ok("push", "acme/conflict", "1", "dist")
     (tree / "new.txt").write_text("not there before\n")
-    before = server.blob_puts()
+    before = server.blob_puts(), server.blob_batches()
     line = one_error_line(cli("push", "acme/conflict", "1", "dist"), 2)
     assert "new.txt" in line and "already exists" in line
-    assert server.blob_puts() == before
+    assert (server.blob_puts(), server.blob_batches()) == before
     with connect(server.url, server.writer) as store, pytest.raises(ConflictError):
         store.push("acme/conflict", "1", tree)
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 import pytest
@@ -26,6 +28,30 @@ def test_version_imports_no_database_or_web_modules() -> None:
     # -X importtime lines end with the module name after the last '|'.
     imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()}
     assert "artifactstore.cli" in imported
+    assert sorted(m for m in imported if m.split(".")[0] in HEAVY) == []
+
+
+@pytest.mark.parametrize(
+    "command", [["push", "acme/app", "1", "."], ["pull", "acme/app", "1", "out"]]
+)
+def test_a_server_command_imports_no_database_or_web_modules(
+    command: list[str], tmp_path: Path
+) -> None:
+    # Nothing listens on port 1: the command gets as far as its first request, then exits 2.
+    server = "http://127.0.0.1:1"
+    (tmp_path / "a.txt").write_text("a file to hash\n")
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "artifactstore", "--server", server, *command],
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={**os.environ, "ARTIFACTSTORE_TOKEN": "as_not_a_real_one"},
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()}
+    assert "artifactstore.remote.transport" in imported
     assert sorted(m for m in imported if m.split(".")[0] in HEAVY) == []
 
 
