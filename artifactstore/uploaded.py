@@ -73,8 +73,8 @@ class UploadedBlobs:
             raise InvalidInputError(
                 f"{len(wanted)} blobs asked about at once; the most is {MAX_BLOBS_ASKED}"
             )
-        self._open_holding(actor, wanted)
-        present = self._present(wanted)
+        _, unlisted = self._open_holding(actor, wanted)
+        present = self._present(wanted, unlisted)
         return [address for address in wanted if address not in present]
 
     def receive(
@@ -88,7 +88,7 @@ class UploadedBlobs:
         write and the hold (`liveness`).
         """
         expected = ContentAddress.parse(address)
-        session = self._open_holding(actor, [str(expected)])
+        session, _ = self._open_holding(actor, [str(expected)])
         result = self._dataplane.ingest_stream(source, expected=expected)
         facts = _facts(result)
         with self._db.write(lock=False) as connection:
@@ -109,7 +109,7 @@ class UploadedBlobs:
         the blobs of the frames before it, whole and checked, stay stored and held.
         """
         entries = batch.read_index(source)
-        session = self._open_holding(actor, [str(e.address) for e in entries])
+        session, _ = self._open_holding(actor, [str(e.address) for e in entries])
         results: list[IngestResult] = []
         try:
             for entry, data in batch.frames(source, entries):
@@ -163,33 +163,38 @@ class UploadedBlobs:
             ingested = [(s.path, _result(s), s.executable) for s in staged]
             return ingest.add(self._db, ref, [s.path for s in files], [ingested], replace, actor)
 
-    def _present(self, addresses: list[str]) -> dict[str, uploads.BlobFacts]:
+    def _present(self, addresses: list[str], unlisted: set[str]) -> dict[str, uploads.BlobFacts]:
         """What is known of each address whose blob is stored; the others are left out.
 
-        Call it once the addresses are held, so that what it finds stays (`liveness`)."""
+        Call it once the addresses are held, with those the holding transaction found
+        unlisted in `storage_locations`: only their bytes are looked for. A blob listed there
+        when its hold committed is stored until the hold ends (`liveness`)."""
         with self._db.read() as connection:
             known = uploads.known_blobs(connection, addresses)
         return {
             address: facts
             for address, facts in known.items()
-            if self._dataplane.stat_object(ContentAddress.parse(address)) is not None
+            if address not in unlisted
+            or self._dataplane.stat_object(ContentAddress.parse(address)) is not None
         }
 
-    def _open_holding(self, actor: str | None, addresses: list[str]) -> str:
-        """A new upload session that holds the addresses' blobs for a day (`liveness`)."""
+    def _open_holding(self, actor: str | None, addresses: list[str]) -> tuple[str, set[str]]:
+        """A new upload session that holds the addresses' blobs for a day, and those of them
+        `storage_locations` did not list when the hold committed (`liveness`)."""
         session, now = str(uuid.uuid4()), self._db.now()
         with self._db.write(lock=False) as connection:
             liveness.fence(connection)
             uploads.open_session(connection, session, actor or self._db.actor, now)
             uploads.hold_addresses(connection, session, addresses, now)
-        return session
+            unlisted = liveness.unvouched(connection, addresses)
+        return session, set(unlisted)
 
     def _staged(self, session: str, files: list[NamedBlob]) -> list[uploads.StagedFile]:
         """The files as a push stages them, their blobs held by the session; MissingBlobsError
         if a blob is not stored."""
         addresses = [str(f.content_address) for f in files]
-        liveness.hold(self._db, session, addresses)
-        present = self._present(addresses)
+        unlisted = liveness.hold(self._db, session, addresses)
+        present = self._present(addresses, set(unlisted))
         missing = list(dict.fromkeys(str(f.content_address) for f in files) - present.keys())
         if missing:
             raise MissingBlobsError(
