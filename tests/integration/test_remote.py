@@ -28,6 +28,7 @@ from artifactstore import (
     AccessDeniedError,
     ConflictError,
     DigestMismatchError,
+    InvalidInputError,
     PackageNotFoundError,
     PackageStateError,
     RemoteStore,
@@ -36,6 +37,7 @@ from artifactstore import (
 )
 from artifactstore.cli.output import package_json
 from artifactstore.remote import upload
+from artifactstore.remote.transport import Transport
 
 BIG = 3_000_000
 
@@ -146,6 +148,26 @@ def test_a_push_of_many_small_files_sends_them_in_batches(
     pulled.ok("pull", "acme/many", "1", "out")
     assert snapshot(tmp_path / "b" / "out") == snapshot(tree)
     assert pulled.ok("verify", "acme/many", "1").text.endswith(": ok\n")
+
+
+def test_a_small_file_changed_after_hashing_is_refused_and_not_stored(
+    server: Served, tmp_path: Path
+) -> None:
+    kept, changed = tmp_path / "kept.txt", tmp_path / "changed.txt"
+    kept.write_bytes(b"sent whole before the changed one\n")
+    changed.write_bytes(b"the bytes that were hashed\n")
+    items = [upload.hash_path(p.name, p, None) for p in (kept, changed)]
+    changed.write_bytes(b"other bytes written later!\n")  # same size, new bytes and mtime
+    os.utime(changed, ns=(0, items[1].mtime_ns + 1_000_000))
+    transport = Transport(server.url, server.writer)
+    try:
+        with pytest.raises(InvalidInputError, match="changed while reading it"):
+            upload.put_batch(transport, items)
+        assert str(items[1].address) in upload.missing(transport, [items[1].address])
+    finally:
+        transport.close()
+    with server.open() as local:
+        assert local.dataplane.stat_object(items[1].address) is None
 
 
 def test_a_different_re_push_conflicts_and_uploads_nothing(server: Served, tmp_path: Path) -> None:
