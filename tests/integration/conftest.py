@@ -8,8 +8,10 @@ from pathlib import Path
 
 import blake3
 import pytest
+from clock import Clock
 
 from artifactstore import ArtifactStore, migration, schema
+from artifactstore.dataplane.inproc import InProcessDataPlane
 
 
 @pytest.fixture
@@ -34,6 +36,15 @@ def store(migrated_url: str, blob_root: Path) -> Iterator[ArtifactStore]:
     """An ArtifactStore over a fresh migrated database and an empty blob root."""
     with ArtifactStore.open(migrated_url, blob_root, actor="tests@localhost") as opened:
         yield opened
+
+
+@pytest.fixture
+def timed(migrated_url: str, blob_root: Path, clock: Clock) -> Iterator[ArtifactStore]:
+    """A store over a fresh database whose notion of now is the module's `clock` fixture."""
+    engine = schema.make_engine(migrated_url)
+    with ArtifactStore(engine, InProcessDataPlane.local(blob_root), now=clock) as store:
+        yield store
+    engine.dispose()
 
 
 def corrupt_blob(root: Path, data: bytes) -> None:

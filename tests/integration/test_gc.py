@@ -10,11 +10,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from clock import Clock
 
 from artifactstore import ArtifactStore, digest_stream, schema
 from artifactstore.dataplane.inproc import InProcessDataPlane
@@ -23,25 +23,9 @@ START = datetime.now(UTC)  # blobs carry the real time they were stored
 BIG = 2 * 1024 * 1024
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def timed(migrated_url: str, blob_root: Path, clock: Clock) -> Iterator[ArtifactStore]:
-    engine = schema.make_engine(migrated_url)
-    with ArtifactStore(engine, InProcessDataPlane.local(blob_root), now=clock) as store:
-        yield store
-    engine.dispose()
+    return Clock(START)
 
 
 def make_tree(root: Path, files: dict[str, bytes]) -> Path:

@@ -9,38 +9,21 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from clock import Clock
 from test_web import free_port
 
-from artifactstore import ArtifactStore, schema
-from artifactstore.dataplane.inproc import InProcessDataPlane
+from artifactstore import ArtifactStore
 
 START = datetime.now(UTC)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def timed(migrated_url: str, blob_root: Path, clock: Clock) -> Iterator[ArtifactStore]:
-    engine = schema.make_engine(migrated_url)
-    with ArtifactStore(engine, InProcessDataPlane.local(blob_root), now=clock) as store:
-        yield store
-    engine.dispose()
+    return Clock(START)
 
 
 def test_one_holder_at_a_time_until_its_lease_lapses(

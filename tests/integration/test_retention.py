@@ -3,52 +3,31 @@ tombstones an ended package leaves (SPEC "Retention, deletion and garbage collec
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from clock import Clock
 from test_cli import Cli, base_env, one_error_line
 
 from artifactstore import (
     ArtifactStore,
     PackageHeldError,
     PackageStateError,
-    schema,
 )
-from artifactstore.dataplane.inproc import InProcessDataPlane
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-class Clock:
-    """A settable now."""
-
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(START)
 
 
 @pytest.fixture
 def cli(migrated_url: str, tmp_path: Path) -> Cli:
     """A CLI over a fresh, migrated database and an empty blob root."""
     return Cli({**base_env(tmp_path), "ARTIFACTSTORE_DATABASE_URL": migrated_url}, tmp_path)
-
-
-@pytest.fixture
-def timed(migrated_url: str, blob_root: Path, clock: Clock) -> Iterator[ArtifactStore]:
-    """A store whose notion of now is the clock's."""
-    engine = schema.make_engine(migrated_url)
-    with ArtifactStore(engine, InProcessDataPlane.local(blob_root), now=clock) as store:
-        yield store
-    engine.dispose()
 
 
 def push(store: ArtifactStore, tmp_path: Path, version: str, retention: str) -> None:
