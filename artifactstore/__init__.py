@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 from artifactstore._version import __version__ as __version__
 
 if TYPE_CHECKING:
+    from artifactstore.batch import frame_line as frame_line
+    from artifactstore.batch import wanted_blobs as wanted_blobs
     from artifactstore.config import DEFAULT_DATABASE_URL as DEFAULT_DATABASE_URL
     from artifactstore.config import DEFAULT_STORAGE_ROOT as DEFAULT_STORAGE_ROOT
     from artifactstore.config import ENV_PREFIX as ENV_PREFIX
@@ -133,6 +135,8 @@ _LOCATIONS = {
     "TokenNotFoundError": "artifactstore.errors",
     "error_class": "artifactstore.errors",
     "error_code": "artifactstore.errors",
+    "frame_line": "artifactstore.batch",
+    "wanted_blobs": "artifactstore.batch",
     "ChainReport": "artifactstore.events.log",
     "LogHead": "artifactstore.events.log",
     "Event": "artifactstore.events.model",
@@ -237,6 +241,7 @@ __all__ = [
     "digest_stream",
     "error_class",
     "error_code",
+    "frame_line",
     "is_package_spec",
     "load_settings",
     "migrate_database",
@@ -246,6 +251,7 @@ __all__ = [
     "select_files",
     "start_maintenance",
     "version_key",
+    "wanted_blobs",
 ]
 
 

@@ -18,8 +18,6 @@ import base64
 import json
 import logging
 import re
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from datetime import UTC, datetime
@@ -40,16 +38,15 @@ from artifactstore import (
     MissingBlobsError,
     NotFoundError,
     Package,
-    PackageFileNotFoundError,
     PackageNotFoundError,
     StorageError,
-    StoredFile,
     Token,
     check_name,
     check_path,
     check_version,
     error_code,
 )
+from artifactstore.api_files import FileIndex
 from artifactstore.cli.output import event_json, file_json, package_json
 
 _log = logging.getLogger(__name__)
@@ -196,10 +193,12 @@ def stream_range(reader: BinaryIO, start: int, end: int, label: str) -> Iterator
             yield held
 
 
-def blueprint(get_store: Callable[[], ArtifactStore | ArtifactStoreError]) -> Blueprint:
-    """The /v1 routes over the store get_store gives (or the error that keeps it closed)."""
+def blueprint(
+    get_store: Callable[[], ArtifactStore | ArtifactStoreError], index: FileIndex
+) -> Blueprint:
+    """The /v1 read routes over the store get_store gives (or the error that keeps it closed),
+    finding files through index."""
     api = Blueprint("api", __name__, url_prefix="/v1")
-    index = FileIndex()
 
     def store() -> ArtifactStore:
         return opened(get_store)
@@ -306,45 +305,6 @@ def _not_modified(etag: str, headers: dict[str, str]) -> Response:
     response = Response(status=304, headers=headers)
     response.set_etag(etag)
     return response
-
-
-class FileIndex:
-    """The files of recently read manifests by path, keyed by manifest digest.
-
-    A pull asks for every file of a package, one request each; reading and checking the
-    manifest for each of them made a pull quadratic in the number of files (0.2 s per file of a
-    2,000-file package). A digest names one manifest forever, so what was read for it stays
-    true: a package whose recorded digest changes (tampering) misses the index and is read and
-    checked again. At most max_files entries are kept, oldest manifest dropped first.
-    """
-
-    def __init__(self, max_files: int = 50_000) -> None:
-        self._max_files = max_files
-        self._by_digest: OrderedDict[str, dict[str, StoredFile]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def find(self, store: ArtifactStore, package: Package, path: str) -> StoredFile:
-        """The file at path of a finalized package; PackageFileNotFoundError if it has none."""
-        digest = str(package.manifest_digest)
-        with self._lock:
-            files = self._by_digest.get(digest)
-            if files is not None:
-                self._by_digest.move_to_end(digest)
-        if files is None:
-            files = {f.path: f for f in store.finalized_files(package)}
-            self._keep(digest, files)
-        found = files.get(path)
-        if found is None:
-            raise PackageFileNotFoundError(f"package {package} has no file {path!r}")
-        return found
-
-    def _keep(self, digest: str, files: dict[str, StoredFile]) -> None:
-        if len(files) > self._max_files:
-            return
-        with self._lock:
-            self._by_digest[digest] = files
-            while sum(len(f) for f in self._by_digest.values()) > self._max_files:
-                self._by_digest.popitem(last=False)
 
 
 def _file(store: ArtifactStore, package: Package, index: FileIndex) -> Response:

@@ -30,6 +30,7 @@ from artifactstore import (
     Token,
 )
 from artifactstore.api import ApiError, authorize_request, opened, route
+from artifactstore.api_files import FileIndex, many_blobs
 from artifactstore.cli.output import file_json, package_json
 
 MAX_JSON_BYTES = 64 * 1024 * 1024
@@ -38,8 +39,11 @@ MAX_JSON_BYTES = 64 * 1024 * 1024
 ASSEMBLY = ("open", "add", "finalize", "abandon")
 
 
-def register(api: Blueprint, get_store: Callable[[], ArtifactStore | ArtifactStoreError]) -> None:
-    """Add the write routes to the /v1 blueprint, over the store get_store gives."""
+def register(
+    api: Blueprint, get_store: Callable[[], ArtifactStore | ArtifactStoreError], index: FileIndex
+) -> None:
+    """Add the write routes (and the one read that is a POST, `.../blobs`) to the /v1
+    blueprint, over the store get_store gives."""
 
     def writer(name: str | None, scope: str = "write") -> tuple[ArtifactStore, str]:
         store = opened(get_store)
@@ -94,9 +98,14 @@ def register(api: Blueprint, get_store: Callable[[], ArtifactStore | ArtifactSto
 
     @api.post("/packages/<path:rest>")
     def assemble(rest: str) -> Response:
-        name, version, leaf = route(rest, ASSEMBLY)
+        name, version, leaf = route(rest, (*ASSEMBLY, "blobs"))
         if version is None or leaf is None:
             raise ApiError(404, "not_found", f"no route POST /v1/packages/{rest}")
+        if leaf == "blobs":
+            store = opened(get_store)
+            authorize_request(store, name, "read")
+            wanted = _json_body().get("blobs")
+            return many_blobs(store, store.get_package(name, version), wanted, index)
         store, who = writer(name)
         ref = (name, version)
         if leaf == "open":

@@ -1,4 +1,5 @@
-"""The body of a batch upload (`POST /v1/blobs/batch`): an index line, then one frame per blob.
+"""Blobs many to a request: the body of a batch upload (`POST /v1/blobs/batch`), an index line
+then one frame per blob, and the answer of a batch download (`POST .../blobs`), frames alone.
 
 The body starts with one line of JSON, `{"blobs": [{"content_address": A, "size": N}, ...]}`,
 naming every blob the request sends, so the server can hold them all at once before it writes
@@ -11,12 +12,13 @@ one frame (at most MAX_BLOB bytes) at a time, never whole.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, BinaryIO
 
-from artifactstore.errors import InvalidInputError
+from artifactstore.errors import InvalidInputError, PackageFileNotFoundError
 from artifactstore.identity import ContentAddress
+from artifactstore.records import StoredFile
 
 MAX_BLOB = 1 << 20
 """The largest blob a batch carries; larger ones are sent alone (PUT)."""
@@ -39,7 +41,12 @@ class Entry:
 
     def frame_line(self) -> bytes:
         """The line that starts this blob's frame."""
-        return f"{self.address} {self.size}\n".encode()
+        return frame_line(self.address, self.size)
+
+
+def frame_line(address: ContentAddress, size: int) -> bytes:
+    """The line that starts the frame of a blob of size bytes at address."""
+    return f"{address} {size}\n".encode()
 
 
 def index_line(entries: list[Entry]) -> bytes:
@@ -87,6 +94,32 @@ def _entry(item: object) -> Entry:
             f"{address}: {size} bytes; a batch carries blobs of at most {MAX_BLOB} bytes"
         )
     return Entry(ContentAddress.parse(address), size)
+
+
+def wanted_blobs(files: Iterable[StoredFile], wanted: object, label: str) -> list[StoredFile]:
+    """The files of label (a version) whose blobs a batch download names, in its order;
+    PackageFileNotFoundError for one it lacks, InvalidInputError for a body that is not
+    `{"blobs": [content addresses]}` within the limits."""
+    if not isinstance(wanted, list) or not all(isinstance(a, str) for a in wanted):
+        raise InvalidInputError("the body needs 'blobs': a list of content addresses")
+    if len(wanted) > MAX_BLOBS:
+        raise InvalidInputError(f"{len(wanted)} blobs asked for at once; the most is {MAX_BLOBS}")
+    by_address = {str(f.content_address): f for f in files}
+    found: list[StoredFile] = []
+    for address in wanted:
+        stored = by_address.get(address)
+        if stored is None:
+            raise PackageFileNotFoundError(f"package {label} has no file {address}")
+        if stored.size > MAX_BLOB:
+            raise InvalidInputError(
+                f"{address} is {stored.size} bytes; a batch carries blobs of at most "
+                f"{MAX_BLOB} bytes (larger ones: GET .../file)"
+            )
+        found.append(stored)
+    total = sum(f.size for f in found)
+    if total > MAX_BYTES:
+        raise InvalidInputError(f"{total} bytes asked for at once; the most is {MAX_BYTES}")
+    return found
 
 
 def frames(source: BinaryIO | IO[bytes], entries: list[Entry]) -> Iterator[tuple[Entry, bytes]]:

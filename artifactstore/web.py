@@ -41,6 +41,7 @@ from artifactstore import (
     parse_duration,
     start_maintenance,
 )
+from artifactstore.api_files import FileIndex
 
 _log = logging.getLogger(__name__)
 
@@ -120,8 +121,9 @@ def create_app(store: ArtifactStore | None = None) -> Flask:
     _start_maintenance(holder)
     app = Flask(__name__)
     app.config[api.ANONYMOUS_READ] = os.environ.get(api.ANONYMOUS_READ) == "1"
-    routes = api.blueprint(holder.get)
-    api_write.register(routes, holder.get)
+    index = FileIndex()
+    routes = api.blueprint(holder.get, index)
+    api_write.register(routes, holder.get, index)
     app.register_blueprint(routes)
 
     @app.get("/health")

@@ -9,13 +9,16 @@ is then checked instead), a file the server cannot find, or one whose bytes diff
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from typing import BinaryIO
 
 from artifactstore.errors import IntegrityError, NotFoundError
 from artifactstore.identity import digest_stream
 from artifactstore.records import Problem, StoredFile, VerifyReport
 from artifactstore.remote import reading
-from artifactstore.remote.download import Download
+from artifactstore.remote.download import download
+from artifactstore.remote.fetching import SmallBlobs
 from artifactstore.remote.transport import Transport
 from artifactstore.remote.values import field, file_from_json, manifest_files
 
@@ -44,25 +47,28 @@ def verify_package(
         listed = field(document, "files", list, f"GET {located.route}")
         files = [file_from_json(item, f"GET {located.route}") for item in listed]
     total = 0
-    for stored in files:
-        found = _check(transport, located, stored)
-        total += stored.size
-        if progress is not None:
-            progress(stored.size)
-        if found is not None:
-            problems.append(Problem(label, stored.path, f"{stored.content_address}: {found}"))
+    download = functools.partial(_download, transport, located)
+    with SmallBlobs(transport, located.route, files, download) as blobs:
+        for stored in files:
+            found = _check(blobs, stored)
+            total += stored.size
+            if progress is not None:
+                progress(stored.size)
+            if found is not None:
+                problems.append(Problem(label, stored.path, f"{stored.content_address}: {found}"))
     return VerifyReport(1, len(files), total, tuple(problems))
 
 
-def _check(transport: Transport, located: reading.Located, stored: StoredFile) -> str | None:
+def _download(transport: Transport, located: reading.Located, stored: StoredFile) -> BinaryIO:
+    """The bytes of one file, in a request of their own."""
+    return download(transport, located.route, stored, f"{located} {stored.path}")
+
+
+def _check(blobs: SmallBlobs, stored: StoredFile) -> str | None:
     """What is wrong with the bytes the server sends for one file, or None."""
-    label = f"{located} {stored.path}"
-    download = Download(
-        transport, f"{located.route}/file", stored.path, stored.content_address, stored.size, label
-    )
     try:
-        with download:
-            actual = digest_stream(download)
+        with blobs.open(stored) as source:
+            actual = digest_stream(source)
     except NotFoundError:
         return "missing"
     except IntegrityError as exc:

@@ -15,15 +15,25 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Iterator
+from typing import BinaryIO
 
 import httpx
 
 from artifactstore.errors import IntegrityError, ServerUnavailableError
 from artifactstore.identity import ContentAddress
+from artifactstore.records import StoredFile
 from artifactstore.remote.transport import Transport
 
 RESUMES = 5
 CHUNK = 1 << 20
+
+
+def download(transport: Transport, route: str, stored: StoredFile, label: str) -> BinaryIO:
+    """The bytes of stored, a file of the version at route, buffered; see Download."""
+    raw = Download(
+        transport, f"{route}/file", stored.path, stored.content_address, stored.size, label
+    )
+    return io.BufferedReader(raw)
 
 
 class Download(io.RawIOBase):

@@ -13,6 +13,7 @@ so the `actor` arguments of ArtifactStore are refused here.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import tempfile
@@ -46,7 +47,8 @@ from artifactstore.records import (
     compare,
 )
 from artifactstore.remote import checking, events, reading, upload
-from artifactstore.remote.download import Download
+from artifactstore.remote.download import download
+from artifactstore.remote.fetching import SmallBlobs
 from artifactstore.remote.transport import Transport
 from artifactstore.remote.values import (
     field,
@@ -181,14 +183,11 @@ class RemoteStore:
         located = reading.resolve(self._transport, ref)
         listed = self.finalized_files(located.pair, located.expected(expect_digest))
         files = select_files(listed, include, str(located))
-        return pulling.pull(
-            lambda f: self._download(located, f),
-            str(located),
-            files,
-            Path(destination),
-            progress,
-            PULL_IN_FLIGHT,
-        )
+        download = functools.partial(self._download, located)
+        with SmallBlobs(self._transport, located.route, files, download) as blobs:
+            return pulling.pull(
+                blobs.open, str(located), files, Path(destination), progress, PULL_IN_FLIGHT
+            )
 
     def verify_package(
         self,
@@ -419,17 +418,7 @@ class RemoteStore:
         return [file_from_json(item, f"POST {route}") for item in listed]
 
     def _download(self, located: reading.Located, stored: StoredFile) -> BinaryIO:
-        label = f"{located} {stored.path}"
-        return io.BufferedReader(
-            Download(
-                self._transport,
-                f"{located.route}/file",
-                stored.path,
-                stored.content_address,
-                stored.size,
-                label,
-            )
-        )
+        return download(self._transport, located.route, stored, f"{located} {stored.path}")
 
     def _verified(self, located: reading.Located, stored: StoredFile) -> VerifyingReader:
         label = f"{located} {stored.path}"

@@ -45,19 +45,20 @@ class Served:
         """The server's store, opened locally (as an operator on the server's host would)."""
         return ArtifactStore.open(self.database_url, self.blob_root)
 
-    def blob_puts(self) -> int:
-        """How many blob uploads (PUT /v1/blobs/...) the server has logged."""
+    def requests(self, head: str) -> int:
+        """How many requests the server has logged whose line starts with head
+        ('PUT /v1/blobs/')."""
         if not self.access_log.exists():
             return 0
-        text = self.access_log.read_text(encoding="utf-8", errors="replace")
-        return text.count('"PUT /v1/blobs/')
+        return self.access_log.read_text(encoding="utf-8", errors="replace").count(f'"{head}')
+
+    def blob_puts(self) -> int:
+        """How many blob uploads (PUT /v1/blobs/...) the server has logged."""
+        return self.requests("PUT /v1/blobs/")
 
     def blob_batches(self) -> int:
         """How many batch uploads of small blobs (POST /v1/blobs/batch) the server has logged."""
-        if not self.access_log.exists():
-            return 0
-        text = self.access_log.read_text(encoding="utf-8", errors="replace")
-        return text.count('"POST /v1/blobs/batch')
+        return self.requests("POST /v1/blobs/batch")
 
 
 def _answers(url: str) -> bool:

@@ -492,7 +492,7 @@ def test_serve_anonymous_read_serves_without_a_token(
 
 
 def test_the_file_index_reads_a_manifest_once_and_keeps_at_most_max_files(api: Api) -> None:
-    from artifactstore.api import FileIndex
+    from artifactstore.api_files import FileIndex
 
     index = FileIndex(max_files=3)
     first, second = api.store.get_package(NAME, "1"), api.store.get_package("other/lib", "1")

@@ -15,7 +15,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import blake3
@@ -36,7 +36,7 @@ from artifactstore import (
     connect,
 )
 from artifactstore.cli.output import package_json
-from artifactstore.remote import upload
+from artifactstore.remote import fetching, upload
 from artifactstore.remote.transport import Transport
 
 BIG = 3_000_000
@@ -144,10 +144,17 @@ def test_a_push_of_many_small_files_sends_them_in_batches(
     cli.ok("push", "acme/many", "1", "dist")
     # 26 small blobs in runs of at most 10: three batches; the big one alone.
     assert (server.blob_puts() - before[0], server.blob_batches() - before[1]) == (1, 3)
+    monkeypatch.setattr(fetching, "BATCH_BLOBS", 10)
+    fetches = "POST /v1/packages/acme/many/versions/1/blobs"
+    gets = "GET /v1/packages/acme/many/versions/1/file"
+    before = server.requests(fetches), server.requests(gets)
     pulled = runner(server, tmp_path / "b")
     pulled.ok("pull", "acme/many", "1", "out")
     assert snapshot(tmp_path / "b" / "out") == snapshot(tree)
+    # The same way back: three batches of small blobs, the big file alone.
+    assert (server.requests(fetches) - before[0], server.requests(gets) - before[1]) == (3, 1)
     assert pulled.ok("verify", "acme/many", "1").text.endswith(": ok\n")
+    assert (server.requests(fetches) - before[0], server.requests(gets) - before[1]) == (6, 2)
 
 
 def test_a_small_file_changed_after_hashing_is_refused_and_not_stored(
@@ -278,6 +285,24 @@ def test_remote_verify_finds_a_blob_corrupted_on_the_server(server: Served, tmp_
     assert pulled.code == 1 and "data.bin" in pulled.err
     assert not (tmp_path / "out" / "lib" / "deep" / "data.bin").exists()
     # Files are fetched several at once; none appears, not even those that came whole.
+    assert not [p for p in (tmp_path / "out").rglob("*") if not p.is_dir()]
+
+
+def test_a_small_blob_corrupted_on_the_server_is_found_by_verify_and_pull(
+    server: Served, tmp_path: Path, corrupt_blob: Callable[[Path, bytes], None]
+) -> None:
+    tree = make_tree(tmp_path / "dist", "small rot")
+    cli = runner(server, tmp_path)
+    cli.ok("push", "acme/small-rot", "1", "dist")
+    # The server cuts its batch answer short at the bad blob; the client then fetches that
+    # batch's files one by one, and the bad one is named.
+    corrupt_blob(server.blob_root, (tree / "bin" / "app").read_bytes())
+    result = cli("verify", "acme/small-rot", "1")
+    assert result.code == 1, result
+    assert "problem: acme/small-rot:1 bin/app: blake3:" in result.text
+    assert result.text.endswith("1 problem\n")
+    pulled = cli("pull", "acme/small-rot", "1", "out")
+    assert pulled.code == 1 and "bin/app" in pulled.err
     assert not [p for p in (tmp_path / "out").rglob("*") if not p.is_dir()]
 
 
