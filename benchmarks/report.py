@@ -117,7 +117,9 @@ def _targets(targets: Sequence[Target]) -> str:
         return "—" if met is None else ("yes" if met else "**no**")
 
     rows = [[t.label, t.measured, t.goal, verdict(t.met)] for t in targets]
-    return "## Targets (issue 6)\n\n" + _table(["target", "measured", "goal", "met"], rows)
+    return "## Targets (issues 6, 12 and 17)\n\n" + _table(
+        ["target", "measured", "goal", "met"], rows
+    )
 
 
 def _workload(result: WorkloadResult, repeat: int) -> str:

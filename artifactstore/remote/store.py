@@ -240,7 +240,7 @@ class RemoteStore:
             )
         if on_scanned is not None:
             on_scanned(len(found), sum(item.size for item in found))
-        files = [upload.hash_file(item) for item in found]
+        files = upload.hash_files(found)
 
         def settled(item: upload.LocalFile) -> None:
             if progress is not None:
@@ -327,7 +327,7 @@ class RemoteStore:
         _no_actor(actor)
         located = reading.resolve(self._transport, ref)
         found = tree.scan(directory, (), prefix)
-        files = [upload.hash_file(item) for item in found]
+        files = upload.hash_files(found)
         stored: list[StoredFile] = []
         for start in range(0, len(files), _ADD_BATCH):
             batch = files[start : start + _ADD_BATCH]

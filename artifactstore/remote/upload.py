@@ -33,6 +33,7 @@ from artifactstore.remote.values import field
 
 MISSING_BATCH = 10_000
 UPLOAD_THREADS = 4
+HASH_THREADS = 2
 CHUNK = 1 << 20
 BATCH_BYTES = 8 << 20
 BATCH_BLOBS = 1000
@@ -57,6 +58,15 @@ class LocalFile:
             "executable": self.executable,
             "path": self.path,
         }
+
+
+def hash_files(found: Sequence[tree.TreeFile]) -> list[LocalFile]:
+    """Hash scanned files with both digests, HASH_THREADS files at once (hashing releases the
+    GIL, and a small file's Python work overlaps another's reads); in found's order."""
+    if len(found) < 2:
+        return [hash_file(item) for item in found]
+    with ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="artifactstore-hash") as pool:
+        return list(pool.map(hash_file, found))
 
 
 def hash_file(found: tree.TreeFile) -> LocalFile:
