@@ -8,6 +8,7 @@ import json
 import os
 import stat
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -276,3 +277,37 @@ def test_a_blob_that_is_not_its_digest_exits_1_and_publishes_nothing(
     (root / "blobs" / "sha256" / manifest.removeprefix("sha256:")).write_text("{}")
     with pytest.raises(DigestMismatchError, match="image manifest"):
         store.oci.import_layout(root, "acme/x", "1")
+
+
+def test_racing_imports_of_one_version_publish_it_once(
+    store: ArtifactStore, tmp_path: Path, migrated_url: str, blob_root: Path
+) -> None:
+    same = write_layout(tmp_path / "same", [("a.txt", b"a"), ("big.bin", BIG)])
+    other = write_layout(tmp_path / "other", [("a.txt", b"other")])
+    env = {
+        **os.environ,
+        "ARTIFACTSTORE_DATABASE_URL": migrated_url,
+        "ARTIFACTSTORE_STORAGE_LOCAL_ROOT": str(blob_root),
+    }
+    racing = [
+        subprocess.Popen(
+            [sys.executable, "-m", "artifactstore", "import-oci", str(layout), "acme/x", "1"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for layout in (same, same, same, other)
+    ]
+    results = []
+    for process in racing:
+        out, err = process.communicate(timeout=120)
+        results.append((process.returncode, out.decode(), err.decode()))
+    identical = [out for code, out, _ in results[:3] if code == 0]
+    conflicted = [code for code, _, _ in results if code == 2]
+    # Whichever layout published first wins; every other import agrees with it or conflicts.
+    if results[3][0] == 0:
+        assert identical == [] and conflicted == [2, 2, 2]
+    else:
+        assert len(identical) == 3 and len(set(identical)) == 1 and conflicted == [2]
+    assert len(store.list_packages("acme/x")) == 1
+    assert store.verify_all().ok and store.replay(check=True).identical
