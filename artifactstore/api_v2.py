@@ -31,10 +31,12 @@ from werkzeug.exceptions import HTTPException
 from artifactstore import (
     ArtifactStore,
     ArtifactStoreError,
+    DatabaseError,
     InvalidInputError,
     NotFoundError,
     OciImage,
     Package,
+    StorageError,
     StoredFile,
     check_name,
     check_version,
@@ -167,7 +169,9 @@ def _library_error(exc: ArtifactStoreError) -> Response:
     if isinstance(exc, InvalidInputError):
         return error_response(400, "NAME_INVALID", str(exc))
     _log.error("%s %s failed: %s", request.method, request.path, exc)
-    return error_response(503, "UNAVAILABLE", "the server failed; its log has the details")
+    if isinstance(exc, DatabaseError | StorageError):
+        return error_response(503, "UNAVAILABLE", "the server failed; its log has the details")
+    return error_response(500, "UNKNOWN", "the server failed; its log has the details")
 
 
 def _name(parts: list[str]) -> str:

@@ -18,6 +18,7 @@ import pytest
 from flask.testing import FlaskClient
 from oci_clients import skopeo
 from served import Served, serving
+from sqlalchemy import text
 from werkzeug.test import TestResponse
 
 from artifactstore import ArtifactStore
@@ -179,6 +180,18 @@ def test_unknown_names_and_routes_and_writes_get_oci_errors(v2: V2) -> None:
     assert upload.status_code == 405 and error(upload) == "UNSUPPORTED"
     put = v2.client.put(f"/v2/{NAME}/manifests/3", data=b"{}")
     assert put.status_code == 405 and error(put) == "UNSUPPORTED"
+
+
+def test_a_manifest_the_log_does_not_vouch_for_is_a_500_without_its_cause(v2: V2) -> None:
+    with v2.store.engine.begin() as connection:
+        connection.execute(
+            text("UPDATE artifact_packages SET manifest_digest = :d WHERE version = '2'"),
+            {"d": "blake3:" + "0" * 64},
+        )
+    broken = v2.get(f"/v2/{NAME}/manifests/2")
+    assert broken.status_code == 500 and error(broken) == "UNKNOWN"
+    assert "blake3" not in broken.get_data(as_text=True)
+    assert v2.get(f"/v2/{NAME}/manifests/1").status_code == 200
 
 
 def test_a_prefixed_token_is_denied_outside_its_prefix(v2: V2) -> None:
