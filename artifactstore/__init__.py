@@ -78,6 +78,7 @@ if TYPE_CHECKING:
     from artifactstore.naming import is_package_spec as is_package_spec
     from artifactstore.naming import parse_package_spec as parse_package_spec
     from artifactstore.naming import version_key as version_key
+    from artifactstore.oci.layout import OciImage as OciImage
     from artifactstore.records import Package as Package
     from artifactstore.records import Problem as Problem
     from artifactstore.records import PushResult as PushResult
@@ -153,6 +154,7 @@ _LOCATIONS = {
     "Manifest": "artifactstore.manifest.model",
     "migrate_database": "artifactstore.migration",
     "PackageSpec": "artifactstore.naming",
+    "OciImage": "artifactstore.oci.layout",
     "CopyReport": "artifactstore.relocation",
     "copy_blobs": "artifactstore.relocation",
     "check_name": "artifactstore.naming",
@@ -210,6 +212,7 @@ __all__ = [
     "MissingBlobsError",
     "NamedBlob",
     "NotFoundError",
+    "OciImage",
     "Package",
     "PackageFileNotFoundError",
     "PackageFinalizedError",

@@ -48,7 +48,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 from artifactstore.config import check_database_url, redact_database_url
 from artifactstore.errors import ConfigError
 
-SCHEMA_REVISION = "0006"
+SCHEMA_REVISION = "0007"
 """The Alembic revision this code expects; a test keeps it equal to the migrations' head."""
 
 GENESIS_CHAIN_DIGEST = "0" * 64
@@ -146,6 +146,8 @@ artifact_files = Table(
     Column("backend_id", String(64), nullable=False),
     Column("ingested_at", _TIMESTAMP, nullable=False),
     Index(None, "content_address"),
+    # The OCI distribution API (/v2) finds a repository's blob by its SHA-256.
+    Index(None, "digest_sha256"),
 )
 
 storage_locations = Table(

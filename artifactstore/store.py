@@ -59,6 +59,7 @@ from artifactstore.gc import DEFAULT_GRACE, GcReport, collect
 from artifactstore.maintenance import MaintenanceReport
 from artifactstore.manifest import codec, projection
 from artifactstore.manifest.model import Manifest
+from artifactstore.oci.packages import OciPackages
 from artifactstore.records import Package, PackageRef, PushResult, Source, StoredFile
 from artifactstore.registry import RetentionClass
 from artifactstore.selection import select_files
@@ -88,6 +89,7 @@ class ArtifactStore:
         self._db = Database(engine, url, actor or database.default_actor(), now)
         self._dataplane = dataplane
         self._own_files = push.own_files(engine.url, blob_root)
+        self._blob_root = blob_root
 
     # -- opening and closing -------------------------------------------------------------
 
@@ -164,6 +166,11 @@ class ArtifactStore:
     def uploads(self) -> UploadedBlobs:
         """Blobs received over the network, and packages published or assembled from them."""
         return UploadedBlobs(self._db, self._dataplane)
+
+    @property
+    def oci(self) -> OciPackages:
+        """Packages as OCI image layouts (export, import) and images (/v2): ADR-0013."""
+        return OciPackages(self._db, self._dataplane, self._blob_root)
 
     @property
     def redacted_url(self) -> str:

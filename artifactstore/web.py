@@ -7,8 +7,9 @@ tries again on each request until it works (one request at a time; the others an
 with the last error instead of queueing behind a slow database). `HTTP_STATUSES` is the one
 table from errors to HTTP statuses; every error the app answers, unknown routes and methods and
 unexpected exceptions included, is JSON `{"error": message}`, and under /v1 the API's
-`{"error": {"code", "message"}}`. ARTIFACTSTORE_ANONYMOUS_READ=1 (`serve --anonymous-read`)
-lets /v1 reads go without a token.
+`{"error": {"code", "message"}}`; the OCI distribution API's read side under /v2 is
+api_v2.py's blueprint, with the spec's `{"errors": [...]}`. ARTIFACTSTORE_ANONYMOUS_READ=1
+(`serve --anonymous-read`) lets /v1 and /v2 reads go without a token.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from artifactstore import (
     NotFoundError,
     Settings,
     api,
+    api_v2,
     api_write,
     check_health,
     configure_logging,
@@ -125,6 +127,7 @@ def create_app(store: ArtifactStore | None = None) -> Flask:
     routes = api.blueprint(holder.get, index)
     api_write.register(routes, holder.get, index)
     app.register_blueprint(routes)
+    app.register_blueprint(api_v2.blueprint(holder.get))
 
     @app.get("/health")
     def get_health() -> tuple[Response, int]:
@@ -146,6 +149,8 @@ def create_app(store: ArtifactStore | None = None) -> Flask:
         # naming only the status and the request, never the exception's text.
         if request.path == "/v1" or request.path.startswith("/v1/"):
             return api.http_error(exc)
+        if request.path == "/v2" or request.path.startswith("/v2/"):
+            return api_v2.http_error(exc)
         response = exc.get_response()
         response.set_data(json.dumps({"error": f"{exc.name}: {request.method} {request.path}"}))
         response.content_type = "application/json"

@@ -32,6 +32,7 @@ from artifactstore.cli import (
     assembly,
     comparing,
     completion,
+    oci,
     operations,
     packages,
     retention,
@@ -143,6 +144,7 @@ def cli(
 for command in (
     *operations.COMMANDS,
     *packages.COMMANDS,
+    *oci.COMMANDS,
     *comparing.COMMANDS,
     *assembly.COMMANDS,
     *retention.COMMANDS,

@@ -89,6 +89,8 @@ def test_every_command_json_output_parses_and_follows_one_style(
     run("create", NAME, "3")
     run("abandon", NAME, "3")
     run("migrate-storage", "--to", (tmp_path / "copy").as_uri())
+    run("export-oci", NAME, VERSION, tmp_path / "layout")
+    run("import-oci", tmp_path / "layout", NAME, "from-oci")
     run("retention", NAME, VERSION, "release")
     run("hold", NAME, VERSION, "--reason", "audit")
     run("unhold", NAME, VERSION)

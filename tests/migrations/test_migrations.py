@@ -154,6 +154,35 @@ def test_upgrading_to_tombstones_rebuilds_abandoned_packages_as_replay_would(
         assert (dropped.state, dropped.retention_class) == ("abandoned", "ci")
 
 
+def test_upgrading_adds_the_sha256_index_the_v2_blob_lookup_uses(
+    engine: Engine, database_url: str, tmp_path: Path
+) -> None:
+    def indexes() -> set[str]:
+        with engine.connect() as connection:
+            return {str(i["name"]) for i in inspect(connection).get_indexes("artifact_files")}
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a.txt").write_bytes(b"a")
+    migration.upgrade(engine, "0006")
+    assert "ix_artifact_files_digest_sha256" not in indexes()
+    with engine.begin() as connection:  # a store of the previous revision, with a package
+        connection.execute(text("UPDATE alembic_version SET version_num = '0007'"))
+    with ArtifactStore.open(database_url, tmp_path / "blobs") as store:
+        store.push("acme/indexed", "1", tree)
+        sha256 = store.list_files(("acme/indexed", "1"))[0].sha256.hex
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '0006'"))
+    migration.upgrade(engine)
+    assert "ix_artifact_files_digest_sha256" in indexes()
+    with ArtifactStore.open(database_url, tmp_path / "blobs") as store:
+        found = store.oci.package_with_blob("acme/indexed", sha256)
+        assert found is not None and found.version == "1"
+        assert store.replay(check=True).identical
+    migration.downgrade(engine, "0006")
+    assert "ix_artifact_files_digest_sha256" not in indexes()
+
+
 @pytest.mark.slow
 def test_migrations_run_from_the_built_wheel_without_a_checkout(tmp_path: Path) -> None:
     subprocess.run(
