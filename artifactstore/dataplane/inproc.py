@@ -7,6 +7,7 @@ already there). Verification re-reads through the backend and re-hashes with bot
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
@@ -266,7 +267,11 @@ class InProcessDataPlane:
     ) -> BinaryIO:
         """Stream bytes [start, end) of the blob; BlobNotFoundError if absent."""
         key = object_key(address)
-        return self._holder(key).open(key, start, end)
+        if self._small is not None:
+            # One lookup, not a `head` and then an `open`: a pull opens thousands.
+            with contextlib.suppress(BlobNotFoundError):
+                return self._small.open(key, start, end)
+        return self._backend.open(key, start, end)
 
     def verify_object(
         self,
