@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 from artifactstore.config import S3Location
-from artifactstore.dataplane.spi import IngestResult, VerifyResult
+from artifactstore.dataplane.spi import Expected, IngestResult, VerifyResult
 from artifactstore.errors import BlobNotFoundError, DigestMismatchError, InvalidInputError
 from artifactstore.identity import (
     ContentAddress,
@@ -26,6 +26,7 @@ from artifactstore.identity import (
     iter_chunks,
 )
 from artifactstore.storage.backends.local import LocalBackend
+from artifactstore.storage.backends.sqlite_blobs import SQLiteBlobBackend
 from artifactstore.storage.catalog import open_backend, s3_backend
 from artifactstore.storage.spi import (
     BackendHealth,
@@ -37,6 +38,8 @@ from artifactstore.storage.spi import (
 
 SMALL_BLOB_LIMIT = 64 * 1024
 """Blobs up to this size go to the small-blob backend when the data plane has one."""
+_BATCH_BYTES = 4 << 20
+"""Bytes of small blobs `verify_objects` reads with one query (and holds at once)."""
 
 
 class InProcessDataPlane:
@@ -287,19 +290,42 @@ class InProcessDataPlane:
                     hasher.update(chunk)
         except BlobNotFoundError:
             return VerifyResult(address, False, "missing", None)
-        actual = hasher.result()
-        problems = []
-        # Compare hex, not values: ContentAddress and Digest are different dataclasses.
-        if actual.blake3.hex != address.hex:
-            problems.append(f"blake3 mismatch: expected {address.hex} got {actual.blake3.hex}")
-        if expected_sha256 is not None and str(actual.sha256) != str(expected_sha256):
-            problems.append(
-                f"sha256 mismatch: expected {expected_sha256.hex} got {actual.sha256.hex}"
-            )
-        if expected_size is not None and actual.size != expected_size:
-            problems.append(f"size mismatch: expected {expected_size} got {actual.size}")
-        problem = "; ".join(problems) if problems else None
-        return VerifyResult(address, problem is None, problem, actual)
+        return _verdict(address, expected_sha256, expected_size, hasher.result())
+
+    def verify_objects(self, expected: Iterable[Expected]) -> Iterator[VerifyResult]:
+        """verify_object of each (address, SHA-256, size), in order.
+
+        Blobs the small tier may hold (by their expected size) are read from it a batch at a
+        time, one query per batch instead of one per blob; a batch holds at most _BATCH_BYTES
+        of blobs, so memory stays flat.
+        """
+        small = self._small if isinstance(self._small, SQLiteBlobBackend) else None
+        batch: list[Expected] = []
+        total = 0
+        for item in expected:
+            size = item[2]
+            fits = small is not None and size is not None and size <= self._small_limit
+            if batch and (not fits or total + (size or 0) > _BATCH_BYTES):
+                yield from self._verify_batch(cast(SQLiteBlobBackend, small), batch)
+                batch, total = [], 0
+            if fits:
+                batch.append(item)
+                total += size or 0
+            else:
+                yield self.verify_object(*item)
+        if batch:
+            yield from self._verify_batch(cast(SQLiteBlobBackend, small), batch)
+
+    def _verify_batch(
+        self, small: SQLiteBlobBackend, batch: list[Expected]
+    ) -> Iterator[VerifyResult]:
+        found = small.read_many([object_key(address) for address, _, _ in batch])
+        for address, sha256, size in batch:
+            data = found.get(object_key(address))
+            if data is None:  # in the large backend, or missing
+                yield self.verify_object(address, sha256, size)
+            else:
+                yield _verdict(address, sha256, size, digest_stream(data))
 
     def stat_object(self, address: ContentAddress) -> ObjectInfo | None:
         """Describe the stored blob, or None if it is absent."""
@@ -358,6 +384,25 @@ class InProcessDataPlane:
             if not small.reachable:
                 return small
         return health
+
+
+def _verdict(
+    address: ContentAddress,
+    expected_sha256: Digest | None,
+    expected_size: int | None,
+    actual: DualDigest,
+) -> VerifyResult:
+    """Compare the digests of the bytes read with what they should be."""
+    problems = []
+    # Compare hex, not values: ContentAddress and Digest are different dataclasses.
+    if actual.blake3.hex != address.hex:
+        problems.append(f"blake3 mismatch: expected {address.hex} got {actual.blake3.hex}")
+    if expected_sha256 is not None and str(actual.sha256) != str(expected_sha256):
+        problems.append(f"sha256 mismatch: expected {expected_sha256.hex} got {actual.sha256.hex}")
+    if expected_size is not None and actual.size != expected_size:
+        problems.append(f"size mismatch: expected {expected_size} got {actual.size}")
+    problem = "; ".join(problems) if problems else None
+    return VerifyResult(address, problem is None, problem, actual)
 
 
 def _seekable(source: Iterable[bytes] | BinaryIO) -> bool:
