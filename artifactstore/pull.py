@@ -44,13 +44,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import io
 import os
 import secrets
 import shutil
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,6 +122,24 @@ def pull(
                     os.rmdir(staging_name, dir_fd=root)
     _sync(destination)
     return files
+
+
+def reading_ahead(
+    files: list[StoredFile],
+    contents: Iterable[bytes | None],
+    open_blob: Callable[[StoredFile], BinaryIO],
+) -> Callable[[StoredFile], BinaryIO]:
+    """An open_blob for files that are opened in their order (in_flight 1): each from contents
+    (the bytes read ahead, or None), else, or out of order, from open_blob."""
+    ahead = zip(files, contents, strict=False)
+
+    def opened(stored: StoredFile) -> BinaryIO:
+        listed, data = next(ahead, (None, None))
+        if listed is not stored or data is None:
+            return open_blob(stored)
+        return io.BytesIO(data)
+
+    return opened
 
 
 class _Directories:

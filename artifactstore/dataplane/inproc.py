@@ -293,39 +293,41 @@ class InProcessDataPlane:
         return _verdict(address, expected_sha256, expected_size, hasher.result())
 
     def verify_objects(self, expected: Iterable[Expected]) -> Iterator[VerifyResult]:
-        """verify_object of each (address, SHA-256, size), in order.
-
-        Blobs the small tier may hold (by their expected size) are read from it a batch at a
-        time, one query per batch instead of one per blob; a batch holds at most _BATCH_BYTES
-        of blobs, so memory stays flat.
-        """
-        small = self._small if isinstance(self._small, SQLiteBlobBackend) else None
-        batch: list[Expected] = []
-        total = 0
-        for item in expected:
-            size = item[2]
-            fits = small is not None and size is not None and size <= self._small_limit
-            if batch and (not fits or total + (size or 0) > _BATCH_BYTES):
-                yield from self._verify_batch(cast(SQLiteBlobBackend, small), batch)
-                batch, total = [], 0
-            if fits:
-                batch.append(item)
-                total += size or 0
-            else:
-                yield self.verify_object(*item)
-        if batch:
-            yield from self._verify_batch(cast(SQLiteBlobBackend, small), batch)
-
-    def _verify_batch(
-        self, small: SQLiteBlobBackend, batch: list[Expected]
-    ) -> Iterator[VerifyResult]:
-        found = small.read_many([object_key(address) for address, _, _ in batch])
-        for address, sha256, size in batch:
-            data = found.get(object_key(address))
+        """verify_object of each (address, SHA-256, size), in order; the blobs the small tier
+        holds are read a batch at a time (see small_blobs)."""
+        listed = list(expected)
+        contents = self.small_blobs([(address, size) for address, _, size in listed])
+        for (address, sha256, size), data in zip(listed, contents, strict=True):
             if data is None:  # in the large backend, or missing
                 yield self.verify_object(address, sha256, size)
             else:
                 yield _verdict(address, sha256, size, digest_stream(data))
+
+    def small_blobs(
+        self, wanted: Iterable[tuple[ContentAddress, int | None]]
+    ) -> Iterator[bytes | None]:
+        """For each (address, expected size), in order, the blob's bytes if the small tier
+        holds it, else None (a large blob, or a missing one: serve_object it).
+
+        Blobs small enough for the small tier are looked up a batch at a time, one query per
+        batch instead of one per blob; a batch holds at most _BATCH_BYTES, so memory stays
+        flat. Without a small tier every answer is None.
+        """
+        small = self._small if isinstance(self._small, SQLiteBlobBackend) else None
+        batch: list[ContentAddress] = []
+        total = 0
+        for address, size in wanted:
+            fits = small is not None and size is not None and size <= self._small_limit
+            if batch and (not fits or total + (size or 0) > _BATCH_BYTES):
+                yield from _read_batch(cast(SQLiteBlobBackend, small), batch)
+                batch, total = [], 0
+            if fits:
+                batch.append(address)
+                total += size or 0
+            else:
+                yield None
+        if batch:
+            yield from _read_batch(cast(SQLiteBlobBackend, small), batch)
 
     def stat_object(self, address: ContentAddress) -> ObjectInfo | None:
         """Describe the stored blob, or None if it is absent."""
@@ -384,6 +386,11 @@ class InProcessDataPlane:
             if not small.reachable:
                 return small
         return health
+
+
+def _read_batch(small: SQLiteBlobBackend, batch: list[ContentAddress]) -> Iterator[bytes | None]:
+    found = small.read_many([object_key(address) for address in batch])
+    return (found.get(object_key(address)) for address in batch)
 
 
 def _verdict(

@@ -101,6 +101,12 @@ class DataPlane(Protocol):
     def verify_objects(self, expected: Iterable[Expected]) -> Iterator[VerifyResult]:
         """verify_object of each blob, in order; where the medium allows, several at a time."""
 
+    def small_blobs(
+        self, wanted: Iterable[tuple[ContentAddress, int | None]]
+    ) -> Iterator[bytes | None]:
+        """For each (address, expected size), in order, the bytes of a blob small enough to be
+        read ahead in a batch, else None (serve_object it then)."""
+
     def stat_object(self, address: ContentAddress) -> ObjectInfo | None:
         """Describe the stored blob, or return None if it is absent."""
 

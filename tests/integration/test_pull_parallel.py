@@ -19,7 +19,7 @@ import pytest
 
 from artifactstore import IntegrityError
 from artifactstore.identity import Digest
-from artifactstore.pull import TEMP_PREFIX, pull
+from artifactstore.pull import TEMP_PREFIX, pull, reading_ahead
 from artifactstore.records import StoredFile
 
 FILES = 24
@@ -138,3 +138,24 @@ def test_a_file_of_many_chunks_is_written_whole_and_a_changed_last_byte_refused(
     with pytest.raises(IntegrityError, match=r"blob\.bin"):
         pull(streams(data[:-1] + b"!"), "acme/big:1", [entry], tmp_path / "again")
     assert not [p for p in (tmp_path / "again").rglob("*") if p.is_file()]
+
+
+def test_reading_ahead_serves_in_order_files_from_the_bytes_read_ahead(tmp_path: Path) -> None:
+    contents = tree(6)
+    entries = [stored(path, data) for path, data in sorted(contents.items())]
+    ahead = [contents[e.path] if n % 2 else None for n, e in enumerate(entries)]
+    opened: list[str] = []
+
+    def open_blob(entry: StoredFile) -> BinaryIO:
+        opened.append(entry.path)
+        return io.BytesIO(contents[entry.path])
+
+    pull(reading_ahead(entries, ahead, open_blob), "acme/ra:1", entries, tmp_path / "out")
+    assert opened == [e.path for n, e in enumerate(entries) if not n % 2]
+    for path, data in contents.items():
+        assert (tmp_path / "out" / path).read_bytes() == data
+    # Asked out of order, every file still gets its own bytes: from open_blob.
+    opened.clear()
+    opener = reading_ahead(entries, [b"not these"] * 6, open_blob)
+    assert opener(entries[1]).read() == contents[entries[1].path]
+    assert opened == [entries[1].path]
