@@ -28,10 +28,9 @@ def check_files(
     """Re-hash every file's blob with both digests; returns (files, bytes, problems)."""
     problems: list[Problem] = []
     count = total = 0
-    for stored in files:
-        result = dataplane.verify_object(
-            stored.content_address, expected_sha256=stored.sha256, expected_size=stored.size
-        )
+    listed = list(files)
+    expected = ((f.content_address, f.sha256, f.size) for f in listed)
+    for stored, result in zip(listed, dataplane.verify_objects(expected), strict=True):
         count += 1
         total += stored.size
         if progress is not None:

@@ -413,8 +413,12 @@ class ArtifactStore:
         """Write every file of a finalized package (or those include's globs name, see
         selection) under destination, each verified."""
         files = select_files(self.finalized_files(ref, expect_digest), include, trust.label(ref))
-        serve, to = self._dataplane.serve_object, Path(destination)
-        return pull.pull(lambda f: serve(f.content_address), trust.label(ref), files, to, progress)
+        plane, to = self._dataplane, Path(destination)
+        contents = plane.small_blobs([(f.content_address, f.size) for f in files])
+        opener = pull.reading_ahead(
+            files, contents, lambda f: plane.serve_object(f.content_address)
+        )
+        return pull.pull(opener, trust.label(ref), files, to, progress)
 
     def verify_package(
         self,

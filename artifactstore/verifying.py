@@ -34,14 +34,19 @@ class VerifyingReader(io.RawIOBase):
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         """Fill buffer from the blob; at end of stream, check what was read."""
         view = memoryview(buffer).cast("B")
-        data = self._stream.read(len(view))
-        if not data:
+        readinto = getattr(self._stream, "readinto", None)
+        if readinto is not None:
+            count = readinto(view) or 0  # straight into the caller's buffer: no copy
+        else:
+            data = self._stream.read(len(view))
+            count = len(data)
+            view[:count] = data
+        if not count:
             self._check()
             return 0
-        view[: len(data)] = data
-        self._hasher.update(data)
-        self._seen += len(data)
-        return len(data)
+        self._hasher.update(view[:count])
+        self._seen += count
+        return count
 
     def _check(self) -> None:
         if self._checked:

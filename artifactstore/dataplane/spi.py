@@ -16,7 +16,7 @@ from typing import BinaryIO, Protocol
 from artifactstore.identity import ContentAddress, Digest, DualDigest
 from artifactstore.storage.spi import BackendHealth, ObjectInfo, StorageReceipt
 
-__all__ = ["BackendHealth", "DataPlane", "IngestResult", "VerifyResult"]
+__all__ = ["BackendHealth", "DataPlane", "Expected", "IngestResult", "VerifyResult"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +49,10 @@ class VerifyResult:
     ok: bool
     problem: str | None
     actual: DualDigest | None
+
+
+Expected = tuple[ContentAddress, Digest | None, int | None]
+"""What a blob should be for `verify_objects`: its address, SHA-256 and size (None: unchecked)."""
 
 
 class DataPlane(Protocol):
@@ -93,6 +97,15 @@ class DataPlane(Protocol):
 
         A missing or mismatching blob is reported in the result, not raised.
         """
+
+    def verify_objects(self, expected: Iterable[Expected]) -> Iterator[VerifyResult]:
+        """verify_object of each blob, in order; where the medium allows, several at a time."""
+
+    def small_blobs(
+        self, wanted: Iterable[tuple[ContentAddress, int | None]]
+    ) -> Iterator[bytes | None]:
+        """For each (address, expected size), in order, the bytes of a blob small enough to be
+        read ahead in a batch, else None (serve_object it then)."""
 
     def stat_object(self, address: ContentAddress) -> ObjectInfo | None:
         """Describe the stored blob, or return None if it is absent."""

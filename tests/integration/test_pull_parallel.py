@@ -7,17 +7,19 @@ out in-memory streams and records how many are open at once, which a server cann
 from __future__ import annotations
 
 import io
+import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, cast
 
 import blake3
 import pytest
 
 from artifactstore import IntegrityError
 from artifactstore.identity import Digest
-from artifactstore.pull import TEMP_PREFIX, pull
+from artifactstore.pull import TEMP_PREFIX, pull, reading_ahead
 from artifactstore.records import StoredFile
 
 FILES = 24
@@ -86,3 +88,74 @@ def test_one_bad_file_leaves_nothing_visible_and_stops_the_others(tmp_path: Path
     assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
     # The files not yet started were given up, not fetched to be thrown away.
     assert streams.opened < FILES // 2
+
+
+class Trickle(io.RawIOBase):
+    """A stream that fills at most step bytes per readinto, as a socket or a pipe may."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self._data = memoryview(data)
+        self._step = step
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = min(len(buffer), self._step, len(self._data))
+        buffer[:count] = self._data[:count]
+        self._data = self._data[count:]
+        return count
+
+
+class ReadOnly:
+    """A stream with read() and close() only: no readinto."""
+
+    def __init__(self, data: bytes) -> None:
+        self._stream = io.BytesIO(data)
+
+    def read(self, size: int = -1) -> bytes:
+        return self._stream.read(size)
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+@pytest.mark.parametrize("kind", ["trickle", "read-only"])
+def test_a_file_of_many_chunks_is_written_whole_and_a_changed_last_byte_refused(
+    tmp_path: Path, kind: str
+) -> None:
+    # More than one read buffer and more than one writeback step (8 MiB) of bytes.
+    data = os.urandom(9 << 20) + b"end"
+    entry = stored("big/blob.bin", data)
+
+    def streams(changed: bytes) -> Callable[[StoredFile], BinaryIO]:
+        if kind == "trickle":
+            return lambda _: cast(BinaryIO, Trickle(changed, 300_000))
+        return lambda _: cast(BinaryIO, ReadOnly(changed))
+
+    pull(streams(data), "acme/big:1", [entry], tmp_path / "out")
+    assert (tmp_path / "out" / "big/blob.bin").read_bytes() == data
+    with pytest.raises(IntegrityError, match=r"blob\.bin"):
+        pull(streams(data[:-1] + b"!"), "acme/big:1", [entry], tmp_path / "again")
+    assert not [p for p in (tmp_path / "again").rglob("*") if p.is_file()]
+
+
+def test_reading_ahead_serves_in_order_files_from_the_bytes_read_ahead(tmp_path: Path) -> None:
+    contents = tree(6)
+    entries = [stored(path, data) for path, data in sorted(contents.items())]
+    ahead = [contents[e.path] if n % 2 else None for n, e in enumerate(entries)]
+    opened: list[str] = []
+
+    def open_blob(entry: StoredFile) -> BinaryIO:
+        opened.append(entry.path)
+        return io.BytesIO(contents[entry.path])
+
+    pull(reading_ahead(entries, ahead, open_blob), "acme/ra:1", entries, tmp_path / "out")
+    assert opened == [e.path for n, e in enumerate(entries) if not n % 2]
+    for path, data in contents.items():
+        assert (tmp_path / "out" / path).read_bytes() == data
+    # Asked out of order, every file still gets its own bytes: from open_blob.
+    opened.clear()
+    opener = reading_ahead(entries, [b"not these"] * 6, open_blob)
+    assert opener(entries[1]).read() == contents[entries[1].path]
+    assert opened == [entries[1].path]

@@ -359,6 +359,29 @@ def test_pull_writes_every_file_verified_with_its_mode(
     assert [p for p in (tmp_path / "again").rglob("*") if p.is_file()] == []
 
 
+@pytest.mark.parametrize("change", ["last byte", "shorter", "longer"])
+def test_a_large_blob_is_copied_whole_and_a_changed_one_refused(
+    store: ArtifactStore, tmp_path: Path, blob_root: Path, change: str
+) -> None:
+    # Large enough for the kernel copy (the staged copy is hashed before it is renamed).
+    data = os.urandom(3 << 20)
+    tree = make_tree(tmp_path / "dist", {"bin/app": b"tool", "lib/tool.so": data})
+    store.push("acme/large", "1", tree)
+    store.pull(("acme/large", "1"), tmp_path / "out")
+    assert (tmp_path / "out" / "lib/tool.so").read_bytes() == data
+    hex_digest = blake3.blake3(data).hexdigest()
+    blob = blob_root / f"blake3/{hex_digest[:2]}/{hex_digest[2:4]}/{hex_digest}"
+    blob.chmod(0o644)
+    blob.write_bytes(
+        {"last byte": data[:-1] + bytes([data[-1] ^ 1]), "shorter": data[:-1]}.get(
+            change, data + b"x"
+        )
+    )
+    with pytest.raises(IntegrityError, match="tool"):
+        store.pull(("acme/large", "1"), tmp_path / "again")
+    assert [p for p in (tmp_path / "again").rglob("*") if p.is_file()] == []
+
+
 def test_a_manifest_streamed_from_the_views_is_the_canonical_encoding(
     store: ArtifactStore, tmp_path: Path
 ) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import blake3
 import pytest
 
 from artifactstore.dataplane.inproc import InProcessDataPlane
+from artifactstore.dataplane.spi import Expected
 from artifactstore.errors import BlobNotFoundError
 from artifactstore.identity import ContentAddress, Digest
 from artifactstore.storage.spi import object_key
@@ -189,3 +191,32 @@ def test_50_mib_ingest_from_chunks(plane: InProcessDataPlane, root: Path) -> Non
     assert result.digests.sha256.hex == expected_sha.hexdigest()
     assert (root / result.receipt.key).stat().st_size == result.size
     assert plane.verify_object(result.content_address).ok
+
+
+def test_verify_objects_gives_verify_object_of_each_in_order(
+    plane: InProcessDataPlane, root: Path
+) -> None:
+    # More small blobs than one query looks up and one batch holds (4 MiB), a large blob among
+    # them, a missing one, a changed small one, and a large one said to be small.
+    small = [os.urandom(8 * 1024) for _ in range(600)]
+    results = [plane.ingest_stream(data) for data in small]
+    large = plane.ingest_stream(DATA)
+    changed = results[555]
+    with sqlite3.connect(root / "small-blobs.db") as connection:
+        connection.execute(
+            "UPDATE blobs SET data = ? WHERE key = ?", (b"x" * 8192, changed.receipt.key)
+        )
+    expected: list[Expected] = [(r.content_address, r.digests.sha256, r.size) for r in results]
+    expected.insert(300, (large.content_address, large.digests.sha256, large.size))
+    expected.insert(10, (address_of(b"absent"), None, 6))
+    expected.append((large.content_address, None, 100))
+    verdicts = list(plane.verify_objects(expected))
+    assert verdicts == [plane.verify_object(*item) for item in expected]
+    problems = [(v.address, v.problem) for v in verdicts if not v.ok]
+    assert [address for address, _ in problems] == [
+        address_of(b"absent"),
+        changed.content_address,
+        large.content_address,
+    ]
+    assert problems[0][1] == "missing"
+    assert problems[2][1] == f"size mismatch: expected 100 got {len(DATA)}"

@@ -8,6 +8,7 @@ it or to inject EIO, a fault that cannot be caused for real.
 from __future__ import annotations
 
 import errno
+import io
 import os
 import time
 from collections.abc import Iterator
@@ -319,3 +320,13 @@ def test_registry_rejects_unknown_backend() -> None:
 def test_registry_rejects_bad_local_config(config: dict[str, object]) -> None:
     with pytest.raises(ConfigError, match="local"):
         open_backend("local", **config)
+
+
+def test_a_whole_object_read_has_the_file_descriptor_a_range_has_none(root: Path) -> None:
+    backend = LocalBackend(root)
+    backend.put(KEY, [DATA])
+    with backend.open(KEY) as whole:
+        assert os.pread(whole.fileno(), len(DATA) + 1, 0) == DATA  # what a pull copies
+    for start, end in [(1, None), (0, 10)]:
+        with backend.open(KEY, start, end) as part, pytest.raises(io.UnsupportedOperation):
+            part.fileno()

@@ -103,7 +103,8 @@ class LocalBackend(RootedBackend):
             except BaseException:
                 raw.close()
                 raise
-        return io.BufferedReader(_RangeReader(raw, path, stop - begin), buffer_size=CHUNK_SIZE)
+        reader = _RangeReader(raw, path, stop - begin, whole=begin == 0 and stop == size)
+        return io.BufferedReader(reader, buffer_size=CHUNK_SIZE)
 
     def head(self, key: str) -> ObjectInfo | None:
         """Describe the object under key, or None if there is none."""
@@ -321,13 +322,20 @@ class _LocalStagedObject(PublishingStage):
 class _RangeReader(io.RawIOBase):
     """A raw reader over an open file that stops after a fixed number of bytes."""
 
-    def __init__(self, file: io.FileIO, path: Path, length: int) -> None:
+    def __init__(self, file: io.FileIO, path: Path, length: int, whole: bool) -> None:
         self._file = file
         self._path = path
         self._remaining = length
+        self._whole = whole
 
     def readable(self) -> bool:
         return True
+
+    def fileno(self) -> int:
+        """The file's descriptor, only when the whole file is read (a pull copies it whole)."""
+        if not self._whole:
+            raise io.UnsupportedOperation("a range of a file has no descriptor of its own")
+        return self._file.fileno()
 
     def readinto(self, buffer: WriteableBuffer) -> int:
         if self._remaining <= 0:

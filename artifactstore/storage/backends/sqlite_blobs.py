@@ -25,7 +25,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -114,6 +114,25 @@ class SQLiteBlobBackend(RootedBackend):
         if not rows:
             raise BlobNotFoundError(f"no object {key!r} in {self.path}")
         return io.BytesIO(bytes(rows[0][0])[start:end])
+
+    def read_many(self, keys: Sequence[str]) -> dict[str, bytes]:
+        """The bytes of those of keys that are stored, by key: one query per chunk of keys.
+
+        Every object is held in memory at once: the caller bounds their total size.
+        """
+        found: dict[str, bytes] = {}
+        with self._lock:
+            for key in keys:
+                pending = self._pending.get(check_key(key))
+                if pending is not None:
+                    found[key] = pending[0]
+            rest = [key for key in keys if key not in found]
+            for start in range(0, len(rest), _LOOKUP_CHUNK):
+                chunk = rest[start : start + _LOOKUP_CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                sql = f"SELECT key, data FROM blobs WHERE key IN ({marks})"
+                found.update((key, bytes(data)) for key, data in self._query(sql, tuple(chunk)))
+        return found
 
     def head(self, key: str) -> ObjectInfo | None:
         """Describe the object under key, or None."""
