@@ -11,7 +11,11 @@ Payloads (canonical CBOR maps unless said otherwise):
   expiry recomputed for the new class.
 - `v1.file.ingested`: path, size, blake3, sha256 (hex), executable, backend_id, object_key,
   stored_at. A later event for the same path replaces the file.
-- `v1.package.finalized`: the canonical CBOR manifest itself.
+- `v1.package.finalized`: the canonical CBOR manifest itself. A package that has no file
+  rows when it is finalized (a push publishes without a `v1.file.ingested` event per file)
+  gets its file rows, and the storage locations of their blobs, from the manifest's files and
+  receipts (see `_listed_files`); one that has them (assembled file by file) keeps them, and
+  the manifest, encoded from those rows, lists the same files.
 - `v1.package.abandoned`, `v1.package.expired`, `v1.package.deleted`: an empty map; the
   package's files leave the views, its row stays with a tombstone in `package_ends`.
 - `v1.hold.placed`: reason; `v1.hold.released`: an empty map.
@@ -25,10 +29,10 @@ Payloads (canonical CBOR maps unless said otherwise):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, BinaryIO
 
-from sqlalchemy import Connection, bindparam, delete, insert, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from artifactstore import cbor, schema
 from artifactstore.errors import ManifestError
@@ -49,8 +53,10 @@ from artifactstore.events.model import (
     SpooledEvent,
     SpooledPayload,
 )
+from artifactstore.identity import ContentAddress
 from artifactstore.manifest import reader
 from artifactstore.manifest.model import manifest_digest_of_bytes, manifest_digest_of_chunks
+from artifactstore.storage.spi import object_key
 
 
 def apply(connection: Connection, events: Sequence[Event | SpooledEvent]) -> None:
@@ -72,7 +78,9 @@ def apply(connection: Connection, events: Sequence[Event | SpooledEvent]) -> Non
             if event.event_type != PACKAGE_FINALIZED:
                 raise ManifestError(f"event {event.sequence} of type {event.event_type} is spooled")
             flush()
-            _finalized(connection, event.sequence, event.package_id, event.payload)
+            _finalized(
+                connection, event.sequence, event.package_id, event.payload, event.occurred_at
+            )
             continue
         batched = _BATCHED.get(event.event_type)
         if batch and batched is not _BATCHED[batch[0].event_type]:
@@ -188,7 +196,7 @@ def _insert_location(connection: Connection) -> Any:
 
 
 def _package_finalized(connection: Connection, event: Event) -> None:
-    _finalized(connection, event.sequence, event.package_id, event.payload)
+    _finalized(connection, event.sequence, event.package_id, event.payload, event.occurred_at)
 
 
 def _finalized(
@@ -196,6 +204,7 @@ def _finalized(
     sequence: int,
     package_id: str | None,
     manifest: bytes | SpooledPayload,
+    occurred_at: str,
 ) -> None:
     if isinstance(manifest, bytes):
         digest = manifest_digest_of_bytes(manifest)
@@ -214,6 +223,95 @@ def _finalized(
         .where(schema.retention_state.c.package_id == package_id)
         .values(expires_at=expires_at)
     )
+    files = schema.artifact_files
+    has_files = connection.execute(
+        select(files.c.path).where(files.c.package_id == package_id).limit(1)
+    ).first()
+    if has_files is None:
+        _listed_files(connection, sequence, package_id, manifest, occurred_at)
+
+
+_FILE_PAGE = 2000
+
+
+def _listed_files(
+    connection: Connection,
+    sequence: int,
+    package_id: str | None,
+    manifest: bytes | SpooledPayload,
+    occurred_at: str,
+) -> None:
+    """Insert the manifest's files as the package's rows (ingested at the finalize), and their
+    blobs' receipts as storage locations where none stands yet, a page at a time.
+
+    Receipts follow the files in the manifest, so they are read first, into a map from
+    address to (backend id, stored at); a push publishes this way only when each address has
+    one backend (`publish`), so the map names every file's backend.
+    """
+
+    def walk(wanted: str) -> Iterator[Any]:
+        if isinstance(manifest, bytes):
+            return reader.entries(manifest, wanted)
+        manifest.file.seek(0)
+        return reader.entries(manifest.file, wanted)
+
+    try:
+        receipts = {
+            r["content_address"]: (r["backend_id"], r["stored_at"])
+            for r in walk("storage_receipts")
+        }
+        file_rows: list[dict[str, Any]] = []
+        location_rows: list[dict[str, Any]] = []
+        for entry in walk("files"):
+            address = entry["content_address"]
+            digests = {
+                "digest_algorithm": "blake3",
+                "digest_primary": entry["digests"]["blake3"],
+                "digest_sha256": entry["digests"]["sha256"],
+                "content_address": address,
+                "size": entry["size"],
+            }
+            backend_id, stored_at = receipts[address]
+            file_rows.append(
+                {
+                    "package_id": package_id,
+                    "path": entry["path"],
+                    "executable": entry["executable"],
+                    "backend_id": backend_id,
+                    "ingested_at": occurred_at,
+                    **digests,
+                }
+            )
+            if stored_at is not None:
+                receipts[address] = (backend_id, None)
+                location_rows.append(
+                    {
+                        "backend_id": backend_id,
+                        "object_key": object_key(ContentAddress.parse(address)),
+                        "stored_at": stored_at,
+                        **digests,
+                    }
+                )
+            if len(file_rows) == _FILE_PAGE:
+                _insert_listed(connection, file_rows, location_rows)
+        _insert_listed(connection, file_rows, location_rows)
+    except (KeyError, TypeError) as exc:
+        raise ManifestError(f"event {sequence} does not carry a v1 manifest: {exc}") from exc
+
+
+def _insert_listed(
+    connection: Connection, file_rows: list[dict[str, Any]], location_rows: list[dict[str, Any]]
+) -> None:
+    if file_rows:
+        schema.execute_many(connection, _insert_listed_file, file_rows)
+    if location_rows:
+        schema.execute_many(connection, _insert_location, location_rows)
+    file_rows.clear()
+    location_rows.clear()
+
+
+def _insert_listed_file(_connection: Connection) -> Any:
+    return insert(schema.artifact_files)
 
 
 def _manifest_times(sequence: int, manifest: bytes | BinaryIO) -> tuple[str, str | None]:

@@ -45,7 +45,14 @@ def receipts(data: bytes) -> Iterator[tuple[str, str]]:
             raise ManifestError(f"not a v1 manifest storage receipt: {exc}") from exc
 
 
-def _array(data: bytes, wanted: str) -> Iterator[Any]:
+def entries(data: bytes | BinaryIO, wanted: str) -> Iterator[Any]:
+    """The raw elements (plain maps) of one of the manifest's top-level arrays, "files" or
+    "storage_receipts", decoded one at a time; data is the manifest's bytes, or a binary file
+    at its start."""
+    return _array(data, wanted)
+
+
+def _array(data: bytes | BinaryIO, wanted: str) -> Iterator[Any]:
     """The elements of one of the manifest's top-level arrays, decoded one at a time."""
     walker = cbor.Reader(data)
     try:
