@@ -117,9 +117,7 @@ def _ingest_batch(
             flush()
             ingested.append(_ingest_tree_file(dataplane, item, seen_sizes, progress))
             continue
-        with tree.open_file(item.source) as handle:
-            data = handle.read()
-            tree.check_unchanged(item.source, handle, len(data), item.size, item.mtime_ns)
+        data = tree.read_whole(item)
         whole.append((item, data))
         held += len(data)
         if held >= _HELD_BYTES:

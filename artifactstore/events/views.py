@@ -29,7 +29,7 @@ Payloads (canonical CBOR maps unless said otherwise):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, BinaryIO
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
@@ -206,13 +206,23 @@ def _finalized(
     manifest: bytes | SpooledPayload,
     occurred_at: str,
 ) -> None:
+    files = schema.artifact_files
+    listed = (
+        connection.execute(
+            select(files.c.path).where(files.c.package_id == package_id).limit(1)
+        ).first()
+        is None
+    )
+    # A package without file rows takes them from the manifest: its receipts are read in the
+    # same walk as its times.
+    receipts: list[Any] | None = [] if listed else None
     if isinstance(manifest, bytes):
         digest = manifest_digest_of_bytes(manifest)
-        finalized_at, expires_at = _manifest_times(sequence, manifest)
+        finalized_at, expires_at = _manifest_times(sequence, manifest, receipts)
     else:
         digest = manifest_digest_of_chunks(manifest.chunks())
         manifest.file.seek(0)
-        finalized_at, expires_at = _manifest_times(sequence, manifest.file)
+        finalized_at, expires_at = _manifest_times(sequence, manifest.file, receipts)
     connection.execute(
         update(schema.artifact_packages)
         .where(schema.artifact_packages.c.id == package_id)
@@ -223,12 +233,8 @@ def _finalized(
         .where(schema.retention_state.c.package_id == package_id)
         .values(expires_at=expires_at)
     )
-    files = schema.artifact_files
-    has_files = connection.execute(
-        select(files.c.path).where(files.c.package_id == package_id).limit(1)
-    ).first()
-    if has_files is None:
-        _listed_files(connection, sequence, package_id, manifest, occurred_at)
+    if receipts is not None:
+        _listed_files(connection, sequence, package_id, manifest, occurred_at, receipts)
 
 
 _FILE_PAGE = 2000
@@ -240,29 +246,25 @@ def _listed_files(
     package_id: str | None,
     manifest: bytes | SpooledPayload,
     occurred_at: str,
+    receipts: list[Any],
 ) -> None:
     """Insert the manifest's files as the package's rows (ingested at the finalize), and their
     blobs' receipts as storage locations where none stands yet, a page at a time.
 
-    Receipts follow the files in the manifest, so they are read first, into a map from
-    address to (backend id, stored at); a push publishes this way only when each address has
-    one backend (`publish`), so the map names every file's backend.
+    A push publishes this way only when each address has one backend (`publish`), so the
+    receipts map every file's address to its backend.
     """
-
-    def walk(wanted: str) -> Iterator[Any]:
-        if isinstance(manifest, bytes):
-            return reader.entries(manifest, wanted)
+    if isinstance(manifest, bytes):
+        entries = reader.entries(manifest, "files")
+    else:
         manifest.file.seek(0)
-        return reader.entries(manifest.file, wanted)
-
+        entries = reader.entries(manifest.file, "files")
     try:
-        receipts = {
-            r["content_address"]: (r["backend_id"], r["stored_at"])
-            for r in walk("storage_receipts")
-        }
+        backends = {r["content_address"]: (r["backend_id"], r["stored_at"]) for r in receipts}
+        receipts.clear()
         file_rows: list[dict[str, Any]] = []
         location_rows: list[dict[str, Any]] = []
-        for entry in walk("files"):
+        for entry in entries:
             address = entry["content_address"]
             digests = {
                 "digest_algorithm": "blake3",
@@ -271,7 +273,7 @@ def _listed_files(
                 "content_address": address,
                 "size": entry["size"],
             }
-            backend_id, stored_at = receipts[address]
+            backend_id, stored_at = backends[address]
             file_rows.append(
                 {
                     "package_id": package_id,
@@ -283,7 +285,7 @@ def _listed_files(
                 }
             )
             if stored_at is not None:
-                receipts[address] = (backend_id, None)
+                backends[address] = (backend_id, None)
                 location_rows.append(
                     {
                         "backend_id": backend_id,
@@ -314,10 +316,13 @@ def _insert_listed_file(_connection: Connection) -> Any:
     return insert(schema.artifact_files)
 
 
-def _manifest_times(sequence: int, manifest: bytes | BinaryIO) -> tuple[str, str | None]:
-    """finalized_at and expires_at of the manifest an event carries, read without its lists."""
+def _manifest_times(
+    sequence: int, manifest: bytes | BinaryIO, receipts: list[Any] | None = None
+) -> tuple[str, str | None]:
+    """finalized_at and expires_at of the manifest an event carries, read without its files
+    (its raw storage receipts appended to receipts, if given)."""
     try:
-        parts = reader.small_maps(manifest)
+        parts = reader.outline(manifest, receipts)
         return parts["package"]["finalized_at"], parts["retention_summary"]["expires_at"]
     except (ManifestError, KeyError, TypeError) as exc:
         raise ManifestError(f"event {sequence} does not carry a v1 manifest: {exc}") from exc

@@ -74,12 +74,19 @@ def _array(data: bytes | BinaryIO, wanted: str) -> Iterator[Any]:
 def small_maps(data: bytes | BinaryIO) -> dict[str, Any]:
     """Every top-level entry of the manifest except the files and storage receipts arrays
     (data is the manifest's bytes, or a binary file at its start)."""
+    return outline(data, None)
+
+
+def outline(data: bytes | BinaryIO, receipts: list[Any] | None) -> dict[str, Any]:
+    """small_maps, in the same walk appending the raw storage receipts to receipts if given."""
     walker = cbor.Reader(data)
     found: dict[str, Any] = {}
     try:
         for _ in range(walker.map_length()):
             key = walker.item()
-            if key in _ARRAYS:
+            if key == "storage_receipts" and receipts is not None:
+                receipts.extend(walker.item() for _ in range(walker.array_length()))
+            elif key in _ARRAYS:
                 _skip(walker, key)
             else:
                 found[key] = walker.item()
