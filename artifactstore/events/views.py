@@ -36,6 +36,7 @@ from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from artifactstore import cbor, schema
 from artifactstore.errors import ManifestError
+from artifactstore.events import listed
 from artifactstore.events.model import (
     BLOB_DELETED,
     FILE_INGESTED,
@@ -53,10 +54,8 @@ from artifactstore.events.model import (
     SpooledEvent,
     SpooledPayload,
 )
-from artifactstore.identity import ContentAddress
 from artifactstore.manifest import reader
 from artifactstore.manifest.model import manifest_digest_of_bytes, manifest_digest_of_chunks
-from artifactstore.storage.spi import object_key
 
 
 def apply(connection: Connection, events: Sequence[Event | SpooledEvent]) -> None:
@@ -174,7 +173,7 @@ def _apply_files(connection: Connection, events: Sequence[Event]) -> None:
             },
         )
     schema.execute_many(connection, _upsert_file, list(files.values()))
-    schema.execute_many(connection, _insert_location, list(locations.values()))
+    schema.execute_many(connection, listed.insert_location, list(locations.values()))
 
 
 def _upsert_file(connection: Connection) -> Any:
@@ -190,11 +189,6 @@ def _upsert_file(connection: Connection) -> Any:
     )
 
 
-def _insert_location(connection: Connection) -> Any:
-    # The first receipt of a blob on a backend stands; later ingests of it change nothing.
-    return schema.dialect_insert(connection)(schema.storage_locations).on_conflict_do_nothing()
-
-
 def _package_finalized(connection: Connection, event: Event) -> None:
     _finalized(connection, event.sequence, event.package_id, event.payload, event.occurred_at)
 
@@ -207,22 +201,18 @@ def _finalized(
     occurred_at: str,
 ) -> None:
     files = schema.artifact_files
-    listed = (
-        connection.execute(
-            select(files.c.path).where(files.c.package_id == package_id).limit(1)
-        ).first()
-        is None
-    )
-    # A package without file rows takes them from the manifest: its receipts are read in the
-    # same walk as its times.
-    receipts: list[Any] | None = [] if listed else None
+    has_files = connection.execute(
+        select(files.c.path).where(files.c.package_id == package_id).limit(1)
+    ).first()
+    # A package without file rows takes them from the manifest (`listed`): its receipts are
+    # read in the same walk as its times.
+    receipts: list[Any] | None = None if has_files else []
     if isinstance(manifest, bytes):
         digest = manifest_digest_of_bytes(manifest)
-        finalized_at, expires_at = _manifest_times(sequence, manifest, receipts)
     else:
         digest = manifest_digest_of_chunks(manifest.chunks())
-        manifest.file.seek(0)
-        finalized_at, expires_at = _manifest_times(sequence, manifest.file, receipts)
+    with listed.readable(manifest) as source:
+        finalized_at, expires_at = _manifest_times(sequence, source, receipts)
     connection.execute(
         update(schema.artifact_packages)
         .where(schema.artifact_packages.c.id == package_id)
@@ -234,86 +224,7 @@ def _finalized(
         .values(expires_at=expires_at)
     )
     if receipts is not None:
-        _listed_files(connection, sequence, package_id, manifest, occurred_at, receipts)
-
-
-_FILE_PAGE = 2000
-
-
-def _listed_files(
-    connection: Connection,
-    sequence: int,
-    package_id: str | None,
-    manifest: bytes | SpooledPayload,
-    occurred_at: str,
-    receipts: list[Any],
-) -> None:
-    """Insert the manifest's files as the package's rows (ingested at the finalize), and their
-    blobs' receipts as storage locations where none stands yet, a page at a time.
-
-    A push publishes this way only when each address has one backend (`publish`), so the
-    receipts map every file's address to its backend.
-    """
-    if isinstance(manifest, bytes):
-        entries = reader.entries(manifest, "files")
-    else:
-        manifest.file.seek(0)
-        entries = reader.entries(manifest.file, "files")
-    try:
-        backends = {r["content_address"]: (r["backend_id"], r["stored_at"]) for r in receipts}
-        receipts.clear()
-        file_rows: list[dict[str, Any]] = []
-        location_rows: list[dict[str, Any]] = []
-        for entry in entries:
-            address = entry["content_address"]
-            digests = {
-                "digest_algorithm": "blake3",
-                "digest_primary": entry["digests"]["blake3"],
-                "digest_sha256": entry["digests"]["sha256"],
-                "content_address": address,
-                "size": entry["size"],
-            }
-            backend_id, stored_at = backends[address]
-            file_rows.append(
-                {
-                    "package_id": package_id,
-                    "path": entry["path"],
-                    "executable": entry["executable"],
-                    "backend_id": backend_id,
-                    "ingested_at": occurred_at,
-                    **digests,
-                }
-            )
-            if stored_at is not None:
-                backends[address] = (backend_id, None)
-                location_rows.append(
-                    {
-                        "backend_id": backend_id,
-                        "object_key": object_key(ContentAddress.parse(address)),
-                        "stored_at": stored_at,
-                        **digests,
-                    }
-                )
-            if len(file_rows) == _FILE_PAGE:
-                _insert_listed(connection, file_rows, location_rows)
-        _insert_listed(connection, file_rows, location_rows)
-    except (KeyError, TypeError) as exc:
-        raise ManifestError(f"event {sequence} does not carry a v1 manifest: {exc}") from exc
-
-
-def _insert_listed(
-    connection: Connection, file_rows: list[dict[str, Any]], location_rows: list[dict[str, Any]]
-) -> None:
-    if file_rows:
-        schema.execute_many(connection, _insert_listed_file, file_rows)
-    if location_rows:
-        schema.execute_many(connection, _insert_location, location_rows)
-    file_rows.clear()
-    location_rows.clear()
-
-
-def _insert_listed_file(_connection: Connection) -> Any:
-    return insert(schema.artifact_files)
+        listed.insert_files(connection, sequence, package_id, manifest, occurred_at, receipts)
 
 
 def _manifest_times(
