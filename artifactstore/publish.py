@@ -54,6 +54,11 @@ from artifactstore.manifest.model import (
 from artifactstore.naming import check_name, check_version
 from artifactstore.records import FileFacts, Package, PushResult, compare
 
+LISTED_BLOBS = 20_000
+"""Most blobs a publish lists in its finalize event alone: applying that event holds a map of
+its receipts (~0.5 KB a blob); a larger publish appends a file event per file, in pages, so a
+100,000-file push stays under 100 MiB."""
+
 
 def encode_manifest(
     connection: Connection, package: Package, finalized_at: str, out: BinaryIO
@@ -264,10 +269,12 @@ def _create(
         opening_events(db, package_id, name, version, retention_class, metadata, actor, now),
     )
     # The manifest lists the files, and its finalize event gives the package its file rows
-    # (`views`): no event per file. Only a blob staged on two backends, which the manifest
-    # cannot tie to its files, takes a v1.file.ingested event per file first.
+    # (`events.listed`): no event per file. A blob staged on two backends, which the manifest
+    # cannot tie to its files, or more blobs than LISTED_BLOBS take a v1.file.ingested event
+    # per file first.
     _, pairs, blobs = uploads.staged_counts(connection, session)
-    if pairs != blobs:
+    listed = pairs == blobs <= LISTED_BLOBS
+    if not listed:
         for page in uploads.staged_files(connection, session):
             events = [
                 db.event(FILE_INGESTED, package_id, staged_payload(f), actor, now) for f in page
@@ -275,7 +282,7 @@ def _create(
             db.record(connection, events)
     with spool() as out:
         package = registry.get_package(connection, package_id)
-        if pairs == blobs:
+        if listed:
             manifest = encode_staged_manifest(connection, package, session, now, out)
         else:
             manifest = encode_manifest(connection, package, now, out)

@@ -12,7 +12,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from artifactstore import ArtifactStore
+from artifactstore import publish as publish_module
 from artifactstore.database import Database
 from artifactstore.identity import ContentAddress
 from artifactstore.manifest.model import format_timestamp
@@ -100,4 +103,15 @@ def test_a_blob_staged_on_two_backends_is_published_with_an_event_per_file(
     with store.engine.connect() as connection:
         files = package_files(connection, get_package(connection, ("acme/app", "1")).id)
     assert [(f.path, f.backend_id) for f in files] == [("one", "local"), ("two", "local-small")]
+    assert store.replay(check=True).identical
+
+
+def test_a_publish_of_more_blobs_than_the_listed_limit_appends_an_event_per_file(
+    store: ArtifactStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Applying a listed finalize holds a map of its receipts: past the limit (20,000 blobs),
+    # the files go as events in pages, so a 100,000-file push keeps its memory flat.
+    monkeypatch.setattr(publish_module, "LISTED_BLOBS", 2)
+    store.push("acme/app", "1", _tree(tmp_path / "dist"))
+    assert _types(store).count("v1.file.ingested") == len(TREE)
     assert store.replay(check=True).identical
