@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, TypeVar
 
 import blake3
 
@@ -146,7 +146,20 @@ class DualDigest:
     @property
     def content_address(self) -> ContentAddress:
         """The content address naming these bytes."""
-        return ContentAddress(self.blake3.algorithm, self.blake3.hex)
+        return _computed(ContentAddress, PRIMARY_ALGORITHM, self.blake3.hex)
+
+
+_D = TypeVar("_D", bound=Digest)
+
+
+def _computed(kind: type[_D], name: str, hex_digits: str) -> _D:
+    """A digest of hex that a hasher here just returned: valid by construction, so not
+    validated again (a regex match per digest, several per file, was a measurable part of
+    a push of small files)."""
+    digest = object.__new__(kind)
+    object.__setattr__(digest, "algorithm", name)
+    object.__setattr__(digest, "hex", hex_digits)
+    return digest
 
 
 _worker_pool: ThreadPoolExecutor | None = None
@@ -216,8 +229,8 @@ class DualHasher:
             if self._error is not None:
                 raise self._error
         return DualDigest(
-            Digest("blake3", self._blake3.hexdigest()),
-            Digest("sha256", self._sha256.hexdigest()),
+            _computed(Digest, "blake3", self._blake3.hexdigest()),
+            _computed(Digest, "sha256", self._sha256.hexdigest()),
             self._size,
         )
 
@@ -273,6 +286,13 @@ def iter_chunks(
 
 def digest_stream(source: bytes | Iterable[bytes] | BinaryIO) -> DualDigest:
     """Hash a binary file object or an iterable of bytes in one pass with both algorithms."""
+    if isinstance(source, bytes) and len(source) < _PARALLEL_THRESHOLD:
+        # Small bytes hash on this thread anyway: no hasher, lock or pool to set up.
+        return DualDigest(
+            _computed(Digest, "blake3", blake3.blake3(source).hexdigest()),
+            _computed(Digest, "sha256", hashlib.sha256(source).hexdigest()),
+            len(source),
+        )
     hasher = DualHasher()
     for chunk in iter_chunks(source):
         hasher.update(chunk)

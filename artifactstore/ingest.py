@@ -36,6 +36,9 @@ COMMIT_BATCH = 2000
 _READ_WHOLE_LIMIT = 1 << 20
 """Files up to this size are read into memory whole when a directory is ingested."""
 
+_HELD_BYTES = 4 << 20
+"""Bytes of files read whole that are held before they are handed to the data plane together."""
+
 Ingested = tuple[str, IngestResult, bool]
 """A stored file: its package path, what the data plane stored, and its executable bit."""
 
@@ -72,7 +75,7 @@ def store_blobs(
         seen_sizes = registry.stored_sizes(connection, large) if large else set()
     for start in range(0, len(found), COMMIT_BATCH):
         batch = found[start : start + COMMIT_BATCH]
-        ingested = [_ingest_tree_file(dataplane, item, seen_sizes, progress) for item in batch]
+        ingested = _ingest_batch(dataplane, batch, seen_sizes, progress)
         deduped = [str(r.content_address) for _, r, _ in ingested if r.already_present]
         written = [str(r.content_address) for _, r, _ in ingested if not r.already_present]
         gone = set(liveness.keep_alive(db, dataplane, session, deduped, written))
@@ -87,6 +90,41 @@ def store_blobs(
         # present are synced too, in case another process wrote them non-durably.
         dataplane.sync(result.content_address for _, result, _ in ingested)
         yield ingested
+
+
+def _ingest_batch(
+    dataplane: DataPlane,
+    batch: list[tree.TreeFile],
+    seen_sizes: set[int],
+    progress: Callable[[int], None] | None,
+) -> list[Ingested]:
+    """Store the batch's blobs, in order: files read whole go to the data plane up to
+    _HELD_BYTES at a time (`ingest_many`: one lookup for many small blobs), others one by one."""
+    ingested: list[Ingested] = []
+    whole: list[tuple[tree.TreeFile, bytes]] = []
+
+    def flush() -> None:
+        results = dataplane.ingest_many([data for _, data in whole])
+        for (item, _), result in zip(whole, results, strict=True):
+            if progress is not None:
+                progress(result.size)
+            ingested.append((item.path, result, item.executable))
+        whole.clear()
+
+    held = 0
+    for item in batch:
+        if item.size > _READ_WHOLE_LIMIT:
+            flush()
+            ingested.append(_ingest_tree_file(dataplane, item, seen_sizes, progress))
+            continue
+        data = tree.read_whole(item)
+        whole.append((item, data))
+        held += len(data)
+        if held >= _HELD_BYTES:
+            flush()
+            held = 0
+    flush()
+    return ingested
 
 
 def _ingest_tree_file(

@@ -42,6 +42,7 @@ from artifactstore.manifest.model import (
     Provenance,
     ReceiptEntry,
     RetentionSummary,
+    file_map,
     file_value,
     format_timestamp,
     manifest_digest_of_bytes,
@@ -53,14 +54,49 @@ from artifactstore.manifest.model import (
 from artifactstore.naming import check_name, check_version
 from artifactstore.records import FileFacts, Package, PushResult, compare
 
+LISTED_BLOBS = 20_000
+"""Most blobs a publish lists in its finalize event alone: applying that event holds a map of
+its receipts (~0.5 KB a blob); a larger publish appends a file event per file, in pages, so a
+100,000-file push stays under 100 MiB."""
+
 
 def encode_manifest(
     connection: Connection, package: Package, finalized_at: str, out: BinaryIO
 ) -> SpooledPayload:
     """Write the canonical CBOR manifest of an open package, streamed from its view rows, to
     out (a temporary file, see `spool`); the manifest as a payload the log copies in pieces."""
-    keep_days = registry.retention_class(connection, package.retention_class).keep_days
     files, _, blobs = registry.package_totals(connection, package.id)
+    entries = cbor.Array(files, map(file_value, _entries(connection, package.id)))
+    receipts = cbor.Array(blobs, map(receipt_value, _receipts(connection, package.id)))
+    return _encode(connection, package, finalized_at, entries, receipts, out)
+
+
+def encode_staged_manifest(
+    connection: Connection, package: Package, session: str, finalized_at: str, out: BinaryIO
+) -> SpooledPayload:
+    """encode_manifest of a package with no file rows yet, its files the upload session's
+    staged ones (which `views` then inserts from the manifest)."""
+    files, blobs, _ = uploads.staged_counts(connection, session)
+    entries = cbor.Array(files, _staged_entries(connection, session))
+    receipts = cbor.Array(
+        blobs,
+        (
+            {"content_address": address, "backend_id": backend_id, "stored_at": stored_at}
+            for address, backend_id, stored_at in uploads.staged_receipts(connection, session)
+        ),
+    )
+    return _encode(connection, package, finalized_at, entries, receipts, out)
+
+
+def _encode(
+    connection: Connection,
+    package: Package,
+    finalized_at: str,
+    files: cbor.Array,
+    receipts: cbor.Array,
+    out: BinaryIO,
+) -> SpooledPayload:
+    keep_days = registry.retention_class(connection, package.retention_class).keep_days
     value = manifest_map(
         PackageInfo(
             id=package.id,
@@ -70,8 +106,8 @@ def encode_manifest(
             finalized_at=finalized_at,
             metadata=package.metadata,
         ),
-        cbor.Array(files, map(file_value, _entries(connection, package.id))),
-        cbor.Array(blobs, map(receipt_value, _receipts(connection, package.id))),
+        files,
+        receipts,
         RetentionSummary(package.retention_class, retention.expires_at(finalized_at, keep_days)),
         Provenance(producer=f"artifactstore {__version__}"),
     )
@@ -80,6 +116,17 @@ def encode_manifest(
     cbor.encode_to(value, out)
     out.flush()
     return SpooledPayload(out, out.tell())
+
+
+def _staged_entries(connection: Connection, session: str) -> Iterator[dict[str, object]]:
+    previous = b""
+    for page in uploads.staged_files(connection, session):
+        for f in page:
+            key = f.path.encode()
+            if key <= previous:
+                raise ManifestError(f"staged files out of order from the database at {f.path!r}")
+            previous = key
+            yield file_map(f.path, f.size, f.blake3, f.sha256, f.executable)
 
 
 @contextmanager
@@ -221,14 +268,24 @@ def _create(
         connection,
         opening_events(db, package_id, name, version, retention_class, metadata, actor, now),
     )
-    for page in uploads.staged_files(connection, session):
-        db.record(
-            connection,
-            [db.event(FILE_INGESTED, package_id, staged_payload(f), actor, now) for f in page],
-        )
+    # The manifest lists the files, and its finalize event gives the package its file rows
+    # (`events.listed`): no event per file. A blob staged on two backends, which the manifest
+    # cannot tie to its files, or more blobs than LISTED_BLOBS take a v1.file.ingested event
+    # per file first.
+    _, pairs, blobs = uploads.staged_counts(connection, session)
+    listed = pairs == blobs <= LISTED_BLOBS
+    if not listed:
+        for page in uploads.staged_files(connection, session):
+            events = [
+                db.event(FILE_INGESTED, package_id, staged_payload(f), actor, now) for f in page
+            ]
+            db.record(connection, events)
     with spool() as out:
         package = registry.get_package(connection, package_id)
-        manifest = encode_manifest(connection, package, now, out)
+        if listed:
+            manifest = encode_staged_manifest(connection, package, session, now, out)
+        else:
+            manifest = encode_manifest(connection, package, now, out)
         [finalized] = db.record(
             connection, [db.event(PACKAGE_FINALIZED, package_id, manifest, actor, now)]
         )

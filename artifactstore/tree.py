@@ -150,13 +150,41 @@ def open_file(path: str | os.PathLike[str]) -> BinaryIO:
         raise InvalidInputError(f"cannot read {str(path)!r}: {exc.strerror}") from exc
 
 
+def read_whole(item: TreeFile) -> bytes:
+    """The bytes of a scanned file read whole with plain system calls (a buffered file object
+    per small file cost more than reading it); InvalidInputError if it cannot be read or
+    changed since the scan (`check_unchanged`)."""
+    source = item.source
+    try:
+        descriptor = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read {source!r}: {exc.strerror}") from exc
+    try:
+        pieces = []
+        while piece := os.read(descriptor, max(item.size, 1 << 16)):
+            pieces.append(piece)
+        data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        now = os.fstat(descriptor)
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read {source!r}: {exc.strerror}") from exc
+    finally:
+        os.close(descriptor)
+    _require_unchanged(source, len(data), item.size, now, item.mtime_ns)
+    return data
+
+
 def check_unchanged(source: str, handle: BinaryIO, read: int, size: int, mtime_ns: int) -> None:
     """Raise InvalidInputError if the open file is not what was seen before reading it.
 
     read is the number of bytes read to its end; size and mtime_ns are what a stat before the
     read saw. A file written to in between was read torn: its bytes are no snapshot of it.
     """
-    now = os.fstat(handle.fileno())
+    _require_unchanged(source, read, size, os.fstat(handle.fileno()), mtime_ns)
+
+
+def _require_unchanged(
+    source: str, read: int, size: int, now: os.stat_result, mtime_ns: int
+) -> None:
     if read == size == now.st_size and now.st_mtime_ns == mtime_ns:
         return
     raise InvalidInputError(

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, String, delete, func, insert, literal, select, update
 
 from artifactstore import schema
 from artifactstore.database import Database
@@ -158,6 +158,61 @@ def staged_files(connection: Connection, session_id: str) -> Iterator[list[Stage
         if len(page) < _PAGE:
             return
         after = page[-1].path
+
+
+def staged_counts(connection: Connection, session_id: str) -> tuple[int, int, int]:
+    """(files, distinct (blob, backend) pairs, distinct blobs) staged in the session."""
+    files = schema.upload_session_files
+    pairs = (
+        select(files.c.digest_primary, files.c.backend_id)
+        .where(files.c.session_id == session_id)
+        .distinct()
+        .subquery()
+    )
+    count = connection.execute(
+        select(func.count()).where(files.c.session_id == session_id)
+    ).scalar_one()
+    blobs = connection.execute(
+        select(func.count(), func.count(pairs.c.digest_primary.distinct()))
+    ).one()
+    return int(count), int(blobs[0]), int(blobs[1])
+
+
+def staged_receipts(connection: Connection, session_id: str) -> Iterator[tuple[str, str, str]]:
+    """(content address, backend id, stored at) of each distinct blob the session staged, by
+    address then backend id: stored at is the storage location's where one stands (the first
+    receipt stands), else the earliest the session staged."""
+    files, locations = schema.upload_session_files, schema.storage_locations
+    staged = (
+        select(
+            files.c.digest_primary.label("hex"),
+            files.c.backend_id,
+            func.min(files.c.stored_at).label("stored_at"),
+        )
+        .where(files.c.session_id == session_id)
+        .group_by(files.c.digest_primary, files.c.backend_id)
+        .subquery()
+    )
+    address = literal("blake3:", String) + staged.c.hex
+    query = (
+        select(
+            address, staged.c.backend_id, func.coalesce(locations.c.stored_at, staged.c.stored_at)
+        )
+        .select_from(
+            staged.outerjoin(
+                locations,
+                (locations.c.content_address == address)
+                & (locations.c.backend_id == staged.c.backend_id),
+            )
+        )
+        .order_by(
+            schema.byte_order(staged.c.hex, connection),
+            schema.byte_order(staged.c.backend_id, connection),
+        )
+    )
+    for rows in connection.execute(query.execution_options(yield_per=_PAGE)).partitions():
+        for row in rows:
+            yield str(row[0]), str(row[1]), str(row[2])
 
 
 def end_session(connection: Connection, session_id: str) -> None:

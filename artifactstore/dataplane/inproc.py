@@ -159,6 +159,28 @@ class InProcessDataPlane:
             receipt, existed = staged.commit(key, durable=durable)
         return self._result(digests, receipt, existed, durable, self._backend)
 
+    def ingest_many(self, sources: list[bytes]) -> list[IngestResult]:
+        """ingest_stream(source, durable=False) of each in-memory source, in order; the small
+        ones are looked up and written with one query for the lot (`put_many`)."""
+        small = self._small
+        if not isinstance(small, SQLiteBlobBackend) or self._hash_first:
+            return [self.ingest_stream(source, durable=False) for source in sources]
+        if self._before_first_write is not None:
+            run, self._before_first_write = self._before_first_write, None
+            run()
+        results: dict[int, IngestResult] = {}
+        hashed: list[tuple[int, DualDigest, str, bytes]] = []
+        for index, source in enumerate(sources):
+            if len(source) > self._small_limit:
+                results[index] = self.ingest_stream(source, durable=False)
+                continue
+            digests = digest_stream(source)
+            hashed.append((index, digests, object_key(digests.content_address), source))
+        stored = small.put_many([(key, data) for _, _, key, data in hashed])
+        for (index, digests, _, _), (receipt, existed) in zip(hashed, stored, strict=True):
+            results[index] = self._result(digests, receipt, existed, False, small)
+        return [results[index] for index in range(len(sources))]
+
     def _ingest_hashed_first(self, source: bytes | BinaryIO, durable: bool) -> IngestResult:
         """Hash a re-readable source, then write it straight to its key, hashed again as it goes
         (a file that changed in between is refused). A large blob already stored is not read

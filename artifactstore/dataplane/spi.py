@@ -82,6 +82,10 @@ class DataPlane(Protocol):
         backend fails; then nothing new is visible.
         """
 
+    def ingest_many(self, sources: list[bytes]) -> list[IngestResult]:
+        """ingest_stream(source, durable=False) of each in-memory source, in order: the same
+        blobs and results, with fewer lookups where the backend allows (files read whole)."""
+
     def serve_object(
         self, address: ContentAddress, start: int = 0, end: int | None = None
     ) -> BinaryIO:

@@ -11,7 +11,11 @@ Payloads (canonical CBOR maps unless said otherwise):
   expiry recomputed for the new class.
 - `v1.file.ingested`: path, size, blake3, sha256 (hex), executable, backend_id, object_key,
   stored_at. A later event for the same path replaces the file.
-- `v1.package.finalized`: the canonical CBOR manifest itself.
+- `v1.package.finalized`: the canonical CBOR manifest itself. A package that has no file
+  rows when it is finalized (a push publishes without a `v1.file.ingested` event per file)
+  gets its file rows, and the storage locations of their blobs, from the manifest's files and
+  receipts (see `_listed_files`); one that has them (assembled file by file) keeps them, and
+  the manifest, encoded from those rows, lists the same files.
 - `v1.package.abandoned`, `v1.package.expired`, `v1.package.deleted`: an empty map; the
   package's files leave the views, its row stays with a tombstone in `package_ends`.
 - `v1.hold.placed`: reason; `v1.hold.released`: an empty map.
@@ -28,10 +32,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, BinaryIO
 
-from sqlalchemy import Connection, bindparam, delete, insert, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from artifactstore import cbor, schema
 from artifactstore.errors import ManifestError
+from artifactstore.events import listed
 from artifactstore.events.model import (
     BLOB_DELETED,
     FILE_INGESTED,
@@ -72,7 +77,9 @@ def apply(connection: Connection, events: Sequence[Event | SpooledEvent]) -> Non
             if event.event_type != PACKAGE_FINALIZED:
                 raise ManifestError(f"event {event.sequence} of type {event.event_type} is spooled")
             flush()
-            _finalized(connection, event.sequence, event.package_id, event.payload)
+            _finalized(
+                connection, event.sequence, event.package_id, event.payload, event.occurred_at
+            )
             continue
         batched = _BATCHED.get(event.event_type)
         if batch and batched is not _BATCHED[batch[0].event_type]:
@@ -166,7 +173,7 @@ def _apply_files(connection: Connection, events: Sequence[Event]) -> None:
             },
         )
     schema.execute_many(connection, _upsert_file, list(files.values()))
-    schema.execute_many(connection, _insert_location, list(locations.values()))
+    schema.execute_many(connection, listed.insert_location, list(locations.values()))
 
 
 def _upsert_file(connection: Connection) -> Any:
@@ -182,13 +189,8 @@ def _upsert_file(connection: Connection) -> Any:
     )
 
 
-def _insert_location(connection: Connection) -> Any:
-    # The first receipt of a blob on a backend stands; later ingests of it change nothing.
-    return schema.dialect_insert(connection)(schema.storage_locations).on_conflict_do_nothing()
-
-
 def _package_finalized(connection: Connection, event: Event) -> None:
-    _finalized(connection, event.sequence, event.package_id, event.payload)
+    _finalized(connection, event.sequence, event.package_id, event.payload, event.occurred_at)
 
 
 def _finalized(
@@ -196,14 +198,21 @@ def _finalized(
     sequence: int,
     package_id: str | None,
     manifest: bytes | SpooledPayload,
+    occurred_at: str,
 ) -> None:
+    files = schema.artifact_files
+    has_files = connection.execute(
+        select(files.c.path).where(files.c.package_id == package_id).limit(1)
+    ).first()
+    # A package without file rows takes them from the manifest (`listed`): its receipts are
+    # read in the same walk as its times.
+    receipts: list[Any] | None = None if has_files else []
     if isinstance(manifest, bytes):
         digest = manifest_digest_of_bytes(manifest)
-        finalized_at, expires_at = _manifest_times(sequence, manifest)
     else:
         digest = manifest_digest_of_chunks(manifest.chunks())
-        manifest.file.seek(0)
-        finalized_at, expires_at = _manifest_times(sequence, manifest.file)
+    with listed.readable(manifest) as source:
+        finalized_at, expires_at = _manifest_times(sequence, source, receipts)
     connection.execute(
         update(schema.artifact_packages)
         .where(schema.artifact_packages.c.id == package_id)
@@ -214,12 +223,17 @@ def _finalized(
         .where(schema.retention_state.c.package_id == package_id)
         .values(expires_at=expires_at)
     )
+    if receipts is not None:
+        listed.insert_files(connection, sequence, package_id, manifest, occurred_at, receipts)
 
 
-def _manifest_times(sequence: int, manifest: bytes | BinaryIO) -> tuple[str, str | None]:
-    """finalized_at and expires_at of the manifest an event carries, read without its lists."""
+def _manifest_times(
+    sequence: int, manifest: bytes | BinaryIO, receipts: list[Any] | None = None
+) -> tuple[str, str | None]:
+    """finalized_at and expires_at of the manifest an event carries, read without its files
+    (its raw storage receipts appended to receipts, if given)."""
     try:
-        parts = reader.small_maps(manifest)
+        parts = reader.outline(manifest, receipts)
         return parts["package"]["finalized_at"], parts["retention_summary"]["expires_at"]
     except (ManifestError, KeyError, TypeError) as exc:
         raise ManifestError(f"event {sequence} does not carry a v1 manifest: {exc}") from exc

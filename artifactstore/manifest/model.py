@@ -338,13 +338,14 @@ class Manifest:
 
 def file_value(f: FileEntry) -> dict[str, object]:
     """One entry of the manifest's files array, as a plain map."""
-    return {
-        "path": f.path,
-        "size": f.size,
-        "content_address": str(f.content_address),
-        "digests": {"blake3": f.blake3.hex, "sha256": f.sha256.hex},
-        "executable": f.executable,
-    }
+    return file_map(f.path, f.size, f.blake3.hex, f.sha256.hex, f.executable)
+
+
+def file_map(path: str, size: int, blake3: str, sha256: str, executable: bool) -> dict[str, object]:
+    """file_value from checked values (a validated path, hex digests the store computed)."""
+    entry: dict[str, object] = {"path": path, "size": size, "content_address": f"blake3:{blake3}"}
+    entry.update(digests={"blake3": blake3, "sha256": sha256}, executable=executable)
+    return entry
 
 
 def receipt_value(r: ReceiptEntry) -> dict[str, object]:

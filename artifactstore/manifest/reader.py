@@ -45,7 +45,14 @@ def receipts(data: bytes) -> Iterator[tuple[str, str]]:
             raise ManifestError(f"not a v1 manifest storage receipt: {exc}") from exc
 
 
-def _array(data: bytes, wanted: str) -> Iterator[Any]:
+def entries(data: bytes | BinaryIO, wanted: str) -> Iterator[Any]:
+    """The raw elements (plain maps) of one of the manifest's top-level arrays, "files" or
+    "storage_receipts", decoded one at a time; data is the manifest's bytes, or a binary file
+    at its start."""
+    return _array(data, wanted)
+
+
+def _array(data: bytes | BinaryIO, wanted: str) -> Iterator[Any]:
     """The elements of one of the manifest's top-level arrays, decoded one at a time."""
     walker = cbor.Reader(data)
     try:
@@ -67,12 +74,19 @@ def _array(data: bytes, wanted: str) -> Iterator[Any]:
 def small_maps(data: bytes | BinaryIO) -> dict[str, Any]:
     """Every top-level entry of the manifest except the files and storage receipts arrays
     (data is the manifest's bytes, or a binary file at its start)."""
+    return outline(data, None)
+
+
+def outline(data: bytes | BinaryIO, receipts: list[Any] | None) -> dict[str, Any]:
+    """small_maps, in the same walk appending the raw storage receipts to receipts if given."""
     walker = cbor.Reader(data)
     found: dict[str, Any] = {}
     try:
         for _ in range(walker.map_length()):
             key = walker.item()
-            if key in _ARRAYS:
+            if key == "storage_receipts" and receipts is not None:
+                receipts.extend(walker.item() for _ in range(walker.array_length()))
+            elif key in _ARRAYS:
                 _skip(walker, key)
             else:
                 found[key] = walker.item()

@@ -204,7 +204,7 @@ def test_json_output_parses_with_sorted_keys(cli: Cli, tree: Path, tmp_path: Pat
     report = cli.ok("--json", "verify", "--all").json()
     assert report == {
         "bytes": pushed["bytes"],
-        "chain": {"checked": 7, "ok": True, "problem": None},
+        "chain": {"checked": 3, "ok": True, "problem": None},
         "files": 4,
         "ok": True,
         "packages": 1,
@@ -215,13 +215,13 @@ def test_json_output_parses_with_sorted_keys(cli: Cli, tree: Path, tmp_path: Pat
     assert isinstance(pulled, dict) and pulled["manifest_digest"] == pushed["manifest_digest"]
 
     events = [json.loads(line) for line in cli.ok("--json", "events").text.splitlines()]
-    assert [e["sequence"] for e in events] == list(range(1, 8))
+    assert [e["sequence"] for e in events] == list(range(1, 4))
     assert events[-1]["event_type"] == "v1.package.finalized"
     assert events[-1]["payload"]["package"]["name"] == NAME
     assert cli.ok("--json", "version").json() == {"version": "0.1.0"}
 
     replay = cli.ok("--json", "replay", "--check").json()
-    assert isinstance(replay, dict) and replay["identical"] is True and replay["events"] == 7
+    assert isinstance(replay, dict) and replay["identical"] is True and replay["events"] == 3
 
 
 def test_repush_of_the_same_tree_returns_the_same_digest_and_appends_nothing(
@@ -449,11 +449,11 @@ def test_a_corrupted_blob_fails_verify_pull_and_cat(
 def test_events_since_and_follow_with_timeout(cli: Cli, tree: Path) -> None:
     cli.ok("push", NAME, VERSION, tree)
     lines = cli.ok("events", "--since", "0").text.splitlines()
-    assert len(lines) == 7
+    assert len(lines) == 3
     assert lines[0].split("\t")[:3:2] == ["1", "v1.package.created"]
-    assert len(cli.ok("events", "--since", "5").text.splitlines()) == 2
-    followed = cli.ok("events", "--since", "6", "--follow", "--timeout", "1")
-    assert [line.split("\t")[0] for line in followed.text.splitlines()] == ["7"]
+    assert len(cli.ok("events", "--since", "1").text.splitlines()) == 2
+    followed = cli.ok("events", "--since", "2", "--follow", "--timeout", "1")
+    assert [line.split("\t")[0] for line in followed.text.splitlines()] == ["3"]
 
 
 def test_replay_rebuilds_and_checks(cli: Cli, tree: Path) -> None:
@@ -485,7 +485,7 @@ def test_migrate_fresh_needs_yes_off_a_terminal_and_then_empties_the_store(
 ) -> None:
     cli.ok("push", NAME, VERSION, tree)
     assert "--yes" in one_error_line(cli("migrate", "--fresh"), 2)
-    assert len(cli.events()) == 7
+    assert len(cli.events()) == 3
     assert "schema revision" in cli.ok("migrate").text
     cli.ok("migrate", "--fresh", "--yes")
     assert cli.events() == []
@@ -577,7 +577,7 @@ def test_migrate_fresh_asks_on_a_terminal(cli: Cli, tree: Path) -> None:
     cli.ok("push", NAME, VERSION, tree)
     code, _, shown = on_terminal(cli, "migrate", "--fresh", typed=b"n\n")
     assert code == 2 and b"Delete every package and event" in shown
-    assert len(cli.events()) == 7
+    assert len(cli.events()) == 3
     code, _, _ = on_terminal(cli, "migrate", "--fresh", typed=b"y\n")
     assert code == 0
     assert cli.events() == []

@@ -87,7 +87,7 @@ def test_eight_processes_push_into_one_store_at_once(
     with ArtifactStore.open(migrated_url, blob_root) as store:
         sequences = [event.sequence for event in store.tail_events()]
         assert sequences == list(range(1, len(sequences) + 1))
-        assert len(sequences) == 8 * (2 + 30 + 1)
+        assert len(sequences) == 8 * 3  # created, retention, finalized (ADR-0014)
         assert [p.name for p in store.list_packages()] == [f"conc/w{n}" for n in range(8)]
         assert all(p.is_finalized for p in store.list_packages())
         report = store.verify_all()

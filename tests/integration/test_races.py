@@ -85,7 +85,7 @@ def test_racing_identical_pushes_all_succeed_with_one_digest(
     assert len({out for _, out, _ in results}) == 1
     with ArtifactStore.open(migrated_url, blob_root) as store:
         # Appended once: created, retention, one event per file, finalized.
-        assert len(list(store.tail_events())) == 2 + len(files) + 1
+        assert len(list(store.tail_events())) == 3  # created, retention, finalized (ADR-0014)
         store.pull((NAME, "1"), tmp_path / "out")
     assert read_tree(tmp_path / "out") == read_tree(tree)
     assert_sound(migrated_url, blob_root)
@@ -193,7 +193,7 @@ def test_verify_all_beside_writers_reports_no_false_damage(
         events = len(list(store.tail_events()))
     assert [code for code, _, _ in finish(writers)] == [0, 0]
     assert false_alarms == []
-    assert events == 2 * 12 * (2 + 20 + 1)
+    assert events == 2 * 12 * 3  # created, retention, finalized per push (ADR-0014)
     assert_sound(migrated_url, blob_root)
 
 

@@ -28,6 +28,8 @@ from artifactstore import (
 )
 from artifactstore.cli import cli
 from artifactstore.events.model import Event, NewEvent, canonical_bytes, chain_digest
+from artifactstore.ingest import staged_payload
+from artifactstore.uploads import StagedFile
 
 NAME, VERSION = "acme/app", "1"
 TREE = {
@@ -202,18 +204,20 @@ def test_an_event_after_a_finalize_breaks_the_rules(store: ArtifactStore, pushed
         last = connection.execute(
             select(schema.events).order_by(schema.events.c.sequence.desc()).limit(1)
         ).one()
-        ingested = connection.execute(
-            select(schema.events).where(schema.events.c.event_type == "v1.file.ingested").limit(1)
+        finalized = connection.execute(
+            select(schema.events).where(schema.events.c.event_type == "v1.package.finalized")
         ).one()
-        # A forger with database access appends a second file event, chained correctly.
+        # A forger with database access appends a file event, chained correctly.
         forged = {
             "sequence": last.sequence + 1,
             "event_id": "forged",
-            "event_type": ingested.event_type,
-            "occurred_at": ingested.occurred_at,
+            "event_type": "v1.file.ingested",
+            "occurred_at": finalized.occurred_at,
             "actor": "mallory",
-            "package_id": ingested.package_id,
-            "payload": ingested.payload,
+            "package_id": finalized.package_id,
+            "payload": staged_payload(
+                StagedFile("extra", 1, "0" * 64, "0" * 64, False, "local", "k", last.occurred_at)
+            ),
         }
         digest = chain_digest(
             last.chain_digest,

@@ -220,3 +220,26 @@ def test_verify_objects_gives_verify_object_of_each_in_order(
     ]
     assert problems[0][1] == "missing"
     assert problems[2][1] == f"size mismatch: expected 100 got {len(DATA)}"
+
+
+def test_ingest_many_is_ingest_stream_of_each_with_one_lookup(
+    plane: InProcessDataPlane, root: Path
+) -> None:
+    stored = b"stored before"
+    plane.ingest_stream(stored)
+    sources = [b"new", stored, b"x" * 200_000, b"new", b""]
+    results = plane.ingest_many(sources)
+    assert [r.content_address for r in results] == [address_of(s) for s in sources]
+    assert [r.digests.sha256.hex for r in results] == [
+        hashlib.sha256(s).hexdigest() for s in sources
+    ]
+    # Already stored, or written earlier in the same call, is already present.
+    assert [r.already_present for r in results] == [False, True, False, True, False]
+    assert [r.receipt.backend_id for r in results] == ["local-small"] * 2 + ["local"] + [
+        "local-small"
+    ] * 2
+    assert results[3].receipt == results[0].receipt
+    plane.sync(r.content_address for r in results)
+    reopened = InProcessDataPlane.local(root)
+    for source in sources:
+        assert reopened.serve_object(address_of(source)).read() == source

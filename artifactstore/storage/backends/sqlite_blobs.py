@@ -136,7 +136,51 @@ class SQLiteBlobBackend(RootedBackend):
 
     def head(self, key: str) -> ObjectInfo | None:
         """Describe the object under key, or None."""
-        check_key(key)
+        return self._head(check_key(key))
+
+    def put(
+        self, key: str, chunks: Iterable[bytes], *, durable: bool = True
+    ) -> tuple[StorageReceipt, bool]:
+        """Store the chunks under key (see StorageBackend): the bytes are in memory anyway, so
+        without a staged object, and the key checked once (this runs once per small file)."""
+        return self._publish(check_key(key), b"".join(chunks), durable)
+
+    def put_many(self, items: list[tuple[str, bytes]]) -> list[tuple[StorageReceipt, bool]]:
+        """put(key, [data], durable=False) of each item, in order, with one lookup of the keys
+        already stored for all of them instead of one per key."""
+        checked = [(check_key(key), data) for key, data in items]
+        results: list[tuple[StorageReceipt, bool]] = []
+        with self._lock:
+            known = self._infos({key for key, _ in checked})
+            for key, data in checked:
+                info = known.get(key)
+                if info is not None:
+                    results.append(
+                        (StorageReceipt(self._backend_id, key, info.size, info.modified_at), True)
+                    )
+                    continue
+                receipt, _ = self._add(key, data, False)
+                known[key] = ObjectInfo(key, receipt.size, receipt.stored_at)
+                results.append((receipt, False))
+        return results
+
+    def _infos(self, keys: set[str]) -> dict[str, ObjectInfo]:
+        """What _head says of each of keys that is stored or pending, a chunk of keys a query."""
+        found = {
+            key: ObjectInfo(key, len(pending[0]), utc(pending[1]))
+            for key in keys
+            if (pending := self._pending.get(key)) is not None
+        }
+        ordered = sorted(keys - found.keys())
+        for start in range(0, len(ordered), _LOOKUP_CHUNK):
+            chunk = ordered[start : start + _LOOKUP_CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            sql = f"SELECT key, length(data), stored_at FROM blobs WHERE key IN ({marks})"
+            for key, size, stored_at in self._query(sql, tuple(chunk)):
+                found[key] = ObjectInfo(key, int(size), utc(float(stored_at)))
+        return found
+
+    def _head(self, key: str) -> ObjectInfo | None:
         with self._lock:
             pending = self._pending.get(key)
             if pending is not None:
@@ -267,17 +311,21 @@ class SQLiteBlobBackend(RootedBackend):
 
     def _publish(self, key: str, data: bytes, durable: bool) -> tuple[StorageReceipt, bool]:
         with self._lock:
-            existing = self.head(key)
+            existing = self._head(key)
             if existing is not None:
                 if durable:
                     self._flush()  # it may be a pending non-durable write of our own
                 receipt = StorageReceipt(self._backend_id, key, existing.size, existing.modified_at)
                 return receipt, True
-            now = datetime.now(UTC).timestamp()
-            self._pending[key] = (data, now)
-            self._pending_bytes += len(data)
-            if durable or self._pending_bytes >= _FLUSH_BYTES:
-                self._flush()
+            return self._add(key, data, durable)
+
+    def _add(self, key: str, data: bytes, durable: bool) -> tuple[StorageReceipt, bool]:
+        """Write an object known to be absent (the lock held)."""
+        now = datetime.now(UTC).timestamp()
+        self._pending[key] = (data, now)
+        self._pending_bytes += len(data)
+        if durable or self._pending_bytes >= _FLUSH_BYTES:
+            self._flush()
         return StorageReceipt(self._backend_id, key, len(data), utc(now)), False
 
     def _flush(self) -> None:
