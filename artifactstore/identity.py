@@ -288,15 +288,21 @@ def digest_stream(source: bytes | Iterable[bytes] | BinaryIO) -> DualDigest:
     """Hash a binary file object or an iterable of bytes in one pass with both algorithms."""
     if isinstance(source, bytes) and len(source) < _PARALLEL_THRESHOLD:
         # Small bytes hash on this thread anyway: no hasher, lock or pool to set up.
-        return DualDigest(
-            _computed(Digest, "blake3", blake3.blake3(source).hexdigest()),
-            _computed(Digest, "sha256", hashlib.sha256(source).hexdigest()),
-            len(source),
-        )
+        return digest_here(source)
     hasher = DualHasher()
     for chunk in iter_chunks(source):
         hasher.update(chunk)
     return hasher.result()
+
+
+def digest_here(data: bytes) -> DualDigest:
+    """Both digests of bytes held whole, on the caller's thread: for callers that hash many
+    small files on several threads at once, where handing SHA-256 to the pool only waits."""
+    return DualDigest(
+        _computed(Digest, "blake3", blake3.blake3(data).hexdigest()),
+        _computed(Digest, "sha256", hashlib.sha256(data).hexdigest()),
+        len(data),
+    )
 
 
 def digest_bytes(data: bytes, algorithm_name: str = PRIMARY_ALGORITHM) -> Digest:

@@ -27,7 +27,7 @@ import blake3
 
 from artifactstore import batch, tree
 from artifactstore.errors import IntegrityError, InvalidInputError
-from artifactstore.identity import ContentAddress, digest_stream
+from artifactstore.identity import ContentAddress, digest_here, digest_stream
 from artifactstore.remote.transport import Transport
 from artifactstore.remote.values import field
 
@@ -70,8 +70,23 @@ def hash_files(found: Sequence[tree.TreeFile]) -> list[LocalFile]:
 
 
 def hash_file(found: tree.TreeFile) -> LocalFile:
-    """Hash one scanned file with both digests; InvalidInputError if it changed meanwhile."""
-    return _hash(found.path, found.source, found.size, found.mtime_ns, found.executable)
+    """Hash one scanned file with both digests; InvalidInputError if it changed meanwhile.
+
+    A file of at most batch.MAX_BLOB bytes is read whole and hashed on this thread: the
+    threads of `hash_files` are the parallelism, and a hand-off per file only waited.
+    """
+    if found.size > batch.MAX_BLOB:
+        return _hash(found.path, found.source, found.size, found.mtime_ns, found.executable)
+    digests = digest_here(tree.read_whole(found))
+    return LocalFile(
+        found.path,
+        found.source,
+        found.size,
+        found.mtime_ns,
+        found.executable,
+        digests.content_address,
+        digests.sha256.hex,
+    )
 
 
 def hash_path(path: str, source: str | os.PathLike[str], executable: bool | None) -> LocalFile:

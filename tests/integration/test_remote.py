@@ -33,11 +33,13 @@ from artifactstore import (
     PackageStateError,
     RemoteStore,
     ServerUnavailableError,
+    batch,
     connect,
 )
 from artifactstore.cli.output import package_json
 from artifactstore.remote import fetching, upload
 from artifactstore.remote.transport import Transport
+from artifactstore.tree import scan
 
 BIG = 3_000_000
 
@@ -175,6 +177,31 @@ def test_a_small_file_changed_after_hashing_is_refused_and_not_stored(
         transport.close()
     with server.open() as local:
         assert local.dataplane.stat_object(items[1].address) is None
+
+
+def test_hash_files_gives_both_digests_of_small_and_large_files_in_scan_order(
+    tmp_path: Path,
+) -> None:
+    sizes = {"a-empty": 0, "b-large": batch.MAX_BLOB + 1, "c-small": 5000, "d-edge": 1 << 20}
+    for name, size in sizes.items():
+        (tmp_path / name).write_bytes(os.urandom(size))
+    found = scan(tmp_path)
+    hashed = upload.hash_files(found)
+    assert [item.path for item in hashed] == sorted(sizes)
+    for item in hashed:
+        data = (tmp_path / item.path).read_bytes()
+        assert (item.size, item.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+        assert str(item.address) == f"blake3:{blake3.blake3(data).hexdigest()}"
+
+
+@pytest.mark.parametrize("size", [5000, batch.MAX_BLOB + 1])
+def test_a_file_changed_between_scan_and_hashing_is_refused(tmp_path: Path, size: int) -> None:
+    target = tmp_path / "grows.bin"
+    target.write_bytes(bytes(size))
+    [found] = scan(tmp_path)
+    target.write_bytes(bytes(size + 1))
+    with pytest.raises(InvalidInputError, match="changed while reading it"):
+        upload.hash_files([found])
 
 
 def test_a_different_re_push_conflicts_and_uploads_nothing(server: Served, tmp_path: Path) -> None:

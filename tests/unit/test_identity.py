@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from artifactstore.errors import InvalidAddressError
-from artifactstore.identity import ContentAddress, Digest, DualHasher, digest_stream
+from artifactstore.identity import ContentAddress, Digest, DualHasher, digest_here, digest_stream
 
 _BIG = 64 * 1024
 
@@ -41,6 +41,7 @@ def test_digest_stream_matches_reference_for_any_chunking(case: tuple[bytes, lis
     assert result.blake3 == Digest("blake3", blake3.blake3(data).hexdigest())
     assert result.size == len(data)
     assert digest_stream(io.BytesIO(data)) == result
+    assert digest_here(data) == result
     assert str(result.content_address) == f"blake3:{blake3.blake3(data).hexdigest()}"
 
 
