@@ -252,6 +252,26 @@ def test_durable_put_of_existing_non_durable_object_syncs_it(
     assert root / KEY in fsynced
 
 
+def test_a_large_staged_object_starts_writeback_of_each_written_range(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[tuple[int, int]] = []
+
+    def observed(fd: int, offset: int, length: int) -> None:
+        assert os.fstat(fd).st_size >= offset + length  # flushed to the file before the hint
+        started.append((offset, length))
+        durability.start_writeback(fd, offset, length)
+
+    monkeypatch.setattr(local, "start_writeback", observed)
+    data = os.urandom(3 << 20) * 7 + b"tail"
+    key = object_key(digest_bytes(data))
+    backend = LocalBackend(root)
+    backend.put(key, [data[i : i + 3_000_000] for i in range(0, len(data), 3_000_000)])
+    assert started == [(0, 9_000_000), (9_000_000, 9_000_000)]
+    with backend.open(key) as stream:
+        assert stream.read() == data
+
+
 def test_open_of_missing_key_raises_blob_not_found(root: Path) -> None:
     with pytest.raises(BlobNotFoundError, match=KEY):
         LocalBackend(root).open(KEY)

@@ -26,7 +26,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from artifactstore.durability import fsync_path, sync_filesystem
+from artifactstore.durability import fsync_path, start_writeback, sync_filesystem
 from artifactstore.errors import BlobNotFoundError, StorageError
 from artifactstore.identity import CHUNK_SIZE
 from artifactstore.permissions import BLOB_FILE_MODE, make_directories
@@ -49,6 +49,8 @@ _TEMP_DIR = ".tmp"
 _TEMP_SUFFIX = ".part"
 _FSYNC_EACH_LIMIT = 16
 """Up to this many objects, sync() fsyncs each; beyond it, one syncfs of the filesystem."""
+_WRITEBACK = 8 << 20
+"""Bytes of a staged object after which the disk is told to start writing them."""
 STALE_TEMP_AGE = timedelta(hours=1)
 """Temp files untouched this long belong to a killed writer and are swept."""
 
@@ -287,12 +289,23 @@ class _LocalStagedObject(PublishingStage):
         self._temp_path = temp_path
         self._file = file
         self._finished = False
+        self._written = 0
+        self._flushed = 0
 
     def write(self, chunk: bytes) -> None:
-        """Append chunk to the temp file; StorageError naming it if the write fails."""
+        """Append chunk to the temp file; StorageError naming it if the write fails.
+
+        Every _WRITEBACK bytes the disk is told to start writing them (`start_writeback`), so
+        the sync that makes the blob durable has little left to wait for.
+        """
         self._check_open()
         with storage_errors(f"write temp file {self._temp_path}"):
             self._file.write(chunk)
+            self._written += len(chunk)
+            if self._written - self._flushed >= _WRITEBACK:
+                self._file.flush()
+                start_writeback(self._file.fileno(), self._flushed, self._written - self._flushed)
+                self._flushed = self._written
 
     def abort(self) -> None:
         """Close and remove the temp file; idempotent and never raises."""
