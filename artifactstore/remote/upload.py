@@ -1,6 +1,7 @@
 """Blobs onto the server: hash locally, ask which are missing, upload only those, a few at once.
 
-Each file is hashed once on the client (BLAKE3 and SHA-256 in one pass, `digest_stream`) and
+Each file is hashed once on the client (BLAKE3 and SHA-256 in one pass: `digest_here` of a
+small file read whole, `digest_stream` of a larger one), HASH_THREADS files at once, and
 checked unchanged by that read (`tree.check_unchanged`). `POST /v1/blobs/missing` is asked in
 batches of MISSING_BATCH addresses; the server holds the blobs it has for a later publish.
 The missing blobs of at most `batch.MAX_BLOB` bytes are sent many to a request
