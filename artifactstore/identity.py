@@ -236,11 +236,16 @@ class DualHasher:
 
     def _drain(self) -> None:
         # Runs on a pool thread, one at a time per hasher, and never blocks on the caller, so
-        # hashers sharing the pool cannot deadlock; it stops when the backlog is empty.
+        # hashers sharing the pool cannot deadlock; it stops when the backlog is empty. It
+        # stops draining under the same hold of the lock that found the backlog empty: a chunk
+        # update() appends after that starts a new drain, and none is appended to a drain that
+        # is stopping (that chunk was once thrown away, and the SHA-256 came out wrong).
         try:
             while True:
                 with self._ready:
                     if not self._backlog:
+                        self._draining = False
+                        self._ready.notify_all()
                         return
                     chunk = self._backlog[0]
                 self._sha256.update(chunk)
@@ -248,9 +253,8 @@ class DualHasher:
                     self._backlog.popleft()
                     self._ready.notify_all()
         except BaseException as exc:
-            self._error = exc
-        finally:
             with self._ready:
+                self._error = exc
                 self._backlog.clear()
                 self._draining = False
                 self._ready.notify_all()

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import threading
 from itertools import pairwise
+from types import TracebackType
 
 import blake3
 import pytest
@@ -12,7 +15,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from artifactstore.errors import InvalidAddressError
-from artifactstore.identity import ContentAddress, Digest, DualHasher, digest_here, digest_stream
+from artifactstore.identity import (
+    ContentAddress,
+    Digest,
+    DualHasher,
+    digest_here,
+    digest_stream,
+)
 
 _BIG = 64 * 1024
 
@@ -57,6 +66,57 @@ def test_large_chunks_take_the_two_thread_path() -> None:
     assert result.sha256.hex == hashlib.sha256(data).hexdigest()
     assert result.blake3.hex == blake3.blake3(data).hexdigest()
     assert result == digest_stream(io.BytesIO(data)) == digest_stream([data])
+
+
+class _PausingLock:
+    """A hasher's lock that holds its SHA-256 thread back each time that thread lets go of it
+    after finding nothing left to hash, until the test has fed the next chunk: the moment in
+    which a chunk was once thrown away."""
+
+    def __init__(self, hasher: DualHasher) -> None:
+        self._condition = threading.Condition()
+        self._hasher = hasher
+        self._found_empty = threading.local()
+        self.idle = threading.Event()
+        self.fed = threading.Event()
+
+    def __enter__(self) -> bool:
+        entered = self._condition.__enter__()
+        self._found_empty.value = not self._hasher._backlog
+        return entered
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._condition.__exit__(kind, exc, traceback)
+        drain = threading.current_thread().name.startswith("artifactstore-sha256")
+        if drain and self._found_empty.value:
+            self.idle.set()
+            assert self.fed.wait(10)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._condition.wait(timeout)
+
+    def notify_all(self) -> None:
+        self._condition.notify_all()
+
+
+def test_a_chunk_fed_while_the_sha256_thread_stops_is_hashed() -> None:
+    chunks = [os.urandom(2 * _BIG) for _ in range(3)]
+    hasher = DualHasher()
+    lock = _PausingLock(hasher)
+    hasher._ready = lock  # type: ignore[assignment]
+    hasher.update(chunks[0])
+    assert lock.idle.wait(10)  # the SHA-256 thread hashed it and found nothing more
+    hasher.update(chunks[1])
+    lock.fed.set()
+    hasher.update(chunks[2])
+    result = hasher.result()
+    assert result.sha256.hex == hashlib.sha256(b"".join(chunks)).hexdigest()
+    assert result.blake3.hex == blake3.blake3(b"".join(chunks)).hexdigest()
 
 
 def test_empty_stream() -> None:
