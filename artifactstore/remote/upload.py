@@ -1,8 +1,9 @@
 """Blobs onto the server: hash locally, ask which are missing, upload only those, a few at once.
 
 Each file is hashed once on the client (BLAKE3 and SHA-256 in one pass: `digest_here` of a
-small file read whole, `digest_stream` of a larger one), HASH_THREADS files at once, and
-checked unchanged by that read (`tree.check_unchanged`). `POST /v1/blobs/missing` is asked in
+small file read whole, `digest_stream_here` of a larger one, or `digest_stream` on two cores
+if it is the only one), HASH_THREADS files at once, the larger ones first, and checked
+unchanged by that read (`tree.check_unchanged`). `POST /v1/blobs/missing` is asked in
 batches of MISSING_BATCH addresses; the server holds the blobs it has for a later publish.
 The missing blobs of at most `batch.MAX_BLOB` bytes are sent many to a request
 (`POST /v1/blobs/batch`, up to BATCH_BYTES or BATCH_BLOBS each: one request, one hold and one
@@ -23,12 +24,19 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import blake3
 
 from artifactstore import batch, tree
 from artifactstore.errors import IntegrityError, InvalidInputError
-from artifactstore.identity import ContentAddress, digest_here, digest_stream
+from artifactstore.identity import (
+    ContentAddress,
+    DualDigest,
+    digest_here,
+    digest_stream,
+    digest_stream_here,
+)
 from artifactstore.remote.transport import Transport
 from artifactstore.remote.values import field
 
@@ -62,22 +70,37 @@ class LocalFile:
 
 
 def hash_files(found: Sequence[tree.TreeFile]) -> list[LocalFile]:
-    """Hash scanned files with both digests, HASH_THREADS files at once (hashing releases the
-    GIL, and a small file's Python work overlaps another's reads); in found's order."""
+    """Hash scanned files with both digests, HASH_THREADS files at once; in found's order.
+
+    Hashing releases the GIL, and a small file's Python work overlaps another's reads. The
+    files larger than batch.MAX_BLOB start first, the largest first, so the last to finish is
+    a small one; when there are two or more, each is hashed on its own thread alone.
+    """
     if len(found) < 2:
         return [hash_file(item) for item in found]
+    large = sorted(
+        (n for n, item in enumerate(found) if item.size > batch.MAX_BLOB),
+        key=lambda n: found[n].size,
+        reverse=True,
+    )
+    digest = digest_stream_here if len(large) > 1 else digest_stream
+    order = large + [n for n, item in enumerate(found) if item.size <= batch.MAX_BLOB]
     with ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="artifactstore-hash") as pool:
-        return list(pool.map(hash_file, found))
+        hashing = {n: pool.submit(hash_file, found[n], digest) for n in order}
+        return [hashing[n].result() for n in range(len(found))]
 
 
-def hash_file(found: tree.TreeFile) -> LocalFile:
+def hash_file(
+    found: tree.TreeFile, digest: Callable[[BinaryIO], DualDigest] = digest_stream
+) -> LocalFile:
     """Hash one scanned file with both digests; InvalidInputError if it changed meanwhile.
 
     A file of at most batch.MAX_BLOB bytes is read whole and hashed on this thread: the
-    threads of `hash_files` are the parallelism, and a hand-off per file only waited.
+    threads of `hash_files` are the parallelism, and a hand-off per file only waited. A
+    larger one is read in chunks and hashed by digest.
     """
     if found.size > batch.MAX_BLOB:
-        return _hash(found.path, found.source, found.size, found.mtime_ns, found.executable)
+        return _hash(found.path, found.source, found.size, found.mtime_ns, found.executable, digest)
     digests = digest_here(tree.read_whole(found))
     return LocalFile(
         found.path,
@@ -99,12 +122,19 @@ def hash_path(path: str, source: str | os.PathLike[str], executable: bool | None
         raise InvalidInputError(f"cannot read {location!r}: {exc.strerror}") from exc
     own = tree.is_executable(info.st_mode)
     chosen = own if executable is None else executable
-    return _hash(path, location, info.st_size, info.st_mtime_ns, chosen)
+    return _hash(path, location, info.st_size, info.st_mtime_ns, chosen, digest_stream)
 
 
-def _hash(path: str, source: str, size: int, mtime_ns: int, executable: bool) -> LocalFile:
+def _hash(
+    path: str,
+    source: str,
+    size: int,
+    mtime_ns: int,
+    executable: bool,
+    digest: Callable[[BinaryIO], DualDigest],
+) -> LocalFile:
     with tree.open_file(source) as handle:
-        digests = digest_stream(handle)
+        digests = digest(handle)
         tree.check_unchanged(source, handle, digests.size, size, mtime_ns)
     return LocalFile(
         path, source, size, mtime_ns, executable, digests.content_address, digests.sha256.hex

@@ -179,10 +179,13 @@ def test_a_small_file_changed_after_hashing_is_refused_and_not_stored(
         assert local.dataplane.stat_object(items[1].address) is None
 
 
+@pytest.mark.parametrize("more_large", [{}, {"e-large": 3 * batch.MAX_BLOB, "f-large": 1 << 22}])
 def test_hash_files_gives_both_digests_of_small_and_large_files_in_scan_order(
-    tmp_path: Path,
+    tmp_path: Path, more_large: dict[str, int]
 ) -> None:
+    # One large file is hashed on two cores; several, each on its thread, the largest first.
     sizes = {"a-empty": 0, "b-large": batch.MAX_BLOB + 1, "c-small": 5000, "d-edge": 1 << 20}
+    sizes.update(more_large)
     for name, size in sizes.items():
         (tmp_path / name).write_bytes(os.urandom(size))
     found = scan(tmp_path)

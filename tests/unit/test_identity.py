@@ -21,6 +21,7 @@ from artifactstore.identity import (
     DualHasher,
     digest_here,
     digest_stream,
+    digest_stream_here,
 )
 
 _BIG = 64 * 1024
@@ -51,6 +52,7 @@ def test_digest_stream_matches_reference_for_any_chunking(case: tuple[bytes, lis
     assert result.size == len(data)
     assert digest_stream(io.BytesIO(data)) == result
     assert digest_here(data) == result
+    assert digest_stream_here(io.BytesIO(data)) == result
     assert str(result.content_address) == f"blake3:{blake3.blake3(data).hexdigest()}"
 
 
