@@ -14,8 +14,6 @@ the answer short of its Content-Length, so the client sees an error, never bad b
 from __future__ import annotations
 
 import logging
-import threading
-from collections import OrderedDict
 from collections.abc import Iterator
 
 from flask import Response
@@ -29,36 +27,25 @@ from artifactstore import (
     frame_line,
     wanted_blobs,
 )
+from artifactstore.api_recent import ByManifestDigest
 
 _log = logging.getLogger(__name__)
 
 
 class FileIndex:
-    """The files of recently read manifests, keyed by manifest digest.
+    """The files of recently read manifests, keyed by manifest digest (`api_recent`).
 
     A pull asks for every file of a package; reading and checking the manifest for each
     request made a pull quadratic in the number of files (0.2 s per file of a 2,000-file
-    package). A digest names one manifest forever, so what was read for it stays true: a
-    package whose recorded digest changes (tampering) misses the index and is read and checked
-    again. At most max_files entries are kept, oldest manifest dropped first.
+    package). The files of at most max_files are kept, oldest manifest dropped first.
     """
 
     def __init__(self, max_files: int = 50_000) -> None:
-        self._max_files = max_files
-        self._by_digest: OrderedDict[str, dict[str, StoredFile]] = OrderedDict()
-        self._lock = threading.Lock()
+        self.recent: ByManifestDigest[dict[str, StoredFile]] = ByManifestDigest(max_files, len)
 
     def files(self, store: ArtifactStore, package: Package) -> dict[str, StoredFile]:
         """The files of a finalized package by path, from its checked manifest."""
-        digest = str(package.manifest_digest)
-        with self._lock:
-            files = self._by_digest.get(digest)
-            if files is not None:
-                self._by_digest.move_to_end(digest)
-                return files
-        files = {f.path: f for f in store.finalized_files(package)}
-        self._keep(digest, files)
-        return files
+        return self.recent.get(package, lambda: {f.path: f for f in store.finalized_files(package)})
 
     def find(self, store: ArtifactStore, package: Package, path: str) -> StoredFile:
         """The file at path of a finalized package; PackageFileNotFoundError if it has none."""
@@ -66,14 +53,6 @@ class FileIndex:
         if found is None:
             raise PackageFileNotFoundError(f"package {package} has no file {path!r}")
         return found
-
-    def _keep(self, digest: str, files: dict[str, StoredFile]) -> None:
-        if len(files) > self._max_files:
-            return
-        with self._lock:
-            self._by_digest[digest] = files
-            while sum(len(f) for f in self._by_digest.values()) > self._max_files:
-                self._by_digest.popitem(last=False)
 
 
 def many_blobs(

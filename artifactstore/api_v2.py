@@ -20,8 +20,6 @@ from __future__ import annotations
 import base64
 import logging
 import re
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -42,6 +40,7 @@ from artifactstore import (
     check_version,
 )
 from artifactstore.api import ApiError, authorize_request, byte_range, opened, stream_range
+from artifactstore.api_recent import ByManifestDigest
 
 _log = logging.getLogger(__name__)
 
@@ -84,36 +83,20 @@ def http_error(exc: HTTPException) -> Response:
     return error_response(status, "UNSUPPORTED", f"{exc.name}: {request.method} {request.path}")
 
 
-class ImageCache:
-    """The OCI images of recently read packages, keyed by manifest digest (which names one
-    manifest forever), at most max_images of them: a pull asks for the manifest and then each
-    blob, and each would otherwise read and check the package's manifest again."""
+ImageCache = ByManifestDigest[OciImage]
+"""The OCI images of recently read packages (`api_recent`): a pull asks for the manifest and then
+each blob, and each would otherwise read and check the package's manifest again."""
 
-    def __init__(self, max_images: int = 64) -> None:
-        self._max_images = max_images
-        self._images: OrderedDict[str, OciImage] = OrderedDict()
-        self._lock = threading.Lock()
 
-    def get(self, store: ArtifactStore, package: Package) -> OciImage:
-        """The image of a finalized package."""
-        key = str(package.manifest_digest)
-        with self._lock:
-            found = self._images.get(key)
-            if found is not None:
-                self._images.move_to_end(key)
-                return found
-        found = store.oci.image(package)
-        with self._lock:
-            self._images[key] = found
-            while len(self._images) > self._max_images:
-                self._images.popitem(last=False)
-        return found
+def _image(store: ArtifactStore, images: ImageCache, package: Package) -> OciImage:
+    """The image of a finalized package."""
+    return images.get(package, lambda: store.oci.image(package))
 
 
 def blueprint(get_store: Callable[[], ArtifactStore | ArtifactStoreError]) -> Blueprint:
     """The /v2 routes over the store get_store gives (or the error that keeps it closed)."""
     v2 = Blueprint("v2", __name__, url_prefix="/v2")
-    images = ImageCache()
+    images = ImageCache(64)
 
     def store() -> ArtifactStore:
         return opened(get_store)
@@ -229,10 +212,8 @@ def _tags(store: ArtifactStore, name: str) -> Response:
 def _manifest(store: ArtifactStore, images: ImageCache, name: str, reference: str) -> Response:
     """The image manifest of a tag (version) or of its sha256 digest, exact bytes."""
     if _SHA256.fullmatch(reference):
-        found = next(
-            (i for p in _versions(store, name) if (i := images.get(store, p)).digest == reference),
-            None,
-        )
+        versions = (_image(store, images, p) for p in _versions(store, name))
+        found = next((image for image in versions if image.digest == reference), None)
     else:
         try:
             package = store.get_package(name, check_version(reference))
@@ -241,7 +222,9 @@ def _manifest(store: ArtifactStore, images: ImageCache, name: str, reference: st
             package = None
         except InvalidInputError:
             raise V2Error(404, "MANIFEST_UNKNOWN", f"{reference!r} is no tag or digest") from None
-        found = None if package is None or not package.is_finalized else images.get(store, package)
+        found = None
+        if package is not None and package.is_finalized:
+            found = _image(store, images, package)
     if found is None:
         raise V2Error(404, "MANIFEST_UNKNOWN", f"repository {name!r} has no manifest {reference}")
     response = Response(found.manifest, mimetype=MANIFEST_MEDIA_TYPE)
@@ -258,12 +241,12 @@ def _blob(store: ArtifactStore, images: ImageCache, name: str, digest: str) -> R
     hex_digits = digest.removeprefix("sha256:")
     package = store.oci.package_with_blob(name, hex_digits)
     if package is not None:
-        files = images.get(store, package).files
+        files = _image(store, images, package).files
         found = next((f for f in files if f.sha256.hex == hex_digits), None)
         if found is not None:
             return _file(store, found, digest, f"{package} {found.path}")
     for version in _versions(store, name):
-        image = images.get(store, version)
+        image = _image(store, images, version)
         if image.config_digest == digest:
             return _bytes(image.config, digest)
     raise V2Error(404, "BLOB_UNKNOWN", f"repository {name!r} has no blob {digest}")

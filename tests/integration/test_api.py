@@ -498,9 +498,9 @@ def test_the_file_index_reads_a_manifest_once_and_keeps_at_most_max_files(api: A
     first, second = api.store.get_package(NAME, "1"), api.store.get_package("other/lib", "1")
     assert index.find(api.store, first, "bin/run").size == len(BIG)
     assert index.find(api.store, first, "readme.txt").size == len(SMALL)
-    assert list(index._by_digest) == [str(first.manifest_digest)]
+    assert index.recent.digests() == [str(first.manifest_digest)]
     index.find(api.store, second, "readme.txt")
     # Two manifests of two files each exceed three files: the older one was dropped.
-    assert list(index._by_digest) == [str(second.manifest_digest)]
+    assert index.recent.digests() == [str(second.manifest_digest)]
     with pytest.raises(PackageFileNotFoundError):
         index.find(api.store, second, "nothing")
