@@ -75,6 +75,9 @@ class Bucket:
         self._pool: ThreadPoolExecutor | None = None
         self._pending: dict[str, tuple[Future[tuple[StorageReceipt, bool]], int]] = {}
         self._pending_bytes = 0
+        # Writes that failed while another caller waited them out (`_bound_pending`): their
+        # errors are for the wait() of their own keys.
+        self._failed: dict[str, BaseException] = {}
 
     @property
     def client(self) -> S3Client:
@@ -122,6 +125,7 @@ class Bucket:
                 future = self._pool.submit(self._put, key, data)
                 self._pending[key] = (future, len(data))
                 self._pending_bytes += len(data)
+                self._failed.pop(key, None)  # this write decides now
         if not existed:
             self._bound_pending()
         return StorageReceipt(self.backend_id, key, len(data), datetime.now(UTC)), existed
@@ -129,19 +133,28 @@ class Bucket:
     def wait(self, keys: Iterable[str] | None = None) -> None:
         """Wait for the pending writes of keys (all with None); raise the first one's error."""
         with self._lock:
-            wanted = (
-                list(self._pending) if keys is None else [k for k in keys if k in self._pending]
-            )
-            futures = [(key, *self._pending[key]) for key in wanted]
-        failure: BaseException | None = None
+            wanted = list(self._pending) if keys is None else list(keys)
+            futures = [(key, *self._pending[key]) for key in wanted if key in self._pending]
+            failed = list(self._failed) if keys is None else wanted
+            errors = [self._failed.pop(key) for key in failed if key in self._failed]
+        failure = errors[0] if errors else None
         for key, future, size in futures:
-            error = future.exception()
-            with self._lock:
-                if self._pending.pop(key, None) is not None:
-                    self._pending_bytes -= size
+            error = self._settle(key, future, size)
             failure = failure or error
         if failure is not None:
             raise failure
+
+    def _settle(
+        self, key: str, future: Future[tuple[StorageReceipt, bool]], size: int
+    ) -> BaseException | None:
+        """Wait for the write future of key; it is no longer pending (unless a newer write of
+        key took its place meanwhile); its error, if it failed."""
+        error = future.exception()
+        with self._lock:
+            if self._pending.get(key, (None, 0))[0] is future:
+                del self._pending[key]
+                self._pending_bytes -= size
+        return error
 
     def close(self) -> None:
         """Finish pending writes (raising the first error), then close the client."""
@@ -157,16 +170,23 @@ class Bucket:
     def forget(self) -> None:
         """After fork: the parent's threads, writes and sockets are not the child's."""
         self._lock = threading.Lock()
-        self._pool, self._pending, self._pending_bytes = None, {}, 0
+        self._pool, self._pending, self._pending_bytes, self._failed = None, {}, 0, {}
         self.client_holder.forget()
 
     def _bound_pending(self) -> None:
+        """Wait for the oldest writes while more than PENDING_BYTES are pending; the error of
+        one that failed is kept for whoever waits for its key, not raised to this caller."""
         while True:
             with self._lock:
                 if self._pending_bytes <= PENDING_BYTES or not self._pending:
                     return
                 oldest = next(iter(self._pending))
-            self.wait([oldest])
+                future, size = self._pending[oldest]
+            error = self._settle(oldest, future, size)
+            if error is not None:
+                with self._lock:
+                    if oldest not in self._pending:
+                        self._failed[oldest] = error
 
     def put_stream(
         self, key: str, chunks: Iterable[bytes], durable: bool
