@@ -218,8 +218,13 @@ class DualHasher:
                 self._ready.wait()
             self._backlog.append(chunk)
             if not self._draining:
+                try:
+                    _pool().submit(self._drain)
+                except BaseException as exc:  # a pool shut down (at interpreter exit)
+                    self._error = exc
+                    raise
+                # Set once a drain is on its way: result() would otherwise wait for none.
                 self._draining = True
-                _pool().submit(self._drain)
 
     def result(self) -> DualDigest:
         """Return the digests of everything fed so far."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -87,7 +88,11 @@ def hash_files(found: Sequence[tree.TreeFile]) -> list[LocalFile]:
     order = large + [n for n, item in enumerate(found) if item.size <= batch.MAX_BLOB]
     with ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="artifactstore-hash") as pool:
         hashing = {n: pool.submit(hash_file, found[n], digest) for n in order}
-        return [hashing[n].result() for n in range(len(found))]
+        try:
+            return [hashing[n].result() for n in range(len(found))]
+        except BaseException:  # a file that changed, an interrupt: hash no more
+            pool.shutdown(cancel_futures=True)
+            raise
 
 
 def hash_file(
@@ -170,14 +175,16 @@ def upload(
         elif settled is not None:
             settled(item)
     # The large blobs first: the longest requests start soonest.
+    stop = threading.Event()
     jobs: list[tuple[Callable[[], None], list[LocalFile]]] = [
-        (functools.partial(put_blob, transport, group[0]), group)
+        (functools.partial(put_blob, transport, group[0], stop), group)
         for group in groups.values()
         if group[0].size > batch.MAX_BLOB
     ]
     for chunk in _batches([g for g in groups.values() if g[0].size <= batch.MAX_BLOB]):
         members = [item for group in chunk for item in group]
-        jobs.append((functools.partial(put_batch, transport, [g[0] for g in chunk]), members))
+        job = functools.partial(put_batch, transport, [g[0] for g in chunk], stop)
+        jobs.append((job, members))
     with ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="artifactstore-upload") as pool:
         futures = {pool.submit(job): members for job, members in jobs}
         try:
@@ -187,8 +194,10 @@ def upload(
                     for item in futures[future]:
                         settled(item)
         except BaseException:
-            for future in futures:
-                future.cancel()
+            # The requests under way end after their current piece, cut short of their
+            # Content-Length: the server stores nothing of them.
+            stop.set()
+            pool.shutdown(cancel_futures=True)
             raise
     return len(groups)
 
@@ -207,8 +216,12 @@ def _batches(groups: list[list[LocalFile]]) -> Iterator[list[list[LocalFile]]]:
         yield run
 
 
-def put_batch(transport: Transport, items: list[LocalFile]) -> None:
-    """Send small files' bytes as their blobs in one batch; check the server took them all."""
+def put_batch(
+    transport: Transport, items: list[LocalFile], stop: threading.Event | None = None
+) -> None:
+    """Send small files' bytes as their blobs in one batch; check the server took them all.
+
+    A stop set meanwhile ends the body before the next file (StoppedError)."""
     entries = [batch.Entry(item.address, item.size) for item in items]
     index = batch.index_line(entries)
     length = len(index) + sum(len(e.frame_line()) + e.size for e in entries)
@@ -216,7 +229,7 @@ def put_batch(transport: Transport, items: list[LocalFile]) -> None:
     answer = transport.send(
         "POST",
         route,
-        body=lambda: _batch_body(index, items),
+        body=lambda: _batch_body(index, items, stop),
         headers={"Content-Type": "application/octet-stream", "Content-Length": str(length)},
         idempotent=True,
     )
@@ -237,10 +250,13 @@ def put_batch(transport: Transport, items: list[LocalFile]) -> None:
         )
 
 
-def _batch_body(index: bytes, items: list[LocalFile]) -> Iterator[bytes]:
+def _batch_body(
+    index: bytes, items: list[LocalFile], stop: threading.Event | None
+) -> Iterator[bytes]:
     """The batch's index, then each file's frame once its bytes are read and checked."""
     yield index
     for item in items:
+        _check_not_stopped(stop)
         with tree.open_file(item.source) as handle:
             data = handle.read(batch.MAX_BLOB + 1)
             tree.check_unchanged(item.source, handle, len(data), item.size, item.mtime_ns)
@@ -249,13 +265,15 @@ def _batch_body(index: bytes, items: list[LocalFile]) -> Iterator[bytes]:
         yield batch.Entry(item.address, item.size).frame_line() + data
 
 
-def put_blob(transport: Transport, item: LocalFile) -> None:
-    """Send one file's bytes as its blob; check what the server says it stored."""
+def put_blob(transport: Transport, item: LocalFile, stop: threading.Event | None = None) -> None:
+    """Send one file's bytes as its blob; check what the server says it stored.
+
+    A stop set meanwhile ends the body after its current piece (StoppedError)."""
     route = f"/v1/blobs/{item.address}"
     answer = transport.send(
         "PUT",
         route,
-        body=lambda: _body(item),
+        body=lambda: _body(item, stop),
         headers={"Content-Type": "application/octet-stream", "Content-Length": str(item.size)},
     )
     try:
@@ -271,13 +289,14 @@ def put_blob(transport: Transport, item: LocalFile) -> None:
         )
 
 
-def _body(item: LocalFile) -> Iterator[bytes]:
+def _body(item: LocalFile, stop: threading.Event | None) -> Iterator[bytes]:
     """The file's bytes in CHUNK pieces, the last held back until they are known unchanged."""
     with tree.open_file(item.source) as handle:
         hasher = blake3.blake3()
         read = 0
         held = b""
         while chunk := handle.read(CHUNK):
+            _check_not_stopped(stop)
             if held:
                 yield held
             held = chunk
@@ -288,6 +307,15 @@ def _body(item: LocalFile) -> Iterator[bytes]:
             raise _changed(item)
         if held:
             yield held
+
+
+class StoppedError(Exception):
+    """An upload given up because another of the same push failed (or was interrupted)."""
+
+
+def _check_not_stopped(stop: threading.Event | None) -> None:
+    if stop is not None and stop.is_set():
+        raise StoppedError
 
 
 def _changed(item: LocalFile) -> InvalidInputError:

@@ -14,6 +14,7 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -39,7 +40,7 @@ from artifactstore import (
 from artifactstore.cli.output import package_json
 from artifactstore.remote import fetching, upload
 from artifactstore.remote.transport import Transport
-from artifactstore.tree import scan
+from artifactstore.tree import TreeFile, scan
 
 BIG = 3_000_000
 
@@ -205,6 +206,48 @@ def test_a_file_changed_between_scan_and_hashing_is_refused(tmp_path: Path, size
     target.write_bytes(bytes(size + 1))
     with pytest.raises(InvalidInputError, match="changed while reading it"):
         upload.hash_files([found])
+
+
+def test_hash_files_stops_hashing_once_a_file_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for n in range(200):
+        (tmp_path / f"f{n:03}").write_bytes(b"x" * 100)
+    found = scan(tmp_path)
+    os.utime(tmp_path / "f000", ns=(0, found[0].mtime_ns + 1_000_000))
+    hashed: list[str] = []
+    real = upload.hash_file
+
+    def slow_hash_file(item: TreeFile, *args: object) -> upload.LocalFile:
+        time.sleep(0.002)  # each file takes a while, so the ones after a failure are queued
+        result = real(item, *args)  # type: ignore[arg-type]
+        hashed.append(item.path)
+        return result
+
+    monkeypatch.setattr(upload, "hash_file", slow_hash_file)
+    with pytest.raises(InvalidInputError, match="changed while reading it"):
+        upload.hash_files(found)
+    assert len(hashed) < 50  # not the whole tree
+
+
+def test_an_upload_body_ends_after_its_current_piece_once_stopped(tmp_path: Path) -> None:
+    (tmp_path / "big.bin").write_bytes(os.urandom(3 * upload.CHUNK))
+    (tmp_path / "a.txt").write_bytes(b"a")
+    (tmp_path / "b.txt").write_bytes(b"b")
+    first, second, big = (upload.hash_file(item) for item in scan(tmp_path))
+    stop = threading.Event()
+    body = upload._body(big, stop)
+    assert len(next(body)) == upload.CHUNK
+    stop.set()
+    with pytest.raises(upload.StoppedError):
+        next(body)
+    stop.clear()
+    frames = upload._batch_body(b"index", [first, second], stop)
+    assert next(frames) == b"index"
+    assert next(frames).endswith(b"a")
+    stop.set()
+    with pytest.raises(upload.StoppedError):
+        next(frames)
 
 
 def test_a_different_re_push_conflicts_and_uploads_nothing(server: Served, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import hashlib
 import io
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
 from types import TracebackType
 
@@ -14,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from artifactstore import identity
 from artifactstore.errors import InvalidAddressError
 from artifactstore.identity import (
     ContentAddress,
@@ -119,6 +121,20 @@ def test_a_chunk_fed_while_the_sha256_thread_stops_is_hashed() -> None:
     result = hasher.result()
     assert result.sha256.hex == hashlib.sha256(b"".join(chunks)).hexdigest()
     assert result.blake3.hex == blake3.blake3(b"".join(chunks)).hexdigest()
+
+
+def test_a_hasher_whose_pool_is_shut_down_raises_rather_than_waits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # At interpreter exit the pool is shut down before non-daemon threads are joined.
+    pool = ThreadPoolExecutor(1)
+    pool.shutdown()
+    monkeypatch.setattr(identity, "_worker_pool", pool)
+    hasher = DualHasher()
+    with pytest.raises(RuntimeError, match="shutdown"):
+        hasher.update(bytes(2 * _BIG))
+    with pytest.raises(RuntimeError, match="shutdown"):
+        hasher.result()
 
 
 def test_empty_stream() -> None:
