@@ -86,7 +86,7 @@ class StoredFile:
     @property
     def content_address(self) -> ContentAddress:
         """The content address of the file's blob."""
-        return ContentAddress("blake3", self.blake3.hex)
+        return ContentAddress.of(self.blake3)
 
 
 @dataclass(frozen=True, slots=True)

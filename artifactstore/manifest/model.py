@@ -211,7 +211,7 @@ class FileEntry:
     @property
     def content_address(self) -> ContentAddress:
         """The content address of the file's bytes."""
-        return ContentAddress(self.blake3.algorithm, self.blake3.hex)
+        return ContentAddress.of(self.blake3)
 
 
 @dataclass(frozen=True, slots=True)

@@ -189,3 +189,12 @@ def test_bad_digests_are_rejected_by_name(text: str) -> None:
     with pytest.raises(InvalidAddressError) as info:
         Digest.parse(text)
     assert repr(text) in str(info.value)
+
+
+def test_the_content_address_of_a_blake3_digest_and_not_of_another() -> None:
+    hex_digits = "ab" * 32
+    address = ContentAddress.of(Digest("blake3", hex_digits))
+    assert type(address) is ContentAddress
+    assert address == ContentAddress.parse(f"blake3:{hex_digits}")
+    with pytest.raises(InvalidAddressError, match="must use blake3"):
+        ContentAddress.of(Digest("sha256", hex_digits))
