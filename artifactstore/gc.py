@@ -80,7 +80,7 @@ def collect(
         ("orphan", _orphans(db, dataplane, orphaned)),
     ):
         for page in garbage:
-            removed = page if dry_run else _remove(db, dataplane, page, actor)
+            removed = page if dry_run else _remove(db, dataplane, page, actor, orphaned)
             objects += len(removed)
             size += sum(blob.size for blob in removed)
             orphans += len(removed) if kind == "orphan" else 0
@@ -151,9 +151,13 @@ def _orphans(db: Database, dataplane: DataPlane, cutoff: str) -> Iterator[list[G
 
 
 def _remove(
-    db: Database, dataplane: DataPlane, page: list[Garbage], actor: str | None
+    db: Database, dataplane: DataPlane, page: list[Garbage], actor: str | None, orphaned: str
 ) -> list[Garbage]:
-    """Record the page's deletions, then remove the bytes of those still unneeded."""
+    """Record the page's deletions, then remove the bytes of those still unneeded.
+
+    An orphan is looked at again under the fence, and removed only if it is still stored
+    from before orphaned: another collection may have removed it since this page was read,
+    and a writer stored it again, which holds it only afterwards (`liveness`)."""
     with db.write() as connection:
         # Under the log lock: what a publish committed since the page was read is not garbage.
         unneeded = set(_unneeded(connection, db, [b.content_address for b in page]))
@@ -173,12 +177,24 @@ def _remove(
         addresses = [blob.content_address for blob in page]
         listed = _listed_now(connection, addresses)
         still = set(_unneeded(connection, db, addresses)) - listed
+        orphans = [blob.content_address for blob in page if blob.backend_id is None]
+        still -= set(orphans) - set(_stored_before(dataplane, orphans, orphaned))
         dataplane.delete_objects(
             ContentAddress.parse(blob.content_address)
             for blob in page
             if blob.content_address in still
         )
     return [blob for blob in page if blob.content_address in still]
+
+
+def _stored_before(dataplane: DataPlane, addresses: list[str], cutoff: str) -> list[str]:
+    """The addresses whose blobs are stored, and were stored before cutoff."""
+    stored = []
+    for address in addresses:
+        info = dataplane.stat_object(ContentAddress.parse(address))
+        if info is not None and format_timestamp(info.modified_at) < cutoff:
+            stored.append(address)
+    return stored
 
 
 def _event(db: Database, blob: Garbage, actor: str | None) -> Any:

@@ -16,7 +16,9 @@ side takes a lock that stops the other for long. The rules:
   again the ones that are not. A blob held is never removed (collection checks the holds under
   the fence), and a blob removed before the hold is seen to be gone.
 - Bytes the writer wrote itself are unlisted orphans until the hold; collection never takes
-  an orphan written after the oldest live session opened (less a margin for clocks), so it
+  an orphan written after the oldest live session opened (less a margin for clocks), and
+  looks at each orphan again under the fence before removing it (another collection may have
+  removed the old bytes, and the writer written them again, since it listed them), so it
   leaves them alone, with no check needed.
 
 The fence is PostgreSQL's transaction-scoped advisory lock (shared for writers, exclusive for

@@ -4,6 +4,7 @@ processes and when killed (SPEC "Retention, deletion and garbage collection").""
 from __future__ import annotations
 
 import io
+import multiprocessing
 import os
 import random
 import signal
@@ -11,12 +12,14 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
+from typing import Any
 
 import pytest
 from clock import Clock
 
-from artifactstore import ArtifactStore, digest_stream, schema
+from artifactstore import ArtifactStore, digest_stream, gc, liveness, schema
 from artifactstore.dataplane.inproc import InProcessDataPlane
 
 START = datetime.now(UTC)  # blobs carry the real time they were stored
@@ -124,6 +127,69 @@ def test_a_push_deduplicating_against_a_blob_gc_deletes_still_publishes_whole(
         report = store.verify_package("p:new")
         assert report.ok, report.problems
         assert {address(small), address(big)} <= stored(store)
+
+
+def _collect_pausing_before_orphans(
+    url: str, root: Path, page_read: EventType, go: EventType
+) -> None:
+    """In a forked process: gc that stops once it has read a page of orphans, until go."""
+    real = gc._remove
+
+    def paused(*args: Any) -> list[gc.Garbage]:
+        if any(blob.backend_id is None for blob in args[2]):
+            page_read.set()
+            assert go.wait(60)
+        return real(*args)
+
+    gc._remove = paused  # type: ignore[assignment]
+    with ArtifactStore.open(url, root) as store:
+        store.gc(grace=timedelta(0))
+
+
+def test_two_collectors_at_once_keep_a_blob_a_writer_stored_again(
+    migrated_url: str, blob_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Collector 2 reads an old orphan; collector 1 removes it; a writer stores the same bytes
+    again and, before it holds them, collector 2 goes on. It must not remove the new bytes
+    (it once did: the writer never checks what it wrote itself, and published them gone)."""
+    data = os.urandom(BIG)
+    with ArtifactStore.open(migrated_url, blob_root) as store:
+        store.create_package("app", "1")
+        orphan = store.dataplane.ingest_stream(data).content_address
+    blob = blob_root / "blake3" / orphan.hex[:2] / orphan.hex[2:4] / orphan.hex
+    two_hours_ago = time.time() - 7200
+    os.utime(blob, (two_hours_ago, two_hours_ago))
+    forked = multiprocessing.get_context("fork")
+    page_read, go = forked.Event(), forked.Event()
+    second = forked.Process(
+        target=_collect_pausing_before_orphans, args=(migrated_url, blob_root, page_read, go)
+    )
+    second.start()
+    try:
+        assert page_read.wait(60)
+        first = run_cli(migrated_url, blob_root, "gc", "--grace", "0")
+        out, err = first.communicate(timeout=60)
+        assert first.returncode == 0 and out.startswith(b"freed 1 blob"), (out, err)
+        assert not blob.exists()
+        real_keep_alive = liveness.keep_alive
+
+        def second_collector_goes_on_first(*args: Any) -> list[str]:
+            assert blob.exists()  # written again
+            go.set()
+            second.join(60)
+            return real_keep_alive(*args)
+
+        monkeypatch.setattr(liveness, "keep_alive", second_collector_goes_on_first)
+        with ArtifactStore.open(migrated_url, blob_root) as store:
+            store.ingest_file(("app", "1"), "data.bin", data)
+            store.finalize(("app", "1"))
+            report = store.verify_package("app:1")
+    finally:
+        go.set()
+        second.join(60)
+    assert second.exitcode == 0
+    assert report.ok, report.problems
+    assert blob.exists()
 
 
 def test_gc_killed_at_random_points_leaves_a_sound_store(
