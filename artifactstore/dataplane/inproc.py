@@ -235,7 +235,7 @@ class InProcessDataPlane:
         key = object_key(digests.content_address)
         holder = self._holder(key)
         info = holder.head(key)
-        if info is None:
+        if info is None or info.size != digests.size:  # absent, or torn by a crash: write it
             source.seek(start)
             return None
         if durable:
@@ -262,7 +262,7 @@ class InProcessDataPlane:
         digests = digest_stream(data)
         key = object_key(digests.content_address)
         info = self._backend.head(key)
-        if info is None:
+        if info is None or info.size != digests.size:  # absent, or torn by a crash
             receipt, existed = self._backend.put(key, (data,), durable=False)
         else:
             receipt = StorageReceipt(self._backend.backend_id, key, info.size, info.modified_at)

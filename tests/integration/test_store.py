@@ -457,3 +457,22 @@ def test_a_manifest_that_cannot_be_spooled_publishes_and_finalizes_nothing(
     assert store.push("acme/spooled", "1", tree).created
     assert store.finalize_package(package).files[0].path == "a.txt"
     assert store.verify_all().ok
+
+
+def test_a_push_stores_again_a_blob_a_crash_left_torn(
+    store: ArtifactStore, blob_root: Path, tmp_path: Path
+) -> None:
+    """A blob linked into place before it was synced can be empty after a power cut; a push
+    of the same bytes must not take it as stored."""
+    tree = tmp_path / "dist"
+    tree.mkdir()
+    data = os.urandom(300_000)  # a file of the large tier
+    (tree / "app.bin").write_bytes(data)
+    store.push("acme/app", "1", tree)
+    address = store.get_manifest("acme/app:1").files[0].content_address
+    blob = blob_root / "blake3" / address.hex[:2] / address.hex[2:4] / address.hex
+    blob.chmod(0o644)
+    blob.write_bytes(b"")
+    store.push("acme/app", "2", tree)
+    assert blob.read_bytes() == data
+    assert store.verify_package("acme/app:2").ok

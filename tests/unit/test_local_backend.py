@@ -93,6 +93,18 @@ def test_second_put_leaves_file_untouched(root: Path) -> None:
     assert temp_files(root) == []
 
 
+def test_a_put_replaces_an_object_torn_to_another_size(root: Path) -> None:
+    # What a power cut leaves of a blob linked into place before it was synced.
+    backend = LocalBackend(root)
+    backend.put(KEY, [DATA], durable=False)
+    (root / KEY).write_bytes(DATA[:3])
+    receipt, existed = backend.put(KEY, [DATA])
+    assert not existed
+    assert (root / KEY).read_bytes() == DATA
+    assert receipt.size == len(DATA)
+    assert temp_files(root) == []
+
+
 @pytest.mark.parametrize(
     "key",
     [

@@ -254,12 +254,22 @@ class LocalBackend(RootedBackend):
             self._durable_dirs.update((leaf, *above))
 
     def _publish(self, temp_path: Path, key: str, durable: bool) -> tuple[StorageReceipt, bool]:
-        """Link a closed temp file into place under key; the caller removes the temp file."""
+        """Link a closed temp file into place under key; the caller removes the temp file.
+
+        An object already there of another size than the temp file was torn by a crash (linked
+        before it was synced, then the power went): the temp file replaces it.
+        """
         path = self._path(key)
         with storage_errors(f"store {key!r} under {self._root}"):
             # Checking first skips the fsync of a temp file that is about to be discarded.
-            existed = path.exists()
-            if not existed:
+            size = _size(path)
+            torn = size is not None and size != temp_path.stat().st_size
+            existed = size is not None and not torn
+            if torn:
+                if durable:
+                    fsync_path(temp_path)
+                temp_path.replace(path)
+            elif not existed:
                 if durable:
                     fsync_path(temp_path)
                 if path.parent not in self._existing_dirs:
@@ -279,6 +289,14 @@ class LocalBackend(RootedBackend):
             stat = path.stat()
         receipt = StorageReceipt(self._backend_id, key, stat.st_size, utc(stat.st_mtime))
         return receipt, existed
+
+
+def _size(path: Path) -> int | None:
+    """The size of the file at path; None if there is none."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return None
 
 
 class _LocalStagedObject(PublishingStage):
