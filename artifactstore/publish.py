@@ -200,6 +200,8 @@ def publish(
     check_version(version)
     checked = validate_new_metadata(metadata or {})
     with db.write() as connection:
+        # A swept session has no staged files left: publishing it would make an empty package.
+        uploads.require_session(connection, session)
         registry.retention_class(connection, retention_class)
         existing = registry.find_package(connection, name, version)
         if existing is not None:

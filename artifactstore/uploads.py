@@ -25,6 +25,7 @@ from sqlalchemy import Connection, String, delete, func, insert, literal, select
 
 from artifactstore import schema
 from artifactstore.database import Database
+from artifactstore.errors import ConflictError
 from artifactstore.manifest.model import format_timestamp
 
 SESSION_LIFETIME = timedelta(hours=24)
@@ -213,6 +214,19 @@ def staged_receipts(connection: Connection, session_id: str) -> Iterator[tuple[s
     for rows in connection.execute(query.execution_options(yield_per=_PAGE)).partitions():
         for row in rows:
             yield str(row[0]), str(row[1]), str(row[2])
+
+
+def require_session(connection: Connection, session_id: str) -> None:
+    """ConflictError if the session has ended: it expired (no progress for SESSION_LIFETIME)
+    and was swept, and its staged files and holds went with it."""
+    sessions = schema.upload_sessions
+    found = connection.execute(select(sessions.c.id).where(sessions.c.id == session_id)).first()
+    if found is None:
+        raise ConflictError(
+            "the upload session of this push ended before its publish (it made no progress "
+            "for 24 hours, so it expired and was swept); nothing was published: "
+            "push again"
+        )
 
 
 def end_session(connection: Connection, session_id: str) -> None:

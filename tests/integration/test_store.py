@@ -29,9 +29,13 @@ from artifactstore import (
     PackageFinalizedError,
     PackageNotFoundError,
     PackageStateError,
+    ingest,
+    publish,
     schema,
+    uploads,
 )
 from artifactstore.manifest import codec, model, projection
+from artifactstore.tree import scan
 
 FILES = {
     "README.md": b"# acme app\n",
@@ -476,3 +480,20 @@ def test_a_push_stores_again_a_blob_a_crash_left_torn(
     store.push("acme/app", "2", tree)
     assert blob.read_bytes() == data
     assert store.verify_package("acme/app:2").ok
+
+
+def test_a_publish_whose_upload_session_was_swept_publishes_nothing(
+    store: ArtifactStore, tmp_path: Path
+) -> None:
+    """A push that made no progress for a day loses its session (and its staged files) to the
+    next writer's or collection's sweep; its publish must not make an empty package."""
+    tree = tmp_path / "dist"
+    tree.mkdir()
+    (tree / "a.txt").write_bytes(b"a")
+    with uploads.held(store._db) as session:
+        ingest.stage_directory(store._db, store.dataplane, session, scan(tree))
+        with store._db.write(lock=False) as connection:
+            uploads.end_session(connection, session)  # what the sweep of an expired one does
+        with pytest.raises(ConflictError, match="ended before its publish"):
+            publish.publish(store._db, session, "acme/app", "1", "standard", None, None)
+    assert store.list_packages("acme/app") == []
