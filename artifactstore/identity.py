@@ -129,7 +129,7 @@ class ContentAddress(Digest):
     def of(cls, digest: Digest) -> ContentAddress:
         """The content address a BLAKE3 digest names; InvalidAddressError for another
         algorithm's. Its hex was checked when the digest was made: not again (a regex match
-        per file was a tenth of a server's batch download)."""
+        per file was 8 % of a server's batch download requests, py-spy)."""
         if digest.algorithm != PRIMARY_ALGORITHM:
             raise InvalidAddressError(
                 f"content address must use {PRIMARY_ALGORITHM}, got {digest.algorithm!r}"

@@ -224,8 +224,8 @@ def require_session(connection: Connection, session_id: str) -> None:
     if found is None:
         raise ConflictError(
             "the upload session of this push ended before its publish (it made no progress "
-            "for 24 hours, so it expired and was swept); nothing was published: "
-            "push again"
+            f"for {SESSION_LIFETIME // timedelta(hours=1)} hours, so it expired and was "
+            "swept); nothing was published: push again"
         )
 
 
