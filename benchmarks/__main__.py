@@ -96,6 +96,7 @@ def log(line: str) -> None:
 def main(argv: list[str]) -> None:
     """Run the suite as the options say and write the report."""
     args = parse(argv)
+    tools.compile_bytecode()
     if args.only == "s3":
         _only_s3(args, shlex.join(["scripts/bench", *argv]))
         return

@@ -94,6 +94,8 @@ Issue 6 describes the suite and the targets; `benchmarks/` is the code.
 - Times are wall-clock seconds of whole processes, start-up included, as a CI step sees them.
   Untimed set-up: `artifactstore migrate`, `git init`, `restic init`, `dvc init` and copying
   the tree into the DVC project (DVC only tracks data inside its project).
+- artifactstore runs from this source tree with its bytecode compiled first, as `pip install`
+  leaves it (`tools.compile_bytecode`).
 - Cache: {cache}.
 - Peak RSS: {rss}; the largest over the repetitions.
 - MB/s is 10^6 bytes of the workload per second; files/s is the workload's files per second.

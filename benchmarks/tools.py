@@ -18,6 +18,7 @@ same work directory, so `pull` reads the store `push` wrote.
 
 from __future__ import annotations
 
+import compileall
 import os
 import sys
 from collections.abc import Callable
@@ -60,6 +61,18 @@ class Tool:
 
 def _cmd(*argv: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None) -> Command:
     return Command(tuple(str(a) for a in argv), cwd, tuple(sorted((env or {}).items())))
+
+
+def compile_bytecode() -> None:
+    """Compile artifactstore's and the helpers' bytecode, as `pip install` does.
+
+    They run from this source tree, and with PYTHONDONTWRITEBYTECODE set (as on the CI
+    machines) Python would compile every module again in every timed process: 0.1-0.3 s of
+    each command that an installed artifactstore never pays.
+    """
+    for package in ("artifactstore", "benchmarks"):
+        if not compileall.compile_dir(REPO_ROOT / package, quiet=1):
+            raise RuntimeError(f"could not compile the bytecode of {REPO_ROOT / package}")
 
 
 def artifactstore() -> Tool:
