@@ -157,16 +157,30 @@ def events(total: int) -> list[Figure]:
 
 
 def startup(runner: measure.Runner, runs: int) -> list[Figure]:
-    """Median wall time and largest peak RSS of `artifactstore version` over `runs` runs."""
+    """Median wall time of `artifactstore version` over `runs` runs (with its largest peak RSS),
+    and of the start-up every store command pays, beside its floors measured the same way:
+    the interpreter alone and SQLAlchemy's import."""
     exe = str(Path(sys.executable).with_name("artifactstore"))
-    samples = [runner.run(measure.Command((exe, "version"))) for _ in range(runs)]
-    median = statistics.median(s.seconds for s in samples)
-    rss = max(s.peak_rss_kib for s in samples) / 1024
-    return [
-        Figure(
-            "`artifactstore version` start-up",
-            median * 1000,
-            "ms",
-            f"median of {runs} runs; peak RSS {rss:.0f} MiB",
+    python = sys.executable
+    timed = [
+        (STARTUP, (exe, "version")),
+        (
+            "start-up of a store command (`import artifactstore.store`)",
+            _importing(python, "artifactstore.store"),
         ),
+        ("floor: `import sqlalchemy`", _importing(python, "sqlalchemy")),
+        ("floor: the interpreter alone (`python -c pass`)", (python, "-c", "pass")),
     ]
+    figures = []
+    for label, argv in timed:
+        samples = [runner.run(measure.Command(argv)) for _ in range(runs)]
+        median = statistics.median(s.seconds for s in samples)
+        rss = max(s.peak_rss_kib for s in samples) / 1024
+        figures.append(
+            Figure(label, median * 1000, "ms", f"median of {runs} runs; peak RSS {rss:.0f} MiB")
+        )
+    return figures
+
+
+def _importing(python: str, module: str) -> tuple[str, ...]:
+    return (python, "-c", f"import {module}")
