@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO, cast
@@ -23,6 +24,7 @@ from artifactstore.identity import (
     DualDigest,
     DualHasher,
     digest_stream,
+    digest_stream_here,
     iter_chunks,
 )
 from artifactstore.storage.backends.local import LocalBackend
@@ -40,6 +42,10 @@ SMALL_BLOB_LIMIT = 64 * 1024
 """Blobs up to this size go to the small-blob backend when the data plane has one."""
 _BATCH_BYTES = 4 << 20
 """Bytes of small blobs `verify_objects` reads with one query (and holds at once)."""
+_HASH_APART = 1 << 20
+"""Blobs over this size are hashed on their own threads when `verify_objects` has two or more."""
+_APART_AHEAD = 4
+"""How many such blobs `verify_objects` hashes ahead of the one it is waiting for."""
 
 
 class InProcessDataPlane:
@@ -316,14 +322,48 @@ class InProcessDataPlane:
 
     def verify_objects(self, expected: Iterable[Expected]) -> Iterator[VerifyResult]:
         """verify_object of each (address, SHA-256, size), in order; the blobs the small tier
-        holds are read a batch at a time (see small_blobs)."""
+        holds are read a batch at a time (see small_blobs).
+
+        With two or more blobs over _HASH_APART bytes, those are hashed on two threads, up to
+        _APART_AHEAD of them ahead, both digests on the thread that reads the blob, while this
+        one goes through the rest; a lone large blob keeps both cores for its two digests.
+        """
         listed = list(expected)
-        contents = self.small_blobs([(address, size) for address, _, size in listed])
-        for (address, sha256, size), data in zip(listed, contents, strict=True):
-            if data is None:  # in the large backend, or missing
-                yield self.verify_object(address, sha256, size)
-            else:
-                yield _verdict(address, sha256, size, digest_stream(data))
+        apart = list(dict.fromkeys(item for item in listed if (item[2] or 0) > _HASH_APART))
+        position = {item: index for index, item in enumerate(apart)} if len(apart) > 1 else {}
+        verdicts: list[Future[VerifyResult]] = []
+        pool = ThreadPoolExecutor(2, thread_name_prefix="artifactstore-verify")
+
+        def submit_through(index: int) -> None:
+            while len(verdicts) <= min(index, len(position) - 1):
+                verdicts.append(pool.submit(self._verify_here, *apart[len(verdicts)]))
+
+        try:
+            submit_through(_APART_AHEAD - 1)
+            contents = self.small_blobs([(address, size) for address, _, size in listed])
+            for item, data in zip(listed, contents, strict=True):
+                address, sha256, size = item
+                index = position.get(item)
+                if index is not None:
+                    submit_through(index + _APART_AHEAD)
+                    yield verdicts[index].result()
+                elif data is None:  # in the large backend, or missing
+                    yield self.verify_object(address, sha256, size)
+                else:
+                    yield _verdict(address, sha256, size, digest_stream(data))
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _verify_here(
+        self, address: ContentAddress, expected_sha256: Digest | None, expected_size: int | None
+    ) -> VerifyResult:
+        """verify_object with both digests on the calling thread (`digest_stream_here`)."""
+        try:
+            with self.serve_object(address) as stream:
+                actual = digest_stream_here(stream)
+        except BlobNotFoundError:
+            return VerifyResult(address, False, "missing", None)
+        return _verdict(address, expected_sha256, expected_size, actual)
 
     def small_blobs(
         self, wanted: Iterable[tuple[ContentAddress, int | None]]

@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import blake3
 import pytest
 
+from artifactstore.dataplane import inproc
 from artifactstore.dataplane.inproc import InProcessDataPlane
 from artifactstore.dataplane.spi import Expected
 from artifactstore.errors import BlobNotFoundError
-from artifactstore.identity import ContentAddress, Digest
+from artifactstore.identity import ContentAddress, Digest, DualDigest, digest_stream_here
 from artifactstore.storage.spi import object_key
 
 DATA = os.urandom(3 * 1024 * 1024 + 17)
@@ -220,6 +224,38 @@ def test_verify_objects_gives_verify_object_of_each_in_order(
     ]
     assert problems[0][1] == "missing"
     assert problems[2][1] == f"size mismatch: expected 100 got {len(DATA)}"
+
+
+def test_verify_objects_hashes_large_blobs_apart_and_answers_in_order(
+    plane: InProcessDataPlane, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # More large blobs than are hashed ahead, one changed in place, one missing, one listed
+    # twice and one with the wrong size, between small ones.
+    threads: list[str] = []
+
+    def recorded(source: BinaryIO) -> DualDigest:
+        threads.append(threading.current_thread().name)
+        return digest_stream_here(source)
+
+    monkeypatch.setattr(inproc, "digest_stream_here", recorded)
+    large = [plane.ingest_stream(os.urandom((1 << 20) + index)) for index in range(9)]
+    small = [plane.ingest_stream(os.urandom(100)) for _ in range(5)]
+    with (root / large[3].receipt.key).open("r+b") as stored:
+        stored.write(b"changed")
+    expected: list[Expected] = []
+    for big, little in itertools.zip_longest(large, small):
+        expected += [(r.content_address, r.digests.sha256, r.size) for r in (big, little) if r]
+    expected.insert(4, (address_of(b"absent" * 300_000), None, 1_800_000))
+    expected.append((large[0].content_address, large[0].digests.sha256, large[0].size))
+    expected.append((large[5].content_address, None, 100))
+    verdicts = list(plane.verify_objects(expected))
+    assert threads and set(threads) <= {f"artifactstore-verify_{n}" for n in range(2)}
+    assert verdicts == [plane.verify_object(*item) for item in expected]
+    assert [v.address for v in verdicts if not v.ok] == [
+        address_of(b"absent" * 300_000),
+        large[3].content_address,
+        large[5].content_address,
+    ]
 
 
 def test_ingest_many_is_ingest_stream_of_each_with_one_lookup(
