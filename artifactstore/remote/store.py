@@ -63,8 +63,10 @@ from artifactstore.verifying import VerifyingReader
 _FORMATS = ("cbor", "jcs")
 _ADD_BATCH = 2000
 """Files per add request of ingest_directory, as a local ingest commits them."""
-PULL_IN_FLIGHT = 4
-"""Files a pull downloads at once: each request waits on the server more than on the wire."""
+PULL_IN_FLIGHT = 2
+"""Files over a batch's size (1 MiB) a pull downloads at once: one request's wait for the server
+hides behind the other's transfer. Four cost more CPU (GIL hand-offs between the threads) than
+they saved: over loopback on 2 cores, pulls of mixed took 3-16 % longer than with two."""
 
 
 def connect(url: str, token: str | None = None) -> RemoteStore:
