@@ -66,7 +66,7 @@ _ADD_BATCH = 2000
 PULL_IN_FLIGHT = 2
 """Files over a batch's size (1 MiB) a pull downloads at once: one request's wait for the server
 hides behind the other's transfer. Four cost more CPU (GIL hand-offs between the threads) than
-they saved: over loopback on 2 cores, pulls of mixed took 3-16 % longer than with two."""
+they saved: over loopback on 2 cores, pulls of mixed took 3-19 % longer than with two."""
 
 
 def connect(url: str, token: str | None = None) -> RemoteStore:
