@@ -14,7 +14,9 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Self
 
 from artifactstore import cbor, liveness, registry, tree, trust, uploads
 from artifactstore.database import Database
@@ -26,6 +28,7 @@ from artifactstore.errors import (
     StorageError,
 )
 from artifactstore.events.model import FILE_INGESTED
+from artifactstore.identity import DualDigest, digest_stream_here
 from artifactstore.manifest.model import format_timestamp
 from artifactstore.naming import check_path, check_paths
 from artifactstore.records import Package, PackageRef, Source, StoredFile
@@ -38,6 +41,9 @@ _READ_WHOLE_LIMIT = 1 << 20
 
 _HELD_BYTES = 4 << 20
 """Bytes of files read whole that are held before they are handed to the data plane together."""
+
+_PREHASH_AHEAD = 4
+"""Large files hashed ahead of the one being stored, when a re-push hashes them apart."""
 
 Ingested = tuple[str, IngestResult, bool]
 """A stored file: its package path, what the data plane stored, and its executable bit."""
@@ -73,33 +79,80 @@ def store_blobs(
     large = [item.size for item in found if item.size > _READ_WHOLE_LIMIT]
     with db.read() as connection:
         seen_sizes = registry.stored_sizes(connection, large) if large else set()
-    for start in range(0, len(found), COMMIT_BATCH):
-        batch = found[start : start + COMMIT_BATCH]
-        ingested = _ingest_batch(dataplane, batch, seen_sizes, progress)
-        deduped = [str(r.content_address) for _, r, _ in ingested if r.already_present]
-        written = [str(r.content_address) for _, r, _ in ingested if not r.already_present]
-        gone = set(liveness.keep_alive(db, dataplane, session, deduped, written))
-        if gone:
-            ingested = [
-                _ingest_tree_file(dataplane, item, set(), None)
-                if str(stored[1].content_address) in gone
-                else stored
-                for item, stored in zip(batch, ingested, strict=True)
-            ]
-        # One sync pass for the batch instead of an fsync per file; blobs that were already
-        # present are synced too, in case another process wrote them non-durably.
-        dataplane.sync(result.content_address for _, result, _ in ingested)
-        yield ingested
+    with _Prehashed(found, seen_sizes) as prehashed:
+        for start in range(0, len(found), COMMIT_BATCH):
+            batch = found[start : start + COMMIT_BATCH]
+            ingested = _ingest_batch(dataplane, batch, seen_sizes, prehashed, progress)
+            deduped = [str(r.content_address) for _, r, _ in ingested if r.already_present]
+            written = [str(r.content_address) for _, r, _ in ingested if not r.already_present]
+            gone = set(liveness.keep_alive(db, dataplane, session, deduped, written))
+            if gone:
+                ingested = [
+                    _ingest_tree_file(dataplane, item, set(), None)
+                    if str(stored[1].content_address) in gone
+                    else stored
+                    for item, stored in zip(batch, ingested, strict=True)
+                ]
+            # One sync pass for the batch instead of an fsync per file; blobs that were
+            # already present are synced too, in case another process wrote them non-durably.
+            dataplane.sync(result.content_address for _, result, _ in ingested)
+            yield ingested
+
+
+class _Prehashed:
+    """Both digests of the large files an unchanged re-push probably stored before (each one's
+    size is that of a stored blob), hashed on two threads up to _PREHASH_AHEAD ahead of the one
+    being stored, each file's two digests on the thread that reads it, while the calling thread
+    stores the small files. Only with two or more such files: a lone one keeps both cores for
+    its two digests (DualHasher), as verify_objects does.
+    """
+
+    def __init__(self, found: list[tree.TreeFile], seen_sizes: set[int]) -> None:
+        probable = [i for i in found if i.size > _READ_WHOLE_LIMIT and i.size in seen_sizes]
+        self._items = probable if len(probable) > 1 else []
+        self._position = {item.path: index for index, item in enumerate(self._items)}
+        self._hashing: list[Future[DualDigest]] = []
+        self._pool = ThreadPoolExecutor(2, thread_name_prefix="artifactstore-prehash")
+
+    def __enter__(self) -> Self:
+        self._submit_through(_PREHASH_AHEAD - 1)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def digests(self, item: tree.TreeFile) -> DualDigest | None:
+        """The digests of item, if it is hashed apart; InvalidInputError if it changed."""
+        index = self._position.get(item.path)
+        if index is None:
+            return None
+        self._submit_through(index + _PREHASH_AHEAD)
+        return self._hashing[index].result()
+
+    def _submit_through(self, index: int) -> None:
+        while len(self._hashing) <= min(index, len(self._items) - 1):
+            item = self._items[len(self._hashing)]
+            self._hashing.append(self._pool.submit(_hash_unchanged, item))
+
+
+def _hash_unchanged(item: tree.TreeFile) -> DualDigest:
+    """Both digests of a scanned file, on this thread; InvalidInputError if it changed."""
+    with tree.open_file(item.source) as handle:
+        digests = digest_stream_here(handle)
+        tree.check_unchanged(item.source, handle, digests.size, item.size, item.mtime_ns)
+    return digests
 
 
 def _ingest_batch(
     dataplane: DataPlane,
     batch: list[tree.TreeFile],
     seen_sizes: set[int],
+    prehashed: _Prehashed,
     progress: Callable[[int], None] | None,
 ) -> list[Ingested]:
     """Store the batch's blobs, in order: files read whole go to the data plane up to
-    _HELD_BYTES at a time (`ingest_many`: one lookup for many small blobs), others one by one."""
+    _HELD_BYTES at a time (`ingest_many`: one lookup for many small blobs), others one by one,
+    looked up by their digests first when they were hashed apart (`_Prehashed`)."""
     ingested: list[Ingested] = []
     whole: list[tuple[tree.TreeFile, bytes]] = []
 
@@ -115,7 +168,7 @@ def _ingest_batch(
     for item in batch:
         if item.size > _READ_WHOLE_LIMIT:
             flush()
-            ingested.append(_ingest_tree_file(dataplane, item, seen_sizes, progress))
+            ingested.append(_ingest_large(dataplane, item, seen_sizes, prehashed, progress))
             continue
         data = tree.read_whole(item)
         whole.append((item, data))
@@ -125,6 +178,27 @@ def _ingest_batch(
             held = 0
     flush()
     return ingested
+
+
+def _ingest_large(
+    dataplane: DataPlane,
+    item: tree.TreeFile,
+    seen_sizes: set[int],
+    prehashed: _Prehashed,
+    progress: Callable[[int], None] | None,
+) -> Ingested:
+    """A large file's blob: found by the digests hashed apart, else stored (hashed as written)."""
+    digests = prehashed.digests(item)
+    if digests is None:
+        return _ingest_tree_file(dataplane, item, seen_sizes, progress)
+    found = dataplane.find_stored(digests, durable=False)
+    if found is None:
+        # Written in one pass, hashing what it writes: it is stored under its own name even if
+        # it changed since it was hashed (which the write's check of the file then refuses).
+        return _ingest_tree_file(dataplane, item, set(), progress)
+    if progress is not None:
+        progress(found.size)
+    return item.path, found, item.executable
 
 
 def _ingest_tree_file(

@@ -230,6 +230,20 @@ class InProcessDataPlane:
         receipt, existed = self._backend.put(object_key(address), checked(), durable=durable)
         return self._result(found[0], receipt, existed, durable, self._backend)
 
+    def find_stored(self, digests: DualDigest, *, durable: bool = True) -> IngestResult | None:
+        """The result of ingesting bytes with these digests if their blob is stored whole
+        (its size agrees), else None; nothing is written."""
+        key = object_key(digests.content_address)
+        holder = self._holder(key)
+        info = holder.head(key)
+        if info is None or info.size != digests.size:  # absent, or torn by a crash: write it
+            return None
+        if durable:
+            # It may be another writer's blob that is not durable yet.
+            holder.sync([key])
+        receipt = StorageReceipt(holder.backend_id, key, info.size, info.modified_at)
+        return self._result(digests, receipt, True, durable, holder)
+
     def _find_existing(self, source: BinaryIO, durable: bool) -> IngestResult | None:
         """Hash a seekable source without storing it; the result if its blob is already stored.
 
@@ -237,18 +251,10 @@ class InProcessDataPlane:
         writes, so a file that changes between the passes is still stored under its own name.
         """
         start = source.tell()
-        digests = digest_stream(source)
-        key = object_key(digests.content_address)
-        holder = self._holder(key)
-        info = holder.head(key)
-        if info is None or info.size != digests.size:  # absent, or torn by a crash: write it
+        found = self.find_stored(digest_stream(source), durable=durable)
+        if found is None:
             source.seek(start)
-            return None
-        if durable:
-            # It may be another writer's blob that is not durable yet.
-            holder.sync([key])
-        receipt = StorageReceipt(holder.backend_id, key, info.size, info.modified_at)
-        return self._result(digests, receipt, True, durable, holder)
+        return found
 
     def _ingest_small(
         self, data: bytes, durable: bool, expected: ContentAddress | None = None

@@ -82,6 +82,11 @@ class DataPlane(Protocol):
         backend fails; then nothing new is visible.
         """
 
+    def find_stored(self, digests: DualDigest, *, durable: bool = True) -> IngestResult | None:
+        """What ingest_stream of bytes with these digests would return, if their blob is
+        already stored whole; else None. Nothing is written: for a caller that hashed a file
+        itself and writes it (ingest_stream) only when this says it is absent."""
+
     def ingest_many(self, sources: list[bytes]) -> list[IngestResult]:
         """ingest_stream(source, durable=False) of each in-memory source, in order: the same
         blobs and results, with fewer lookups where the backend allows (files read whole)."""

@@ -8,8 +8,10 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import blake3
 import pytest
@@ -21,6 +23,7 @@ from artifactstore import (
     ConflictError,
     DatabaseError,
     IntegrityError,
+    InvalidInputError,
     InvalidMetadataError,
     InvalidNameError,
     InvalidPathError,
@@ -34,6 +37,7 @@ from artifactstore import (
     schema,
     uploads,
 )
+from artifactstore.identity import DualDigest, digest_stream_here
 from artifactstore.manifest import codec, model, projection
 from artifactstore.tree import scan
 
@@ -384,6 +388,76 @@ def test_a_large_blob_is_copied_whole_and_a_changed_one_refused(
     with pytest.raises(IntegrityError, match="tool"):
         store.pull(("acme/large", "1"), tmp_path / "again")
     assert [p for p in (tmp_path / "again").rglob("*") if p.is_file()] == []
+
+
+def _large_tree(root: Path) -> dict[str, bytes]:
+    """Six files over 1 MiB (hashed apart on a re-push), each after a small one."""
+    files: dict[str, bytes] = {}
+    for n in range(6):
+        files[f"small/{n}.txt"] = b"small %d\n" % n
+        files[f"large/{n}.bin"] = os.urandom((1 << 20) + 1000 * n + 1)
+    make_tree(root, {**files, "bin/app": b"tool"})
+    return files
+
+
+def _blob_of(blob_root: Path, data: bytes) -> Path:
+    hex_digest = blake3.blake3(data).hexdigest()
+    return blob_root / f"blake3/{hex_digest[:2]}/{hex_digest[2:4]}/{hex_digest}"
+
+
+def test_a_re_push_hashes_large_files_apart_and_stores_a_changed_one(
+    store: ArtifactStore, tmp_path: Path, blob_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tree = tmp_path / "dist"
+    files = _large_tree(tree)
+    store.push("acme/large", "1", tree)
+    kept = {p: _blob_of(blob_root, d).stat() for p, d in files.items() if p.startswith("large/")}
+    # The same size as before (so it is hashed apart), other bytes: a blob to write.
+    changed = os.urandom(len(files["large/2.bin"]))
+    (tree / "large/2.bin").write_bytes(changed)
+    threads: list[str] = []
+
+    def recorded(source: BinaryIO) -> DualDigest:
+        threads.append(threading.current_thread().name)
+        return digest_stream_here(source)
+
+    monkeypatch.setattr(ingest, "digest_stream_here", recorded)
+    store.push("acme/large", "2", tree)
+    assert len(threads) == 6
+    assert set(threads) <= {f"artifactstore-prehash_{n}" for n in range(2)}
+    store.pull(("acme/large", "2"), tmp_path / "out")
+    for path, data in {**files, "large/2.bin": changed}.items():
+        assert (tmp_path / "out" / path).read_bytes() == data
+    for path, before in kept.items():
+        # Found by its digests: the stored blob was not written again.
+        now = _blob_of(blob_root, files[path]).stat()
+        assert (now.st_ino, now.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert store.verify_package(("acme/large", "2")).ok
+
+
+def test_a_large_file_changed_while_a_re_push_hashes_it_apart_is_refused(
+    store: ArtifactStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tree = tmp_path / "dist"
+    files = _large_tree(tree)
+    store.push("acme/large", "1", tree)
+    events = event_count(store)
+    target = tree / "large/4.bin"
+
+    def rewritten_first(source: BinaryIO) -> DualDigest:
+        if getattr(source, "name", None) == str(target):
+            # Written again after the scan, with bytes that are stored: only the check that
+            # the file is unchanged since the scan can tell.
+            target.write_bytes(files["large/4.bin"])
+            seen = target.stat().st_mtime_ns
+            os.utime(target, ns=(seen + 10**9, seen + 10**9))
+        return digest_stream_here(source)
+
+    monkeypatch.setattr(ingest, "digest_stream_here", rewritten_first)
+    with pytest.raises(InvalidInputError, match=r"large/4\.bin' changed while reading"):
+        store.push("acme/large", "2", tree)
+    assert event_count(store) == events
+    assert [p.version for p in store.list_packages("acme/large")] == ["1"]
 
 
 def test_a_manifest_streamed_from_the_views_is_the_canonical_encoding(
