@@ -22,10 +22,13 @@ that is a whole local file of 1 MiB or more is copied by the kernel instead (cop
 MiB at a time, as `cp` does: one copy instead of two through a buffer), and the staged copy
 itself, the bytes that will be renamed into place, is then hashed through mmap; a source that
 is not a file streams as above, the bytes hashed being the bytes written. With in_flight above 1 (a
-remote pull, whose time goes on waiting for each answer) up to that many files are fetched and
-written at once, each into its own staging name by its own thread; the first failure stops the
-others after their current chunk, and nothing is moved into place unless every one verified. A
-local pull writes one file at a time: two threads cost more CPU than they saved (issue 17). A
+remote pull, whose time goes on waiting for each answer) up to that many files over 1 MiB
+(`batch.MAX_BLOB`, the size a remote pull downloads alone) are fetched and written at once,
+each into its own staging name by its own thread, while the calling thread writes the smaller
+ones (fetched in batches, their bytes at hand); the first failure stops the others after their
+current chunk, and nothing is moved into place unless every one verified. Otherwise, and for
+small files, one file is written at a time: two threads cost more CPU than they saved (issue
+17; a remote pull of 10,000 small files on two threads took 2.83 s against 2.04 s). A
 failure or an interrupt (SIGINT, or SIGTERM in the CLI) removes the staging directory; files
 already renamed stay, each whole and verified. A rename cannot cross filesystems, so a mount
 point inside DEST is an error.
@@ -62,6 +65,7 @@ from typing import BinaryIO
 
 import blake3
 
+from artifactstore.batch import MAX_BLOB
 from artifactstore.durability import start_writeback, sync_filesystem
 from artifactstore.errors import IntegrityError, InvalidPathError
 from artifactstore.naming import check_path
@@ -389,17 +393,36 @@ def _write_at_once(
     progress: Callable[[int], None] | None,
     in_flight: int,
 ) -> None:
-    """Write every file with in_flight threads; the first failure stops the rest and is raised."""
+    """Write the files over batch.MAX_BLOB with in_flight threads (each waits on its own
+    download) while this thread writes the others, in order (a remote pull has their bytes at
+    hand, fetched in batches: a thread each only added GIL hand-offs). The first failure stops
+    the rest and is raised."""
+
+    def write_alone(stored: StoredFile, name: str) -> None:
+        try:
+            job.write(stored, name)
+        except BaseException:
+            job.stop.set()  # this thread's writes stop too; the failure is raised below
+            raise
+
     with ThreadPoolExecutor(in_flight, thread_name_prefix="artifactstore-pull") as pool:
-        futures: dict[Future[None], StoredFile] = {
-            pool.submit(job.write, stored, name): stored
+        alone: dict[Future[None], StoredFile] = {
+            pool.submit(write_alone, stored, name): stored
             for stored, name in zip(files, names, strict=True)
+            if stored.size > MAX_BLOB
         }
         try:
-            for future in as_completed(futures):
-                future.result()
-                if progress is not None:
-                    progress(futures[future].size)
+            with contextlib.suppress(_StoppedError):
+                for stored, name in zip(files, names, strict=True):
+                    if stored.size <= MAX_BLOB:
+                        job.write(stored, name)
+                        if progress is not None:
+                            progress(stored.size)
+            for future in as_completed(alone):
+                with contextlib.suppress(_StoppedError):  # stopped by another's failure
+                    future.result()
+                    if progress is not None:
+                        progress(alone[future].size)
         except BaseException:
             # Leaving the pool waits for the writes under way; stop makes that one chunk each.
             job.stop.set()

@@ -18,6 +18,7 @@ import blake3
 import pytest
 
 from artifactstore import IntegrityError
+from artifactstore.batch import MAX_BLOB
 from artifactstore.identity import Digest
 from artifactstore.pull import TEMP_PREFIX, pull, reading_ahead
 from artifactstore.records import StoredFile
@@ -39,7 +40,8 @@ def stored(path: str, data: bytes) -> StoredFile:
 
 
 class Streams:
-    """Streams of the given bytes by path; counts those open at once, each held a little."""
+    """Streams of the given bytes by path, each held a little; counts the large ones (fetched in
+    flight) open at once, and names the threads that open the small ones."""
 
     def __init__(self, contents: dict[str, bytes], hold: float) -> None:
         self._contents = contents
@@ -48,37 +50,56 @@ class Streams:
         self.open_now = 0
         self.most = 0
         self.opened = 0
+        self.small_threads: set[str] = set()
+        self.large_threads: set[str] = set()
 
     def __call__(self, entry: StoredFile) -> BinaryIO:
+        large = entry.size > MAX_BLOB
         with self._lock:
-            self.open_now += 1
             self.opened += 1
-            self.most = max(self.most, self.open_now)
+            if large:
+                self.open_now += 1
+                self.most = max(self.most, self.open_now)
+                self.large_threads.add(threading.current_thread().name)
+            else:
+                self.small_threads.add(threading.current_thread().name)
         time.sleep(self._hold)  # a server's answer on its way
         with self._lock:
-            self.open_now -= 1
+            self.open_now -= large
         return io.BytesIO(self._contents[entry.path])
 
 
-def tree(count: int) -> dict[str, bytes]:
-    return {f"d{n % 3}/f{n}.bin": f"file {n}\n".encode() * (n + 1) for n in range(count)}
+def tree(count: int, large: bool = False) -> dict[str, bytes]:
+    """count files in three directories; large ones are over MAX_BLOB (downloaded alone)."""
+    padding = bytes(MAX_BLOB) if large else b""
+    kind = "large" if large else "small"
+    return {
+        f"d{n % 3}/{kind}{n}.bin": f"file {n}\n".encode() * (n + 1) + padding for n in range(count)
+    }
 
 
-def test_files_are_fetched_several_at_once_and_never_more_than_in_flight(tmp_path: Path) -> None:
-    contents = tree(FILES)
+def test_large_files_are_fetched_in_flight_and_small_ones_on_the_calling_thread(
+    tmp_path: Path,
+) -> None:
+    contents = {**tree(FILES, large=True), **tree(FILES)}
     streams = Streams(contents, 0.05)
     entries = [stored(path, data) for path, data in sorted(contents.items())]
     pull(streams, "acme/par:1", entries, tmp_path / "out", None, IN_FLIGHT)
     assert streams.most == IN_FLIGHT
+    assert streams.small_threads == {threading.current_thread().name}
+    assert streams.large_threads <= {f"artifactstore-pull_{n}" for n in range(IN_FLIGHT)}
     for path, data in contents.items():
         assert (tmp_path / "out" / path).read_bytes() == data
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(TEMP_PREFIX)]
 
 
-def test_one_bad_file_leaves_nothing_visible_and_stops_the_others(tmp_path: Path) -> None:
-    contents = tree(FILES)
+@pytest.mark.parametrize("kind", ["large", "small"])
+def test_one_bad_file_leaves_nothing_visible_and_stops_the_others(
+    tmp_path: Path, kind: str
+) -> None:
+    contents = {**tree(FILES, large=True), **tree(FILES)}
     entries = [stored(path, data) for path, data in sorted(contents.items())]
-    bad = entries[2].path
+    bad = next(e.path for e in entries if kind in e.path and e.path.endswith("2.bin"))
     contents[bad] = b"X" + contents[bad][1:]  # the server sends other bytes for this one
     streams = Streams(contents, 0.05)
     with pytest.raises(IntegrityError, match=bad):
@@ -87,7 +108,7 @@ def test_one_bad_file_leaves_nothing_visible_and_stops_the_others(tmp_path: Path
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["d0", "d1", "d2"]
     assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
     # The files not yet started were given up, not fetched to be thrown away.
-    assert streams.opened < FILES // 2
+    assert streams.opened < len(entries) // 2
 
 
 class Trickle(io.RawIOBase):
