@@ -21,17 +21,18 @@ to start writing (`start_writeback`), so the first sync has little left to wait 
 that is a whole local file of 1 MiB or more is copied by the kernel instead (copy_file_range, 8
 MiB at a time, as `cp` does: one copy instead of two through a buffer), and the staged copy
 itself, the bytes that will be renamed into place, is then hashed through mmap; a source that
-is not a file streams as above, the bytes hashed being the bytes written. With in_flight above 1 (a
-remote pull, whose time goes on waiting for each answer) up to that many files over 1 MiB
-(`batch.MAX_BLOB`, the size a remote pull downloads alone) are fetched and written at once,
-each into its own staging name by its own thread, while the calling thread writes the smaller
-ones (fetched in batches, their bytes at hand); the first failure stops the others after their
-current chunk, and nothing is moved into place unless every one verified. Otherwise, and for
-small files, one file is written at a time: two threads cost more CPU than they saved (issue
-17; a remote pull of 10,000 small files on two threads took 2.83 s against 2.04 s). A
-failure or an interrupt (SIGINT, or SIGTERM in the CLI) removes the staging directory; files
-already renamed stay, each whole and verified. A rename cannot cross filesystems, so a mount
-point inside DEST is an error.
+is not a file streams as above, the bytes hashed being the bytes written. Files over 1 MiB
+(`batch.MAX_BLOB`) are written on in_flight threads of their own while the calling thread
+writes the smaller ones, in order. A local pull has one such thread: its kernel copy and hash
+run without the GIL, beside the Python work of the small files (a pull of mixed took 1.01 s
+against 1.22 s with every file on one thread, medians of 8 runs). A remote pull has two, so one
+answer's wait hides behind the other's transfer; its small files come in batches, their bytes
+at hand. Small files are never spread over threads: that cost more CPU than it saved (issue 17;
+a remote pull of 10,000 small files on two threads took 2.83 s against 2.04 s). The first
+failure stops the others after their current chunk, and nothing is moved into place unless
+every one verified. A failure or an interrupt (SIGINT, or SIGTERM in the CLI) removes the
+staging directory; files already renamed stay, each whole and verified. A rename cannot cross
+filesystems, so a mount point inside DEST is an error.
 
 Modes. Files are created with mode 0666, or 0777 for executables, and directories with 0777;
 the kernel takes the umask off as it does for any new file. The umask is never read:
@@ -97,8 +98,9 @@ def pull(
 ) -> list[StoredFile]:
     """Write files (of the package called label) under destination, verified; returns them.
 
-    open_blob gives a stream of one file's bytes: from the data plane, or from a server; it is
-    called from in_flight threads at once when that is above 1.
+    open_blob gives a stream of one file's bytes: from the data plane, or from a server. It is
+    called on this thread for the files of at most batch.MAX_BLOB bytes, in order, and for the
+    larger ones from in_flight other threads at once (`_write_files`).
     """
     for stored in files:
         # The store validated paths on ingest; checking again guards against a tampered
@@ -113,13 +115,7 @@ def pull(
             staged = [str(index) for index in range(len(files))]
             try:
                 job = _Job(open_blob, label, staging, destination, threading.Event())
-                if in_flight <= 1:
-                    for name, stored in zip(staged, files, strict=True):
-                        job.write(stored, name)
-                        if progress is not None:
-                            progress(stored.size)
-                else:
-                    _write_at_once(job, files, staged, progress, in_flight)
+                _write_files(job, files, staged, progress, in_flight)
                 _sync(destination)
                 for name, stored in zip(staged, files, strict=True):
                     _move_into_place(dirs, staging, name, stored.path)
@@ -140,11 +136,16 @@ def reading_ahead(
     contents: Iterable[bytes | None],
     open_blob: Callable[[StoredFile], BinaryIO],
 ) -> Callable[[StoredFile], BinaryIO]:
-    """An open_blob for files that are opened in their order (in_flight 1): each from contents
-    (the bytes read ahead, or None), else, or out of order, from open_blob."""
+    """An open_blob for files that are opened in their order on one thread: each from contents
+    (the bytes read ahead, or None), else, or out of order, from open_blob. Any other file (a
+    large one, written on a thread of its own) comes from open_blob and takes nothing from
+    contents."""
     ahead = zip(files, contents, strict=False)
+    paths = {f.path for f in files}
 
     def opened(stored: StoredFile) -> BinaryIO:
+        if stored.path not in paths:
+            return open_blob(stored)
         listed, data = next(ahead, (None, None))
         if listed is not stored or data is None:
             return open_blob(stored)
@@ -386,17 +387,16 @@ def _write_all(fd: int, data: memoryview) -> None:
         data = data[os.write(fd, data) :]
 
 
-def _write_at_once(
+def _write_files(
     job: _Job,
     files: list[StoredFile],
     names: list[str],
     progress: Callable[[int], None] | None,
     in_flight: int,
 ) -> None:
-    """Write the files over batch.MAX_BLOB with in_flight threads (each waits on its own
-    download) while this thread writes the others, in order (a remote pull has their bytes at
-    hand, fetched in batches: a thread each only added GIL hand-offs). The first failure stops
-    the rest and is raised."""
+    """Write the files over batch.MAX_BLOB with in_flight threads while this thread writes the
+    others, in order (see the module docstring). The first failure stops the rest and is
+    raised."""
 
     def write_alone(stored: StoredFile, name: str) -> None:
         try:

@@ -43,6 +43,7 @@ from artifactstore import (
     tree,
     trust,
 )
+from artifactstore.batch import MAX_BLOB
 from artifactstore.config import Settings, load_settings, local_root, redact_url
 from artifactstore.database import Database
 from artifactstore.dataplane.factory import dataplane_from_settings
@@ -414,9 +415,12 @@ class ArtifactStore:
         selection) under destination, each verified."""
         files = select_files(self.finalized_files(ref, expect_digest), include, trust.label(ref))
         plane, to = self._dataplane, Path(destination)
-        contents = plane.small_blobs([(f.content_address, f.size) for f in files])
+        # The small files are read ahead, in order, for this thread; the others are copied
+        # on a thread of their own (pull.pull).
+        small = [f for f in files if f.size <= MAX_BLOB]
+        contents = plane.small_blobs([(f.content_address, f.size) for f in small])
         opener = pull.reading_ahead(
-            files, contents, lambda f: plane.serve_object(f.content_address)
+            small, contents, lambda f: plane.serve_object(f.content_address)
         )
         return pull.pull(opener, trust.label(ref), files, to, progress)
 

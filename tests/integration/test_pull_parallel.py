@@ -175,6 +175,13 @@ def test_reading_ahead_serves_in_order_files_from_the_bytes_read_ahead(tmp_path:
     assert opened == [e.path for n, e in enumerate(entries) if not n % 2]
     for path, data in contents.items():
         assert (tmp_path / "out" / path).read_bytes() == data
+    # A file it does not list (a large one, on a thread of its own) takes nothing ahead.
+    opened.clear()
+    small = entries[1:]
+    opener = reading_ahead(small, [contents[e.path] for e in small], open_blob)
+    assert opener(entries[0]).read() == contents[entries[0].path]
+    assert [opener(e).read() for e in small] == [contents[e.path] for e in small]
+    assert opened == [entries[0].path]
     # Asked out of order, every file still gets its own bytes: from open_blob.
     opened.clear()
     opener = reading_ahead(entries, [b"not these"] * 6, open_blob)

@@ -37,7 +37,7 @@ from artifactstore import (
     schema,
     uploads,
 )
-from artifactstore.identity import DualDigest, digest_stream_here
+from artifactstore.identity import ContentAddress, DualDigest, digest_stream_here
 from artifactstore.manifest import codec, model, projection
 from artifactstore.tree import scan
 
@@ -433,6 +433,30 @@ def test_a_re_push_hashes_large_files_apart_and_stores_a_changed_one(
         now = _blob_of(blob_root, files[path]).stat()
         assert (now.st_ino, now.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
     assert store.verify_package(("acme/large", "2")).ok
+
+
+def test_a_local_pull_copies_large_files_on_a_thread_of_their_own(
+    store: ArtifactStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tree = tmp_path / "dist"
+    files = _large_tree(tree)
+    store.push("acme/large", "1", tree)
+    plane = store.dataplane
+    serve = plane.serve_object
+    threads: dict[str, str] = {}
+
+    def recorded(address: ContentAddress, start: int = 0, end: int | None = None) -> BinaryIO:
+        threads[address.hex] = threading.current_thread().name
+        return serve(address, start, end)
+
+    monkeypatch.setattr(plane, "serve_object", recorded)
+    store.pull(("acme/large", "1"), tmp_path / "out")
+    large = {blake3.blake3(d).hexdigest() for p, d in files.items() if p.startswith("large/")}
+    # The small files were read ahead from the small tier, on this thread, not opened alone.
+    assert set(threads) == large
+    assert set(threads.values()) == {"artifactstore-pull_0"}
+    for path, data in files.items():
+        assert (tmp_path / "out" / path).read_bytes() == data
 
 
 def test_a_large_file_changed_while_a_re_push_hashes_it_apart_is_refused(
