@@ -131,6 +131,12 @@ def pull(
     return files
 
 
+def written_in_order(stored: StoredFile) -> bool:
+    """Whether pull writes this file on the calling thread, in order (at most batch.MAX_BLOB
+    bytes), rather than on a thread of its own."""
+    return stored.size <= MAX_BLOB
+
+
 def reading_ahead(
     files: list[StoredFile],
     contents: Iterable[bytes | None],
@@ -409,12 +415,12 @@ def _write_files(
         alone: dict[Future[None], StoredFile] = {
             pool.submit(write_alone, stored, name): stored
             for stored, name in zip(files, names, strict=True)
-            if stored.size > MAX_BLOB
+            if not written_in_order(stored)
         }
         try:
             with contextlib.suppress(_StoppedError):
                 for stored, name in zip(files, names, strict=True):
-                    if stored.size <= MAX_BLOB:
+                    if written_in_order(stored):
                         job.write(stored, name)
                         if progress is not None:
                             progress(stored.size)

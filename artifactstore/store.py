@@ -43,7 +43,6 @@ from artifactstore import (
     tree,
     trust,
 )
-from artifactstore.batch import MAX_BLOB
 from artifactstore.config import Settings, load_settings, local_root, redact_url
 from artifactstore.database import Database
 from artifactstore.dataplane.factory import dataplane_from_settings
@@ -415,9 +414,9 @@ class ArtifactStore:
         selection) under destination, each verified."""
         files = select_files(self.finalized_files(ref, expect_digest), include, trust.label(ref))
         plane, to = self._dataplane, Path(destination)
-        # The small files are read ahead, in order, for this thread; the others are copied
-        # on a thread of their own (pull.pull).
-        small = [f for f in files if f.size <= MAX_BLOB]
+        # The files pull writes in order are read ahead for it; the others are copied on a
+        # thread of their own.
+        small = [f for f in files if pull.written_in_order(f)]
         contents = plane.small_blobs([(f.content_address, f.size) for f in small])
         opener = pull.reading_ahead(
             small, contents, lambda f: plane.serve_object(f.content_address)
