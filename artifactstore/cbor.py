@@ -44,13 +44,20 @@ class Array:
 
     A 100,000-file manifest as a list of maps is ~65 MiB of objects (measured with tracemalloc);
     the encoder needs one at a time.
+
+    presorted says that each item is a map made with its keys, at every level, in canonical
+    order, holding only text, integers, booleans, null and bytes (a manifest's file entries and
+    receipts, `manifest.model`): it is then written as it stands, without a check of each value
+    or a sort of each map's keys. 10,000 file entries took 73-98 ms encoded canonically, 17 ms
+    so; the bytes are the same (a property test holds both to it).
     """
 
-    __slots__ = ("_items", "_length")
+    __slots__ = ("_items", "_length", "presorted")
 
-    def __init__(self, length: int, items: Iterable[object]) -> None:
+    def __init__(self, length: int, items: Iterable[object], *, presorted: bool = False) -> None:
         self._length = length
         self._items = items
+        self.presorted = presorted
 
     def __len__(self) -> int:
         return self._length
@@ -125,6 +132,10 @@ def _encode_array(encoder: cbor2.CBOREncoder, value: object) -> None:
     if not isinstance(value, Array):
         raise ManifestError(f"cannot encode a value of type {type(value).__name__}")
     encoder.encode_length(_ARRAY, len(value))
+    if value.presorted:
+        for item in value:
+            encoder.write(cbor2.dumps(item))
+        return
     for item in value:
         _check(item)
         encoder.encode(item)

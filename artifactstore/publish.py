@@ -48,6 +48,7 @@ from artifactstore.manifest.model import (
     manifest_digest_of_bytes,
     manifest_digest_of_chunks,
     manifest_map,
+    receipt_map,
     receipt_value,
     validate_new_metadata,
 )
@@ -66,8 +67,10 @@ def encode_manifest(
     """Write the canonical CBOR manifest of an open package, streamed from its view rows, to
     out (a temporary file, see `spool`); the manifest as a payload the log copies in pieces."""
     files, _, blobs = registry.package_totals(connection, package.id)
-    entries = cbor.Array(files, map(file_value, _entries(connection, package.id)))
-    receipts = cbor.Array(blobs, map(receipt_value, _receipts(connection, package.id)))
+    entries = cbor.Array(files, map(file_value, _entries(connection, package.id)), presorted=True)
+    receipts = cbor.Array(
+        blobs, map(receipt_value, _receipts(connection, package.id)), presorted=True
+    )
     return _encode(connection, package, finalized_at, entries, receipts, out)
 
 
@@ -77,13 +80,11 @@ def encode_staged_manifest(
     """encode_manifest of a package with no file rows yet, its files the upload session's
     staged ones (which `views` then inserts from the manifest)."""
     files, blobs, _ = uploads.staged_counts(connection, session)
-    entries = cbor.Array(files, _staged_entries(connection, session))
+    entries = cbor.Array(files, _staged_entries(connection, session), presorted=True)
     receipts = cbor.Array(
         blobs,
-        (
-            {"content_address": address, "backend_id": backend_id, "stored_at": stored_at}
-            for address, backend_id, stored_at in uploads.staged_receipts(connection, session)
-        ),
+        (receipt_map(*receipt) for receipt in uploads.staged_receipts(connection, session)),
+        presorted=True,
     )
     return _encode(connection, package, finalized_at, entries, receipts, out)
 

@@ -342,19 +342,26 @@ def file_value(f: FileEntry) -> dict[str, object]:
 
 
 def file_map(path: str, size: int, blake3: str, sha256: str, executable: bool) -> dict[str, object]:
-    """file_value from checked values (a validated path, hex digests the store computed)."""
-    entry: dict[str, object] = {"path": path, "size": size, "content_address": f"blake3:{blake3}"}
-    entry.update(digests={"blake3": blake3, "sha256": sha256}, executable=executable)
-    return entry
+    """file_value from checked values (a validated path, hex digests the store computed), its
+    keys in canonical order at both levels (a presorted `cbor.Array` item)."""
+    return {
+        "path": path,
+        "size": size,
+        "digests": {"blake3": blake3, "sha256": sha256},
+        "executable": executable,
+        "content_address": f"blake3:{blake3}",
+    }
 
 
 def receipt_value(r: ReceiptEntry) -> dict[str, object]:
     """One entry of the manifest's storage_receipts array, as a plain map."""
-    return {
-        "content_address": str(r.content_address),
-        "backend_id": r.backend_id,
-        "stored_at": r.stored_at,
-    }
+    return receipt_map(str(r.content_address), r.backend_id, r.stored_at)
+
+
+def receipt_map(content_address: str, backend_id: str, stored_at: str) -> dict[str, object]:
+    """receipt_value from checked values, its keys in canonical order (a presorted
+    `cbor.Array` item)."""
+    return {"stored_at": stored_at, "backend_id": backend_id, "content_address": content_address}
 
 
 def manifest_map(
@@ -399,8 +406,10 @@ def manifest_to_value(m: Manifest) -> dict[str, object]:
 
 def encode(m: Manifest) -> bytes:
     """The canonical CBOR bytes of a manifest."""
-    files = cbor.Array(len(m.files), map(file_value, m.files))
-    receipts = cbor.Array(len(m.storage_receipts), map(receipt_value, m.storage_receipts))
+    files = cbor.Array(len(m.files), map(file_value, m.files), presorted=True)
+    receipts = cbor.Array(
+        len(m.storage_receipts), map(receipt_value, m.storage_receipts), presorted=True
+    )
     return cbor.encode(manifest_map(m.package, files, receipts, m.retention, m.provenance))
 
 
@@ -443,6 +452,7 @@ __all__ = [
     "manifest_map",
     "manifest_to_value",
     "parse_timestamp",
+    "receipt_map",
     "receipt_value",
     "validate_metadata",
     "validate_new_metadata",
