@@ -341,6 +341,17 @@ def digest_stream_here(source: BinaryIO) -> DualDigest:
     )
 
 
+def blake3_stream(source: BinaryIO) -> tuple[Digest, int]:
+    """The BLAKE3 digest of a binary file object, on the caller's thread, and its length: the
+    content address alone, for a caller that finds the stored blob by it and takes the SHA-256
+    recorded for that blob (the same bytes have the same SHA-256)."""
+    hasher, size = blake3.blake3(), 0
+    for chunk in iter_chunks(source):
+        hasher.update(chunk)
+        size += len(chunk)
+    return _computed(Digest, "blake3", hasher.hexdigest()), size
+
+
 def digest_bytes(data: bytes, algorithm_name: str = PRIMARY_ALGORITHM) -> Digest:
     """Digest one in-memory buffer with a single registered algorithm."""
     return digest_chunks([data], algorithm_name)

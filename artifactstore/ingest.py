@@ -28,7 +28,7 @@ from artifactstore.errors import (
     StorageError,
 )
 from artifactstore.events.model import FILE_INGESTED
-from artifactstore.identity import DualDigest, digest_stream_here
+from artifactstore.identity import ContentAddress, Digest, DualDigest, blake3_stream
 from artifactstore.manifest.model import format_timestamp
 from artifactstore.naming import check_path, check_paths
 from artifactstore.records import Package, PackageRef, Source, StoredFile
@@ -76,19 +76,19 @@ def store_blobs(
 ) -> Iterator[list[Ingested]]:
     """Hash and store the files' blobs, COMMIT_BATCH at a time, each batch held by the upload
     session (so garbage collection keeps it: `liveness`) and durable."""
-    large = [item.size for item in found if item.size > _READ_WHOLE_LIMIT]
+    large = {item.size for item in found if item.size > _READ_WHOLE_LIMIT}
     with db.read() as connection:
-        seen_sizes = registry.stored_sizes(connection, large) if large else set()
-    with _Prehashed(found, seen_sizes) as prehashed:
+        stored = registry.stored_of_sizes(connection, large) if large else {}
+    with _Prehashed(found, stored) as prehashed:
         for start in range(0, len(found), COMMIT_BATCH):
             batch = found[start : start + COMMIT_BATCH]
-            ingested = _ingest_batch(dataplane, batch, seen_sizes, prehashed, progress)
+            ingested = _ingest_batch(dataplane, batch, prehashed, progress)
             deduped = [str(r.content_address) for _, r, _ in ingested if r.already_present]
             written = [str(r.content_address) for _, r, _ in ingested if not r.already_present]
             gone = set(liveness.keep_alive(db, dataplane, session, deduped, written))
             if gone:
                 ingested = [
-                    _ingest_tree_file(dataplane, item, set(), None)
+                    _ingest_tree_file(dataplane, item, None)
                     if str(stored[1].content_address) in gone
                     else stored
                     for item, stored in zip(batch, ingested, strict=True)
@@ -100,18 +100,21 @@ def store_blobs(
 
 
 class _Prehashed:
-    """Both digests of the large files an unchanged re-push probably stored before (each one's
-    size is that of a stored blob), hashed on two threads up to _PREHASH_AHEAD ahead of the one
-    being stored, each file's two digests on the thread that reads it, while the calling thread
-    stores the small files. Only with two or more such files: a lone one keeps both cores for
-    its two digests (DualHasher), as verify_objects does.
+    """The stored blobs the large files of an unchanged re-push probably are (each file has the
+    size of a stored blob), found by BLAKE3 alone: hashed on two threads up to _PREHASH_AHEAD
+    ahead of the one being stored, while the calling thread stores the small files.
+
+    BLAKE3 is the content address: a file whose BLAKE3 names a stored blob of its size holds
+    that blob's bytes, so its SHA-256 is the one recorded when the blob was stored, and is not
+    computed again (ADR-0015). Any other file is stored in one pass that hashes both.
     """
 
-    def __init__(self, found: list[tree.TreeFile], seen_sizes: set[int]) -> None:
-        probable = [i for i in found if i.size > _READ_WHOLE_LIMIT and i.size in seen_sizes]
-        self._items = probable if len(probable) > 1 else []
+    def __init__(self, found: list[tree.TreeFile], stored: dict[str, tuple[int, str]]) -> None:
+        sizes = {size for size, _ in stored.values()}
+        self._stored = stored
+        self._items = [i for i in found if i.size > _READ_WHOLE_LIMIT and i.size in sizes]
         self._position = {item.path: index for index, item in enumerate(self._items)}
-        self._hashing: list[Future[DualDigest]] = []
+        self._hashing: list[Future[Digest]] = []
         self._pool = ThreadPoolExecutor(2, thread_name_prefix="artifactstore-prehash")
 
     def __enter__(self) -> Self:
@@ -122,31 +125,36 @@ class _Prehashed:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def digests(self, item: tree.TreeFile) -> DualDigest | None:
-        """The digests of item, if it is hashed apart; InvalidInputError if it changed."""
+        """Both digests of item if it is a stored blob: its BLAKE3 and the recorded SHA-256;
+        None if it is not hashed apart or names no stored blob. InvalidInputError if it
+        changed since the scan."""
         index = self._position.get(item.path)
         if index is None:
             return None
         self._submit_through(index + _PREHASH_AHEAD)
-        return self._hashing[index].result()
+        blake3_digest = self._hashing[index].result()
+        recorded = self._stored.get(str(ContentAddress.of(blake3_digest)))
+        if recorded is None or recorded[0] != item.size:
+            return None
+        return DualDigest(blake3_digest, Digest("sha256", recorded[1]), item.size)
 
     def _submit_through(self, index: int) -> None:
         while len(self._hashing) <= min(index, len(self._items) - 1):
             item = self._items[len(self._hashing)]
-            self._hashing.append(self._pool.submit(_hash_unchanged, item))
+            self._hashing.append(self._pool.submit(_blake3_unchanged, item))
 
 
-def _hash_unchanged(item: tree.TreeFile) -> DualDigest:
-    """Both digests of a scanned file, on this thread; InvalidInputError if it changed."""
+def _blake3_unchanged(item: tree.TreeFile) -> Digest:
+    """The BLAKE3 digest of a scanned file, on this thread; InvalidInputError if it changed."""
     with tree.open_file(item.source) as handle:
-        digests = digest_stream_here(handle)
-        tree.check_unchanged(item.source, handle, digests.size, item.size, item.mtime_ns)
-    return digests
+        digest, size = blake3_stream(handle)
+        tree.check_unchanged(item.source, handle, size, item.size, item.mtime_ns)
+    return digest
 
 
 def _ingest_batch(
     dataplane: DataPlane,
     batch: list[tree.TreeFile],
-    seen_sizes: set[int],
     prehashed: _Prehashed,
     progress: Callable[[int], None] | None,
 ) -> list[Ingested]:
@@ -168,7 +176,7 @@ def _ingest_batch(
     for item in batch:
         if item.size > _READ_WHOLE_LIMIT:
             flush()
-            ingested.append(_ingest_large(dataplane, item, seen_sizes, prehashed, progress))
+            ingested.append(_ingest_large(dataplane, item, prehashed, progress))
             continue
         data = tree.read_whole(item)
         whole.append((item, data))
@@ -183,36 +191,28 @@ def _ingest_batch(
 def _ingest_large(
     dataplane: DataPlane,
     item: tree.TreeFile,
-    seen_sizes: set[int],
     prehashed: _Prehashed,
     progress: Callable[[int], None] | None,
 ) -> Ingested:
-    """A large file's blob: found by the digests hashed apart, else stored (hashed as written)."""
+    """A large file's blob: the stored one its BLAKE3 names (`_Prehashed`), else stored in one
+    pass that hashes what it writes (so it is stored under its own name even if it changed
+    since it was hashed apart, which the write's check of the file then refuses)."""
     digests = prehashed.digests(item)
-    if digests is None:
-        return _ingest_tree_file(dataplane, item, seen_sizes, progress)
-    found = dataplane.find_stored(digests, durable=False)
+    found = None if digests is None else dataplane.find_stored(digests, durable=False)
     if found is None:
-        # Written in one pass, hashing what it writes: it is stored under its own name even if
-        # it changed since it was hashed (which the write's check of the file then refuses).
-        return _ingest_tree_file(dataplane, item, set(), progress)
+        return _ingest_tree_file(dataplane, item, progress)
     if progress is not None:
         progress(found.size)
     return item.path, found, item.executable
 
 
 def _ingest_tree_file(
-    dataplane: DataPlane,
-    item: tree.TreeFile,
-    seen_sizes: set[int],
-    progress: Callable[[int], None] | None,
+    dataplane: DataPlane, item: tree.TreeFile, progress: Callable[[int], None] | None
 ) -> Ingested:
     with tree.open_file(item.source) as handle:
-        # Small files are read whole so the data plane can skip writing a known blob; a large
-        # file the size of a stored blob is probably that blob (an unchanged re-push), so it
-        # is hashed before anything is written.
+        # Small files are read whole so the data plane can skip writing a known blob.
         source = handle.read() if item.size <= _READ_WHOLE_LIMIT else handle
-        result = dataplane.ingest_stream(source, durable=False, probe=item.size in seen_sizes)
+        result = dataplane.ingest_stream(source, durable=False)
         tree.check_unchanged(item.source, handle, result.size, item.size, item.mtime_ns)
     if progress is not None:
         progress(result.size)

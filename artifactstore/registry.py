@@ -372,15 +372,18 @@ def retention_class(connection: Connection, name: str) -> RetentionClass:
     return classes[name]
 
 
-def stored_sizes(connection: Connection, sizes: Iterable[int]) -> set[int]:
-    """Which of the given sizes some stored blob has (a hint that a file may be a duplicate)."""
+def stored_of_sizes(connection: Connection, sizes: Iterable[int]) -> dict[str, tuple[int, str]]:
+    """Every stored blob of one of the given sizes: its content address, with its size and
+    the SHA-256 hex recorded when it was stored (what a re-push of a large file looks for)."""
     locations = schema.storage_locations
-    found: set[int] = set()
+    found: dict[str, tuple[int, str]] = {}
     for chunk in _in_chunks(sizes):
         rows = connection.execute(
-            select(locations.c.size).where(locations.c.size.in_(chunk)).distinct()
+            select(locations.c.content_address, locations.c.size, locations.c.digest_sha256)
+            .where(locations.c.size.in_(chunk))
+            .distinct()
         )
-        found.update(int(size) for size in rows.scalars())
+        found.update((address, (int(size), sha256)) for address, size, sha256 in rows)
     return found
 
 

@@ -119,7 +119,6 @@ class InProcessDataPlane:
         source: bytes | Iterable[bytes] | BinaryIO,
         *,
         durable: bool = True,
-        probe: bool = False,
         expected: ContentAddress | None = None,
     ) -> IngestResult:
         """Hash and store the source in one pass; a blob already present is left untouched."""
@@ -132,10 +131,6 @@ class InProcessDataPlane:
                 return self._ingest_to_key(source, expected, durable)
             if isinstance(source, bytes) or _seekable(source):
                 return self._ingest_hashed_first(cast(bytes | BinaryIO, source), durable)
-        if probe and not isinstance(source, bytes) and hasattr(source, "seek"):
-            found = self._find_existing(cast(BinaryIO, source), durable)
-            if found is not None:
-                return found
         if isinstance(source, bytes) and expected is None:
             if len(source) <= self._small_limit:
                 return self._ingest_small(source, durable)
@@ -243,18 +238,6 @@ class InProcessDataPlane:
             holder.sync([key])
         receipt = StorageReceipt(holder.backend_id, key, info.size, info.modified_at)
         return self._result(digests, receipt, True, durable, holder)
-
-    def _find_existing(self, source: BinaryIO, durable: bool) -> IngestResult | None:
-        """Hash a seekable source without storing it; the result if its blob is already stored.
-
-        Otherwise the source is rewound for the normal one-pass ingest, which hashes what it
-        writes, so a file that changes between the passes is still stored under its own name.
-        """
-        start = source.tell()
-        found = self.find_stored(digest_stream(source), durable=durable)
-        if found is None:
-            source.seek(start)
-        return found
 
     def _ingest_small(
         self, data: bytes, durable: bool, expected: ContentAddress | None = None

@@ -67,7 +67,6 @@ class DataPlane(Protocol):
         source: bytes | Iterable[bytes] | BinaryIO,
         *,
         durable: bool = True,
-        probe: bool = False,
         expected: ContentAddress | None = None,
     ) -> IngestResult:
         """Hash and store the source (one bytes object, chunks, or a binary file) in one pass.
@@ -76,9 +75,7 @@ class DataPlane(Protocol):
         nothing is stored (an upload that must be the blob it names).
 
         A blob already present is left untouched (already_present=True). With durable=True the
-        blob is on stable storage on return; otherwise call `sync`. With probe=True and a
-        seekable file, the source is hashed first and only written (in a second pass) if its
-        blob is absent: cheaper when the caller expects a duplicate. Raises StorageError if the
+        blob is on stable storage on return; otherwise call `sync`. Raises StorageError if the
         backend fails; then nothing new is visible.
         """
 

@@ -37,7 +37,7 @@ from artifactstore import (
     schema,
     uploads,
 )
-from artifactstore.identity import ContentAddress, DualDigest, digest_stream_here
+from artifactstore.identity import ContentAddress, Digest, blake3_stream
 from artifactstore.manifest import codec, model, projection
 from artifactstore.tree import scan
 
@@ -417,11 +417,11 @@ def test_a_re_push_hashes_large_files_apart_and_stores_a_changed_one(
     (tree / "large/2.bin").write_bytes(changed)
     threads: list[str] = []
 
-    def recorded(source: BinaryIO) -> DualDigest:
+    def recorded(source: BinaryIO) -> tuple[Digest, int]:
         threads.append(threading.current_thread().name)
-        return digest_stream_here(source)
+        return blake3_stream(source)
 
-    monkeypatch.setattr(ingest, "digest_stream_here", recorded)
+    monkeypatch.setattr(ingest, "blake3_stream", recorded)
     store.push("acme/large", "2", tree)
     assert len(threads) == 6
     assert set(threads) <= {f"artifactstore-prehash_{n}" for n in range(2)}
@@ -433,6 +433,29 @@ def test_a_re_push_hashes_large_files_apart_and_stores_a_changed_one(
         now = _blob_of(blob_root, files[path]).stat()
         assert (now.st_ino, now.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
     assert store.verify_package(("acme/large", "2")).ok
+
+
+def test_a_re_push_takes_a_stored_blobs_recorded_sha256_by_its_blake3(
+    store: ArtifactStore, tmp_path: Path
+) -> None:
+    data = os.urandom((1 << 20) + 1)
+    tree = make_tree(tmp_path / "dist", {"one.bin": data, "bin/app": b"tool"})
+    store.push("acme/lone", "1", tree)
+    address = f"blake3:{blake3.blake3(data).hexdigest()}"
+    # A record that disagrees with the bytes: a re-push that computed SHA-256 would not copy it.
+    recorded = "0" * 64
+    with store.engine.begin() as connection:
+        connection.execute(
+            text("UPDATE storage_locations SET digest_sha256 = :d WHERE content_address = :a"),
+            {"d": recorded, "a": address},
+        )
+    store.push("acme/lone", "2", tree)
+    files = {f.path: f for f in store.get_manifest(("acme/lone", "2")).files}
+    assert files["one.bin"].sha256.hex == recorded
+    # verify hashes both digests again and tells the record from the bytes.
+    [problem] = store.verify_package(("acme/lone", "2")).problems
+    assert "sha256 mismatch" in problem.message
+    assert hashlib.sha256(data).hexdigest() in problem.message
 
 
 def test_a_local_pull_copies_large_files_on_a_thread_of_their_own(
@@ -468,16 +491,16 @@ def test_a_large_file_changed_while_a_re_push_hashes_it_apart_is_refused(
     events = event_count(store)
     target = tree / "large/4.bin"
 
-    def rewritten_first(source: BinaryIO) -> DualDigest:
+    def rewritten_first(source: BinaryIO) -> tuple[Digest, int]:
         if getattr(source, "name", None) == str(target):
             # Written again after the scan, with bytes that are stored: only the check that
             # the file is unchanged since the scan can tell.
             target.write_bytes(files["large/4.bin"])
             seen = target.stat().st_mtime_ns
             os.utime(target, ns=(seen + 10**9, seen + 10**9))
-        return digest_stream_here(source)
+        return blake3_stream(source)
 
-    monkeypatch.setattr(ingest, "digest_stream_here", rewritten_first)
+    monkeypatch.setattr(ingest, "blake3_stream", rewritten_first)
     with pytest.raises(InvalidInputError, match=r"large/4\.bin' changed while reading"):
         store.push("acme/large", "2", tree)
     assert event_count(store) == events

@@ -112,20 +112,3 @@ def test_the_data_plane_routes_by_size(
     in_pack = (tmp_path / DATABASE_NAME).exists() and any(SQLiteBlobBackend(tmp_path).iter_keys())
     assert in_pack == (backend_id == "local-small")
     assert (tmp_path / object_key(result.content_address)).is_file() == (backend_id == "local")
-
-
-def test_probe_hashes_first_and_skips_writing_a_stored_blob(tmp_path: Path) -> None:
-    plane = InProcessDataPlane.local(tmp_path / "blobs")
-    source = tmp_path / "large.bin"
-    source.write_bytes(os.urandom(3 << 20))
-    with source.open("rb") as handle:
-        first = plane.ingest_stream(handle, probe=True)  # absent: rewound and stored
-    stored = tmp_path / "blobs" / object_key(first.content_address)
-    before = stored.stat()
-    with source.open("rb") as handle:
-        again = plane.ingest_stream(handle, probe=True)
-    assert not first.already_present and again.already_present
-    assert again.digests == first.digests
-    assert (stored.stat().st_ino, stored.stat().st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
-    assert not any((tmp_path / "blobs" / ".tmp").iterdir())
-    assert stored.read_bytes() == source.read_bytes()
