@@ -38,6 +38,7 @@ from artifactstore.manifest import projection
 from artifactstore.manifest.model import Manifest, Metadata, validate_new_metadata
 from artifactstore.naming import check_name, check_path, check_version
 from artifactstore.records import (
+    FileFacts,
     Package,
     PackageRef,
     PushResult,
@@ -242,14 +243,15 @@ class RemoteStore:
             )
         if on_scanned is not None:
             on_scanned(len(found), sum(item.size for item in found))
-        files = upload.hash_files(found)
+        existing = self._find(located)
+        # A new version needs no SHA-256 of a large file the server has (see upload).
+        files = upload.hash_files(found, large_sha256=existing is not None)
 
         def settled(item: upload.LocalFile) -> None:
             if progress is not None:
                 progress(item.size)
 
         wanted = upload.missing(self._transport, (f.address for f in files))
-        existing = self._find(located)
         if existing is None:
             self.uploaded_blobs += upload.upload(self._transport, files, wanted, settled)
         else:
@@ -377,8 +379,9 @@ class RemoteStore:
                 "(a push never adds to an open package)"
             )
         data = reading.manifest_bytes(self._transport, located, existing.manifest_digest)
-        pushed = ((f.path, f.size, f.address.hex, f.sha256, f.executable) for f in files)
-        found = compare(data, existing.retention_class, pushed, retention_class, metadata)
+        found = compare(
+            data, existing.retention_class, map(_facts, files), retention_class, metadata
+        )
         if found.difference is not None:
             raise ConflictError(
                 f"package {existing} already exists with other content: {found.difference}; "
@@ -427,6 +430,12 @@ class RemoteStore:
         return VerifyingReader(
             self._download(located, stored), stored.content_address, stored.size, label
         )
+
+
+def _facts(item: upload.LocalFile) -> FileFacts:
+    # A push hashes every file with both digests when its version exists (see push).
+    assert item.sha256 is not None
+    return item.path, item.size, item.address.hex, item.sha256, item.executable
 
 
 def _no_actor(actor: str | None) -> None:

@@ -3,22 +3,27 @@
 Each file is hashed once on the client (BLAKE3 and SHA-256 in one pass: `digest_here` of a
 small file read whole, `digest_stream_here` of a larger one, or `digest_stream` on two cores
 if it is the only one), HASH_THREADS files at once, the larger ones first, and checked
-unchanged by that read (`tree.check_unchanged`). `POST /v1/blobs/missing` is asked in
-batches of MISSING_BATCH addresses; the server holds the blobs it has for a later publish.
-The missing blobs of at most `batch.MAX_BLOB` bytes are sent many to a request
-(`POST /v1/blobs/batch`, up to BATCH_BYTES or BATCH_BLOBS each: one request, one hold and one
-durable write on the server instead of one per blob), the larger ones one by one with
-`PUT /v1/blobs/<address>`, streamed from disk in CHUNK pieces with a Content-Length, never read
-whole into memory; UPLOAD_THREADS requests are in flight at most. A batch is idempotent, so
-it is tried again on a connection error or a 5xx answer as a PUT is. Every file is hashed
-again as it is sent, and its last piece (a small one: its frame) is held back until the file
-is known unchanged and its bytes known to be those hashed: a file written to meanwhile is
-refused (InvalidInputError) and the server, short of its Content-Length, stores nothing of it.
+unchanged by that read (`tree.check_unchanged`). A push of a new version hashes a larger file
+with BLAKE3 alone (`large_sha256=False`): the server needs only its address, and most of a CI
+push's large files are blobs it has; the SHA-256 of one it lacks is computed as it is sent.
+`POST /v1/blobs/missing` is asked in batches of MISSING_BATCH addresses; the server holds the
+blobs it has for a later publish. The missing blobs of at most `batch.MAX_BLOB` bytes are sent
+many to a request (`POST /v1/blobs/batch`, up to BATCH_BYTES or BATCH_BLOBS each: one request,
+one hold and one durable write on the server instead of one per blob), the larger ones one by
+one with `PUT /v1/blobs/<address>`, streamed from disk in CHUNK pieces with a Content-Length,
+never read whole into memory; UPLOAD_THREADS requests are in flight at most. A batch is
+idempotent, so it is tried again on a connection error or a 5xx answer as a PUT is. Every file
+is hashed again as it is sent, and its last piece (a small one: its frame) is held back until
+the file is known unchanged and its bytes known to be those hashed: a file written to meanwhile
+is refused (InvalidInputError) and the server, short of its Content-Length, stores nothing of
+it. The SHA-256 the server answers for a blob sent alone must be the client's (an end-to-end
+check of the server's hashing).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -33,7 +38,9 @@ from artifactstore import batch, tree
 from artifactstore.errors import IntegrityError, InvalidInputError
 from artifactstore.identity import (
     ContentAddress,
+    Digest,
     DualDigest,
+    blake3_stream,
     digest_here,
     digest_stream,
     digest_stream_here,
@@ -59,7 +66,9 @@ class LocalFile:
     mtime_ns: int
     executable: bool
     address: ContentAddress
-    sha256: str
+    sha256: str | None
+    """None for a large file hashed for its address alone (`hash_files`): `put_blob` hashes
+    it as it sends it."""
 
     def file_json(self) -> dict[str, object]:
         """The file as a publish or add names it."""
@@ -70,21 +79,24 @@ class LocalFile:
         }
 
 
-def hash_files(found: Sequence[tree.TreeFile]) -> list[LocalFile]:
-    """Hash scanned files with both digests, HASH_THREADS files at once; in found's order.
+def hash_files(found: Sequence[tree.TreeFile], large_sha256: bool = True) -> list[LocalFile]:
+    """Hash scanned files, HASH_THREADS files at once; in found's order. Each gets both
+    digests, except that without large_sha256 a file over batch.MAX_BLOB gets BLAKE3 alone.
 
     Hashing releases the GIL, and a small file's Python work overlaps another's reads. The
     files larger than batch.MAX_BLOB start first, the largest first, so the last to finish is
     a small one; when there are two or more, each is hashed on its own thread alone.
     """
-    if len(found) < 2:
-        return [hash_file(item) for item in found]
     large = sorted(
         (n for n, item in enumerate(found) if item.size > batch.MAX_BLOB),
         key=lambda n: found[n].size,
         reverse=True,
     )
-    digest = digest_stream_here if len(large) > 1 else digest_stream
+    digest: Callable[[BinaryIO], DualDigest | tuple[Digest, int]] = (
+        (digest_stream_here if len(large) > 1 else digest_stream) if large_sha256 else blake3_stream
+    )
+    if len(found) < 2:
+        return [hash_file(item, digest) for item in found]
     order = large + [n for n, item in enumerate(found) if item.size <= batch.MAX_BLOB]
     with ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="artifactstore-hash") as pool:
         hashing = {n: pool.submit(hash_file, found[n], digest) for n in order}
@@ -96,13 +108,15 @@ def hash_files(found: Sequence[tree.TreeFile]) -> list[LocalFile]:
 
 
 def hash_file(
-    found: tree.TreeFile, digest: Callable[[BinaryIO], DualDigest] = digest_stream
+    found: tree.TreeFile,
+    digest: Callable[[BinaryIO], DualDigest | tuple[Digest, int]] = digest_stream,
 ) -> LocalFile:
-    """Hash one scanned file with both digests; InvalidInputError if it changed meanwhile.
+    """Hash one scanned file; InvalidInputError if it changed meanwhile.
 
-    A file of at most batch.MAX_BLOB bytes is read whole and hashed on this thread: the
-    threads of `hash_files` are the parallelism, and a hand-off per file only waited. A
-    larger one is read in chunks and hashed by digest.
+    A file of at most batch.MAX_BLOB bytes is read whole and hashed with both digests on this
+    thread: the threads of `hash_files` are the parallelism, and a hand-off per file only
+    waited. A larger one is read in chunks and hashed by digest (both digests, or BLAKE3
+    alone: `blake3_stream`).
     """
     if found.size > batch.MAX_BLOB:
         return _hash(found.path, found.source, found.size, found.mtime_ns, found.executable, digest)
@@ -136,14 +150,17 @@ def _hash(
     size: int,
     mtime_ns: int,
     executable: bool,
-    digest: Callable[[BinaryIO], DualDigest],
+    digest: Callable[[BinaryIO], DualDigest | tuple[Digest, int]],
 ) -> LocalFile:
     with tree.open_file(source) as handle:
         digests = digest(handle)
-        tree.check_unchanged(source, handle, digests.size, size, mtime_ns)
-    return LocalFile(
-        path, source, size, mtime_ns, executable, digests.content_address, digests.sha256.hex
-    )
+        if isinstance(digests, DualDigest):
+            blake3_digest, sha256, read = digests.blake3, digests.sha256.hex, digests.size
+        else:
+            (blake3_digest, read), sha256 = digests, None
+        tree.check_unchanged(source, handle, read, size, mtime_ns)
+    address = ContentAddress.of(blake3_digest)
+    return LocalFile(path, source, size, mtime_ns, executable, address, sha256)
 
 
 def missing(transport: Transport, addresses: Iterable[ContentAddress]) -> set[str]:
@@ -270,10 +287,11 @@ def put_blob(transport: Transport, item: LocalFile, stop: threading.Event | None
 
     A stop set meanwhile ends the body after its current piece (StoppedError)."""
     route = f"/v1/blobs/{item.address}"
+    sent = _Sent(item, stop)
     answer = transport.send(
         "PUT",
         route,
-        body=lambda: _body(item, stop),
+        body=sent.body,
         headers={"Content-Type": "application/octet-stream", "Content-Length": str(item.size)},
     )
     try:
@@ -282,31 +300,48 @@ def put_blob(transport: Transport, item: LocalFile, stop: threading.Event | None
         raise IntegrityError(f"the server answered PUT {route} with no JSON") from exc
     sha256 = field(document, "sha256", str, f"PUT {route}").removeprefix("sha256:")
     size = field(document, "size", int, f"PUT {route}")
-    if (sha256, size) != (item.sha256, item.size):
+    ours = item.sha256 or sent.sha256
+    if (sha256, size) != (ours, item.size):
         raise IntegrityError(
             f"the server stored {item.address} as {size} bytes with sha256:{sha256}; "
-            f"{item.source!r} has {item.size} bytes with sha256:{item.sha256}"
+            f"{item.source!r} has {item.size} bytes with sha256:{ours}"
         )
 
 
-def _body(item: LocalFile, stop: threading.Event | None) -> Iterator[bytes]:
-    """The file's bytes in CHUNK pieces, the last held back until they are known unchanged."""
-    with tree.open_file(item.source) as handle:
-        hasher = blake3.blake3()
-        read = 0
-        held = b""
-        while chunk := handle.read(CHUNK):
-            _check_not_stopped(stop)
+class _Sent:
+    """A file's bytes as a request body, made afresh for each attempt; the SHA-256 of the
+    last body sent whole, when the file was not hashed with it before."""
+
+    def __init__(self, item: LocalFile, stop: threading.Event | None) -> None:
+        self._item = item
+        self._stop = stop
+        self.sha256: str | None = None
+
+    def body(self) -> Iterator[bytes]:
+        """The file's bytes in CHUNK pieces, the last held back until they are known
+        unchanged (the bytes hashed to its address)."""
+        item = self._item
+        sha256 = None if item.sha256 else hashlib.sha256()
+        with tree.open_file(item.source) as handle:
+            hasher = blake3.blake3()
+            read = 0
+            held = b""
+            while chunk := handle.read(CHUNK):
+                _check_not_stopped(self._stop)
+                if held:
+                    yield held
+                held = chunk
+                read += len(chunk)
+                hasher.update(chunk)
+                if sha256 is not None:
+                    sha256.update(chunk)
+            tree.check_unchanged(item.source, handle, read, item.size, item.mtime_ns)
+            if hasher.hexdigest() != item.address.hex:
+                raise _changed(item)
+            if sha256 is not None:
+                self.sha256 = sha256.hexdigest()
             if held:
                 yield held
-            held = chunk
-            read += len(chunk)
-            hasher.update(chunk)
-        tree.check_unchanged(item.source, handle, read, item.size, item.mtime_ns)
-        if hasher.hexdigest() != item.address.hex:
-            raise _changed(item)
-        if held:
-            yield held
 
 
 class StoppedError(Exception):
