@@ -341,10 +341,10 @@ def digest_stream_here(source: BinaryIO) -> DualDigest:
     )
 
 
-def blake3_stream(source: BinaryIO) -> tuple[Digest, int]:
-    """The BLAKE3 digest of a binary file object, on the caller's thread, and its length: the
-    content address alone, for a caller that finds the stored blob by it and takes the SHA-256
-    recorded for that blob (the same bytes have the same SHA-256)."""
+def blake3_stream(source: bytes | BinaryIO) -> tuple[Digest, int]:
+    """The BLAKE3 digest of bytes or a binary file object, on the caller's thread, and its
+    length: the content address alone, for a caller that needs no SHA-256 (it finds the stored
+    blob by its address and takes the SHA-256 recorded for it, or leaves it to the server)."""
     hasher, size = blake3.blake3(), 0
     for chunk in iter_chunks(source):
         hasher.update(chunk)

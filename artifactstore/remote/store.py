@@ -244,8 +244,8 @@ class RemoteStore:
         if on_scanned is not None:
             on_scanned(len(found), sum(item.size for item in found))
         existing = self._find(located)
-        # A new version needs no SHA-256 of a large file the server has (see upload).
-        files = upload.hash_files(found, large_sha256=existing is not None)
+        # A new version needs no SHA-256 from the client (see upload).
+        files = upload.hash_files(found, sha256=existing is not None)
 
         def settled(item: upload.LocalFile) -> None:
             if progress is not None:

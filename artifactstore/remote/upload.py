@@ -3,9 +3,9 @@
 Each file is hashed once on the client (BLAKE3 and SHA-256 in one pass: `digest_here` of a
 small file read whole, `digest_stream_here` of a larger one, or `digest_stream` on two cores
 if it is the only one), HASH_THREADS files at once, the larger ones first, and checked
-unchanged by that read (`tree.check_unchanged`). A push of a new version hashes a larger file
-with BLAKE3 alone (`large_sha256=False`): the server needs only its address, and most of a CI
-push's large files are blobs it has; the SHA-256 of one it lacks is computed as it is sent.
+unchanged by that read (`tree.check_unchanged`). A push of a new version hashes with BLAKE3
+alone (`sha256=False`): the server needs only the addresses, and most of a CI push's blobs are
+ones it has; the SHA-256 of a large file it lacks is computed as the file is sent.
 `POST /v1/blobs/missing` is asked in batches of MISSING_BATCH addresses; the server holds the
 blobs it has for a later publish. The missing blobs of at most `batch.MAX_BLOB` bytes are sent
 many to a request (`POST /v1/blobs/batch`, up to BATCH_BYTES or BATCH_BLOBS each: one request,
@@ -67,8 +67,8 @@ class LocalFile:
     executable: bool
     address: ContentAddress
     sha256: str | None
-    """None for a large file hashed for its address alone (`hash_files`): `put_blob` hashes
-    it as it sends it."""
+    """None for a file hashed for its address alone (`hash_files`): `put_blob` hashes a large
+    one as it sends it."""
 
     def file_json(self) -> dict[str, object]:
         """The file as a publish or add names it."""
@@ -79,9 +79,9 @@ class LocalFile:
         }
 
 
-def hash_files(found: Sequence[tree.TreeFile], large_sha256: bool = True) -> list[LocalFile]:
-    """Hash scanned files, HASH_THREADS files at once; in found's order. Each gets both
-    digests, except that without large_sha256 a file over batch.MAX_BLOB gets BLAKE3 alone.
+def hash_files(found: Sequence[tree.TreeFile], sha256: bool = True) -> list[LocalFile]:
+    """Hash scanned files with both digests, or BLAKE3 alone without sha256, HASH_THREADS
+    files at once; in found's order.
 
     Hashing releases the GIL, and a small file's Python work overlaps another's reads. The
     files larger than batch.MAX_BLOB start first, the largest first, so the last to finish is
@@ -93,7 +93,7 @@ def hash_files(found: Sequence[tree.TreeFile], large_sha256: bool = True) -> lis
         reverse=True,
     )
     digest: Callable[[BinaryIO], DualDigest | tuple[Digest, int]] = (
-        (digest_stream_here if len(large) > 1 else digest_stream) if large_sha256 else blake3_stream
+        (digest_stream_here if len(large) > 1 else digest_stream) if sha256 else blake3_stream
     )
     if len(found) < 2:
         return [hash_file(item, digest) for item in found]
@@ -111,24 +111,24 @@ def hash_file(
     found: tree.TreeFile,
     digest: Callable[[BinaryIO], DualDigest | tuple[Digest, int]] = digest_stream,
 ) -> LocalFile:
-    """Hash one scanned file; InvalidInputError if it changed meanwhile.
+    """Hash one scanned file by digest (both digests, or BLAKE3 alone: `blake3_stream`);
+    InvalidInputError if it changed meanwhile.
 
-    A file of at most batch.MAX_BLOB bytes is read whole and hashed with both digests on this
-    thread: the threads of `hash_files` are the parallelism, and a hand-off per file only
-    waited. A larger one is read in chunks and hashed by digest (both digests, or BLAKE3
-    alone: `blake3_stream`).
+    A file of at most batch.MAX_BLOB bytes is read whole and hashed on this thread: the
+    threads of `hash_files` are the parallelism, and a hand-off per file only waited. A
+    larger one is read in chunks.
     """
     if found.size > batch.MAX_BLOB:
         return _hash(found.path, found.source, found.size, found.mtime_ns, found.executable, digest)
-    digests = digest_here(tree.read_whole(found))
+    data = tree.read_whole(found)
+    if digest is blake3_stream:  # BLAKE3 alone, as for the large files
+        blake3_digest, sha256 = blake3_stream(data)[0], None
+    else:
+        digests = digest_here(data)
+        blake3_digest, sha256 = digests.blake3, digests.sha256.hex
+    address = ContentAddress.of(blake3_digest)
     return LocalFile(
-        found.path,
-        found.source,
-        found.size,
-        found.mtime_ns,
-        found.executable,
-        digests.content_address,
-        digests.sha256.hex,
+        found.path, found.source, found.size, found.mtime_ns, found.executable, address, sha256
     )
 
 

@@ -181,25 +181,24 @@ def test_a_small_file_changed_after_hashing_is_refused_and_not_stored(
         assert local.dataplane.stat_object(items[1].address) is None
 
 
-@pytest.mark.parametrize("large_sha256", [True, False])
+@pytest.mark.parametrize("sha256", [True, False])
 @pytest.mark.parametrize("more_large", [{}, {"e-large": 3 * batch.MAX_BLOB, "f-large": 1 << 22}])
 def test_hash_files_gives_both_digests_of_small_and_large_files_in_scan_order(
-    tmp_path: Path, more_large: dict[str, int], large_sha256: bool
+    tmp_path: Path, more_large: dict[str, int], sha256: bool
 ) -> None:
     # One large file is hashed on two cores; several, each on its thread, the largest first.
-    # Without large_sha256, a large file gets its address alone.
+    # Without sha256, each file gets its address alone.
     sizes = {"a-empty": 0, "b-large": batch.MAX_BLOB + 1, "c-small": 5000, "d-edge": 1 << 20}
     sizes.update(more_large)
     for name, size in sizes.items():
         (tmp_path / name).write_bytes(os.urandom(size))
     found = scan(tmp_path)
-    hashed = upload.hash_files(found, large_sha256)
+    hashed = upload.hash_files(found, sha256)
     assert [item.path for item in hashed] == sorted(sizes)
     for item in hashed:
         data = (tmp_path / item.path).read_bytes()
-        both = large_sha256 or len(data) <= batch.MAX_BLOB
-        sha256 = hashlib.sha256(data).hexdigest() if both else None
-        assert (item.size, item.sha256) == (len(data), sha256)
+        expected = hashlib.sha256(data).hexdigest() if sha256 else None
+        assert (item.size, item.sha256) == (len(data), expected)
         assert str(item.address) == f"blake3:{blake3.blake3(data).hexdigest()}"
 
 
@@ -208,14 +207,14 @@ def test_a_large_blob_hashed_for_its_address_alone_is_checked_against_the_server
 ) -> None:
     source = tmp_path / "large.bin"
     source.write_bytes(os.urandom(2 * upload.CHUNK + 5))
-    [item] = upload.hash_files(scan(tmp_path), large_sha256=False)
+    [item] = upload.hash_files(scan(tmp_path), sha256=False)
     assert item.sha256 is None
     transport = Transport(server.url, server.writer)
     try:
         # SHA-256 is computed as the bytes are sent: the server's answer must match it. A
         # server that hashed wrongly cannot be made for real; a client hasher that is not
         # SHA-256 gives the same disagreement.
-        monkeypatch.setattr(upload.hashlib, "sha256", hashlib.sha3_256)
+        monkeypatch.setattr(hashlib, "sha256", hashlib.sha3_256)
         with pytest.raises(IntegrityError, match=r"the server stored .* with sha256:"):
             upload.put_blob(transport, item)
         monkeypatch.undo()
